@@ -1,0 +1,448 @@
+//! Reading transcripts into the ledger: decides which bytes of which files are new
+//! (from the manifest), reads them on worker threads, and merges what they count.
+//!
+//! Every ledger observation is idempotent and order-independent, so a file read
+//! again after a crash, a corrupt manifest or a replaced file never counts a
+//! response twice; offsets only decide how much work a run does.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::session::{Ledger, Observation, ResponseKey, TokenCounts};
+use crate::source::{
+    FileIdentity, FileState, Line, LineReader, Manifest, Marker, TranscriptFile,
+    DEFAULT_MAX_INLINE_LINE,
+};
+use crate::transcript::{
+    decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
+};
+
+/// How to read.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Worker threads; 0 means one per CPU.
+    pub threads: usize,
+    /// Lines longer than this are decoded by streaming rather than in memory.
+    pub max_inline_line: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            threads: 0,
+            max_inline_line: DEFAULT_MAX_INLINE_LINE,
+        }
+    }
+}
+
+/// Bytes to read and bytes read so far, for a progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes_total: AtomicU64,
+    pub bytes_done: AtomicU64,
+}
+
+/// Why a known file is read again from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Shorter than the committed offset.
+    Truncated,
+    /// Another file now has this path, or the bytes before the offset changed.
+    Replaced,
+}
+
+/// What a run did, for the user.
+#[derive(Debug, Default)]
+pub struct IngestSummary {
+    pub files: usize,
+    pub files_read: usize,
+    pub files_unchanged: usize,
+    pub files_restarted: Vec<(PathBuf, Restart)>,
+    /// Files in the manifest that are gone from disk; their counted usage stays.
+    pub files_gone: usize,
+    pub bytes_read: u64,
+    /// Lines read this run, by outcome.
+    pub lines: LineStats,
+    /// Files with lines skipped this run, and how many.
+    pub files_with_skipped_lines: Vec<(PathBuf, LineStats)>,
+    /// Usage lines with no readable timestamp (dated 1970-01-01).
+    pub responses_without_timestamp: u64,
+    /// Files that could not be read; their manifest state is kept as it was.
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+/// The result of a run: the ledger with everything counted, the manifest that
+/// matches it, and what happened.
+pub struct Ingest {
+    pub ledger: Ledger,
+    pub manifest: Manifest,
+    pub summary: IngestSummary,
+}
+
+/// Reads what is new in `files` on top of a previous run's manifest and ledger
+/// (empty ones for a full scan).
+pub fn ingest(
+    files: Vec<TranscriptFile>,
+    mut previous: Manifest,
+    mut ledger: Ledger,
+    options: &IngestOptions,
+    progress: &Progress,
+) -> Ingest {
+    let jobs = plan(files, &mut previous);
+    let mut summary = IngestSummary {
+        files: jobs.len(),
+        files_gone: previous.files.len(),
+        ..IngestSummary::default()
+    };
+    let expected: u64 = jobs
+        .iter()
+        .map(|job| {
+            job.file
+                .size
+                .saturating_sub(job.previous.as_ref().map_or(0, |p| p.offset))
+        })
+        .sum();
+    progress.bytes_total.store(expected, Ordering::Relaxed);
+
+    let (outcomes, ledgers) = run_workers(&jobs, options, progress);
+    for worker_ledger in &ledgers {
+        ledger.merge(worker_ledger);
+    }
+    let mut manifest = Manifest::default();
+    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+        record_outcome(job, outcome, &mut manifest, &mut summary);
+    }
+    Ingest {
+        ledger,
+        manifest,
+        summary,
+    }
+}
+
+struct Job {
+    file: TranscriptFile,
+    previous: Option<FileState>,
+}
+
+/// Pairs each file with its manifest state, following renames: a file at a new path
+/// whose inode matches a vanished path's resumes where that one stopped. What is
+/// left in `previous` afterwards is gone from disk.
+fn plan(files: Vec<TranscriptFile>, previous: &mut Manifest) -> Vec<Job> {
+    let mut jobs: Vec<Job> = files
+        .into_iter()
+        .map(|file| {
+            let state = previous.files.remove(&file.path);
+            Job {
+                file,
+                previous: state,
+            }
+        })
+        .collect();
+    let mut vanished: HashMap<(u64, u64), PathBuf> = previous
+        .files
+        .iter()
+        .map(|(path, state)| ((state.identity.dev, state.identity.ino), path.clone()))
+        .collect();
+    for job in jobs.iter_mut().filter(|job| job.previous.is_none()) {
+        let Ok(metadata) = std::fs::metadata(&job.file.path) else {
+            continue;
+        };
+        let identity = FileIdentity::of(&metadata);
+        if let Some(old_path) = vanished.remove(&(identity.dev, identity.ino)) {
+            job.previous = previous.files.remove(&old_path);
+        }
+    }
+    jobs
+}
+
+enum Outcome {
+    Unchanged,
+    Read {
+        state: FileState,
+        restart: Option<Restart>,
+        lines: LineStats,
+        bytes: u64,
+        without_timestamp: u64,
+    },
+    Failed(io::Error),
+}
+
+fn run_workers(
+    jobs: &[Job],
+    options: &IngestOptions,
+    progress: &Progress,
+) -> (Vec<Outcome>, Vec<Ledger>) {
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(jobs.len().max(1));
+    // Largest first, so one big file does not start last and run alone.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].file.size));
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let ledgers = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut ledger = Ledger::new();
+                    let mut reader = FileReader::new(options.max_inline_line, progress);
+                    while let Some(&index) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let outcome = reader.read(&jobs[index], &mut ledger);
+                        if let Ok(mut slots) = outcomes.lock() {
+                            slots[index] = Some(outcome);
+                        }
+                    }
+                    ledger
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|worker| worker.join().ok())
+            .collect::<Vec<Ledger>>()
+    });
+    let outcomes = outcomes
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|slot| {
+            slot.unwrap_or_else(|| Outcome::Failed(io::Error::other("worker thread failed")))
+        })
+        .collect();
+    (outcomes, ledgers)
+}
+
+fn record_outcome(
+    job: Job,
+    outcome: Outcome,
+    manifest: &mut Manifest,
+    summary: &mut IngestSummary,
+) {
+    let path = job.file.path;
+    match outcome {
+        Outcome::Unchanged => {
+            summary.files_unchanged += 1;
+            if let Some(state) = job.previous {
+                manifest.files.insert(path, state);
+            }
+        }
+        Outcome::Read {
+            state,
+            restart,
+            lines,
+            bytes,
+            without_timestamp,
+        } => {
+            summary.files_read += 1;
+            summary.bytes_read += bytes;
+            summary.lines.add(&lines);
+            summary.responses_without_timestamp += without_timestamp;
+            if lines.skipped() > 0 {
+                summary.files_with_skipped_lines.push((path.clone(), lines));
+            }
+            if let Some(restart) = restart {
+                summary.files_restarted.push((path.clone(), restart));
+            }
+            manifest.files.insert(path, state);
+        }
+        Outcome::Failed(error) => {
+            summary.errors.push((path.clone(), error.to_string()));
+            if let Some(state) = job.previous {
+                manifest.files.insert(path, state);
+            }
+        }
+    }
+}
+
+/// One worker's reading state, reused across files.
+struct FileReader<'p> {
+    max_inline_line: usize,
+    progress: &'p Progress,
+    scratch: Vec<u8>,
+}
+
+impl<'p> FileReader<'p> {
+    fn new(max_inline_line: usize, progress: &'p Progress) -> Self {
+        FileReader {
+            max_inline_line,
+            progress,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn read(&mut self, job: &Job, ledger: &mut Ledger) -> Outcome {
+        match self.try_read(job, ledger) {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome::Failed(error),
+        }
+    }
+
+    fn try_read(&mut self, job: &Job, ledger: &mut Ledger) -> io::Result<Outcome> {
+        let path = &job.file.path;
+        let mut file = File::open(path)?;
+        // The identity is taken before reading: if the file grows while we read,
+        // the next run sees a change and resumes from the committed offset.
+        let identity = FileIdentity::of(&file.metadata()?);
+        let (start, restart, mut lines) = match &job.previous {
+            Some(before) if identity.unchanged_since(&before.identity) => {
+                return Ok(Outcome::Unchanged)
+            }
+            Some(before) => match resume_point(&file, &identity, before)? {
+                Ok(offset) => (offset, None, before.lines),
+                Err(restart) => (0, Some(restart), LineStats::default()),
+            },
+            None => (0, None, LineStats::default()),
+        };
+        file.seek(SeekFrom::Start(start))?;
+        let context = LineContext {
+            path_text: path.to_string_lossy(),
+            fallback_session: session_from_path(path),
+            project: &job.file.project,
+        };
+        let mut run_lines = LineStats::default();
+        let mut without_timestamp = 0;
+        let mut reader = LineReader::new(&file, start, self.max_inline_line);
+        let mut reported = 0;
+        loop {
+            let line = match reader.next_line()? {
+                Some(line) => line,
+                None => break,
+            };
+            let counted = match line {
+                Line::Complete { bytes, offset } => {
+                    let outcome = decode_line::<UsageLine>(bytes, &mut self.scratch);
+                    run_lines.record(&outcome);
+                    observe(&outcome, &context, offset, bytes, ledger)
+                }
+                Line::Oversized { offset, len } => {
+                    run_lines.oversized += 1;
+                    let outcome = decode_streamed(path, offset, len)?;
+                    run_lines.record(&outcome);
+                    observe(&outcome, &context, offset, &offset.to_le_bytes(), ledger)
+                }
+            };
+            without_timestamp += u64::from(counted == Some(false));
+            let read = reader.bytes_read();
+            if read - reported > (1 << 20) {
+                self.progress
+                    .bytes_done
+                    .fetch_add(read - reported, Ordering::Relaxed);
+                reported = read;
+            }
+        }
+        let bytes = reader.bytes_read();
+        self.progress
+            .bytes_done
+            .fetch_add(bytes - reported, Ordering::Relaxed);
+        let offset = reader.committed_offset();
+        drop(reader);
+        lines.add(&run_lines);
+        Ok(Outcome::Read {
+            state: FileState {
+                project: job.file.project.clone(),
+                identity,
+                offset,
+                marker: Marker::read(&file, offset)?,
+                lines,
+            },
+            restart,
+            lines: run_lines,
+            bytes,
+            without_timestamp,
+        })
+    }
+}
+
+/// Where to resume a known file, or why it must be read from the start.
+fn resume_point(
+    file: &File,
+    now: &FileIdentity,
+    before: &FileState,
+) -> io::Result<Result<u64, Restart>> {
+    if !now.same_file(&before.identity) {
+        return Ok(Err(Restart::Replaced));
+    }
+    if now.size < before.offset {
+        return Ok(Err(Restart::Truncated));
+    }
+    if !before.marker.matches(file, before.offset)? {
+        return Ok(Err(Restart::Replaced));
+    }
+    Ok(Ok(before.offset))
+}
+
+fn decode_streamed(
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> io::Result<Result<Decoded<UsageLine<'static>>, DecodeError>> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let reader = BufReader::with_capacity(64 << 10, file.take(len));
+    Ok(decode_reader(reader).map(|value| Decoded::Value {
+        value,
+        repair: None,
+    }))
+}
+
+struct LineContext<'a> {
+    path_text: std::borrow::Cow<'a, str>,
+    fallback_session: String,
+    project: &'a str,
+}
+
+/// Feeds a decoded line's usage to the ledger. Returns `None` for lines without
+/// usage, else whether the line had a readable timestamp.
+fn observe(
+    outcome: &Result<Decoded<UsageLine<'_>>, DecodeError>,
+    context: &LineContext<'_>,
+    offset: u64,
+    line: &[u8],
+    ledger: &mut Ledger,
+) -> Option<bool> {
+    let Ok(Decoded::Value { value, .. }) = outcome else {
+        return None;
+    };
+    let (message, usage) = value.billable()?;
+    let key = match message.id.as_deref() {
+        Some(id) => ResponseKey::of(id, value.request_id.as_deref()),
+        None => ResponseKey::of_line(&context.path_text, offset, line),
+    };
+    let timestamp_ms = value.timestamp.as_deref().and_then(parse_timestamp_ms);
+    let observation = Observation {
+        tokens: TokenCounts {
+            input: usage.input_tokens,
+            output: usage.output_tokens,
+            cache_creation: usage.cache_creation_input_tokens,
+            cache_creation_1h: usage.cache_creation_1h(),
+            cache_read: usage.cache_read_input_tokens,
+            web_search_requests: usage.web_search_requests(),
+        },
+        timestamp_ms: timestamp_ms.unwrap_or(0),
+        model: message.model.as_deref().unwrap_or("unknown"),
+        session: value
+            .session_id
+            .as_deref()
+            .unwrap_or(&context.fallback_session),
+        project: context.project,
+        sidechain: value.is_sidechain.unwrap_or(false),
+        fast: usage.speed.as_deref() == Some("fast"),
+        us_only: usage.inference_geo.as_deref() == Some("us"),
+        cost_usd: value.cost_usd,
+    };
+    ledger.observe(key, &observation);
+    Some(timestamp_ms.is_some())
+}
+
+/// A trunk file's stem is its session id; used when a line lacks `sessionId`.
+fn session_from_path(path: &Path) -> String {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

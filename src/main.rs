@@ -1,0 +1,275 @@
+//! The `ccotel` command line: parses arguments and wires the library together.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use ccotel::config::{self, Environment, Loaded, Overrides};
+use ccotel::ingest::{ingest, Ingest, IngestOptions, IngestSummary, Progress};
+use ccotel::progress::ProgressLine;
+use ccotel::report::{self, DateFilter, Grouping};
+use ccotel::session::{Ledger, PriceTable};
+use ccotel::source::{discover, Manifest, StateDir};
+
+/// Claude Code transcripts to exact token and cost reports (and OpenTelemetry).
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Config file (default: $XDG_CONFIG_HOME/ccotel/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// State directory holding the manifest (default: $CCOTEL_STATE_DIR,
+    /// $XDG_STATE_HOME/ccotel or ~/.local/state/ccotel).
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// More detail on stderr (-v: info, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Token and cost report, read incrementally through the manifest.
+    Report(ReportArgs),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// How to group: daily, monthly, session, project or model.
+    #[arg(value_enum, default_value = "daily")]
+    grouping: Grouping,
+    /// First date to include (YYYYMMDD or YYYY-MM-DD).
+    #[arg(short, long, value_parser = parse_date)]
+    since: Option<jiff::civil::Date>,
+    /// Last date to include (YYYYMMDD or YYYY-MM-DD).
+    #[arg(short, long, value_parser = parse_date)]
+    until: Option<jiff::civil::Date>,
+    /// IANA time zone for dates (default: the system's).
+    #[arg(short = 'z', long)]
+    timezone: Option<String>,
+    /// JSON in ccusage's shape instead of a table.
+    #[arg(short, long)]
+    json: bool,
+    /// Rescan every file from the start, ignoring and not touching the manifest.
+    #[arg(long)]
+    full: bool,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (secrets masked) and where it came from.
+    Check,
+}
+
+fn parse_date(text: &str) -> Result<jiff::civil::Date, String> {
+    let normalized = match text.len() {
+        8 if text.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{}-{}-{}", &text[..4], &text[4..6], &text[6..])
+        }
+        _ => text.to_owned(),
+    };
+    normalized
+        .parse()
+        .map_err(|_| format!("{text:?} is not a date (YYYYMMDD or YYYY-MM-DD)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ccotel: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CCOTEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let environment = Environment::from_process();
+    let timezone = match &cli.command {
+        Command::Report(args) => args.timezone.clone(),
+        Command::Config(_) => None,
+    };
+    let overrides = Overrides {
+        state_dir: cli.state_dir.clone(),
+        timezone,
+    };
+    let loaded = config::load(cli.config.as_deref(), &overrides, &environment)?;
+    match cli.command {
+        Command::Report(args) => run_report(&loaded, &environment, &args),
+        Command::Config(ConfigCommand::Check) => config_check(&loaded, &environment),
+    }
+}
+
+fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> Result<()> {
+    let config = &loaded.config;
+    let roots = loaded.claude_roots(environment);
+    let files = discover(&roots).context("listing transcripts")?;
+    if files.is_empty() {
+        let list: Vec<String> = roots
+            .iter()
+            .map(|r| r.join("projects").display().to_string())
+            .collect();
+        tracing::warn!("no transcripts found under {}", list.join(", "));
+    }
+    let options = IngestOptions {
+        threads: config.threads,
+        max_inline_line: config.max_line_bytes,
+    };
+    let progress = Arc::new(Progress::default());
+    let result = if args.full {
+        let _line = ProgressLine::start(Arc::clone(&progress));
+        ingest(
+            files,
+            Manifest::default(),
+            Ledger::new(),
+            &options,
+            &progress,
+        )
+    } else {
+        let dir = loaded.state_dir(environment)?;
+        let state = StateDir::open(&dir).context("opening the state directory")?;
+        let (manifest, ledger, clean) = load_state(&state);
+        let result = {
+            let _line = ProgressLine::start(Arc::clone(&progress));
+            ingest(files, manifest, ledger, &options, &progress)
+        };
+        let changed = result.summary.files_read > 0 || result.summary.files_gone > 0;
+        if changed || !clean {
+            state
+                .save(&result.manifest, &result.ledger.encode())
+                .context("saving the manifest")?;
+        }
+        result
+    };
+    print_report(loaded, args, &result)?;
+    warn_about(&result.summary);
+    Ok(())
+}
+
+/// The previous run's state; anything unreadable is a warning and a full re-parse.
+fn load_state(state: &StateDir) -> (Manifest, Ledger, bool) {
+    match state.load() {
+        Ok(Some((manifest, blob))) => match Ledger::decode(&blob) {
+            Ok(ledger) => (manifest, ledger, true),
+            Err(error) => {
+                tracing::warn!("{error}; re-reading every transcript");
+                (Manifest::default(), Ledger::new(), false)
+            }
+        },
+        Ok(None) => (Manifest::default(), Ledger::new(), true),
+        Err(error) => {
+            tracing::warn!("{error}; re-reading every transcript");
+            (Manifest::default(), Ledger::new(), false)
+        }
+    }
+}
+
+fn print_report(loaded: &Loaded, args: &ReportArgs, result: &Ingest) -> Result<()> {
+    let prices = PriceTable::with_overrides(&loaded.config.pricing);
+    let filter = DateFilter {
+        time_zone: loaded.time_zone()?,
+        since: args.since,
+        until: args.until,
+    };
+    let report = report::build(&result.ledger, &prices, args.grouping, &filter);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::to_json(&report))?
+        );
+    } else {
+        print!("{}", report::render(&report));
+    }
+    for (model, responses) in &report.unpriced {
+        tracing::warn!(
+            "no price for model {model:?} ({responses} responses counted at $0); add [pricing.\"{model}\"] to the config"
+        );
+    }
+    Ok(())
+}
+
+fn warn_about(summary: &IngestSummary) {
+    for (path, lines) in &summary.files_with_skipped_lines {
+        tracing::info!(
+            "{}: skipped {} malformed and {} non-object lines",
+            path.display(),
+            lines.malformed,
+            lines.not_object
+        );
+    }
+    let skipped: u64 = summary.lines.skipped();
+    if skipped > 0 {
+        tracing::warn!(
+            "skipped {skipped} unreadable lines in {} files (-v lists them)",
+            summary.files_with_skipped_lines.len()
+        );
+    }
+    for (path, restart) in &summary.files_restarted {
+        tracing::info!("{}: {restart:?}, read again from the start", path.display());
+    }
+    for (path, error) in &summary.errors {
+        tracing::warn!("{}: {error}; will retry on the next run", path.display());
+    }
+    if summary.responses_without_timestamp > 0 {
+        tracing::warn!(
+            "{} responses have no readable timestamp and are dated 1970-01-01",
+            summary.responses_without_timestamp
+        );
+    }
+    tracing::info!(
+        files = summary.files,
+        read = summary.files_read,
+        unchanged = summary.files_unchanged,
+        bytes = summary.bytes_read,
+        "scan finished"
+    );
+}
+
+fn config_check(loaded: &Loaded, environment: &Environment) -> Result<()> {
+    match &loaded.file {
+        Some((path, true)) => println!("# config file: {}", path.display()),
+        Some((path, false)) => println!(
+            "# config file: {} (not present; defaults apply)",
+            path.display()
+        ),
+        None => println!("# config file: none"),
+    }
+    println!(
+        "# state directory: {}",
+        loaded.state_dir(environment)?.display()
+    );
+    let roots: Vec<String> = loaded
+        .claude_roots(environment)
+        .iter()
+        .map(|root| root.display().to_string())
+        .collect();
+    println!("# transcripts under: {}", roots.join(", "));
+    print!("{}", loaded.to_masked_toml());
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! Usage reports computed from the ledger: grouped by day, month, session, project
+//! or model, for the terminal or as JSON in ccusage's shape.
+
+mod aggregate;
+mod json;
+mod table;
+
+pub use aggregate::{build, DateFilter, Grouping, Report, Row, Totals};
+pub use json::to_json;
+pub use table::render;

@@ -1,0 +1,468 @@
+//! The dedup ledger: one counted usage per API response.
+//!
+//! Claude Code writes one line per content block of a response, each repeating the
+//! usage as it stood, and resumed or forked sessions replay old lines into new
+//! files. A response is identified by (`message.id`, `requestId`), or `message.id`
+//! alone when `requestId` is absent, and counted once, with its largest usage.
+//!
+//! "Largest" is a total order (token total, then each field, then the earliest
+//! timestamp, then the attribution strings), so the ledger reaches the same state
+//! whatever order lines, files and incremental runs arrive in. That is what lets an
+//! incremental run count exactly what a full run counts: the ledger is persisted
+//! with the manifest and every new line is merged into it.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Identity of one API response: a 128-bit hash of its ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResponseKey(pub u128);
+
+impl ResponseKey {
+    /// The key of a response with a `message.id` and, usually, a `requestId`.
+    pub fn of(message_id: &str, request_id: Option<&str>) -> Self {
+        let mut bytes = Vec::with_capacity(message_id.len() + 40);
+        bytes.extend_from_slice(message_id.as_bytes());
+        if let Some(request_id) = request_id {
+            bytes.push(0);
+            bytes.extend_from_slice(request_id.as_bytes());
+        }
+        ResponseKey(xxhash_rust::xxh3::xxh3_128(&bytes))
+    }
+
+    /// The key of a usage line with no `message.id`: it cannot be deduplicated, so
+    /// it is identified by where it is and what it says, which stays the same when
+    /// the file is read again.
+    pub fn of_line(file: &str, offset: u64, line: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(file.len() + 24);
+        bytes.push(1);
+        bytes.extend_from_slice(file.as_bytes());
+        bytes.extend_from_slice(&offset.to_le_bytes());
+        bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(line).to_le_bytes());
+        ResponseKey(xxhash_rust::xxh3::xxh3_128(&bytes))
+    }
+}
+
+/// Token counts of one response. `cache_creation_1h` is the part of
+/// `cache_creation` written with a one-hour time to live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub input: u64,
+    pub output: u64,
+    pub cache_creation: u64,
+    pub cache_creation_1h: u64,
+    pub cache_read: u64,
+    pub web_search_requests: u64,
+}
+
+impl TokenCounts {
+    /// Input, output, cache writes and cache reads together.
+    pub fn total(&self) -> u64 {
+        self.input + self.output + self.cache_creation + self.cache_read
+    }
+
+    fn rank(&self) -> (u64, u64, u64, u64, u64, u64, u64) {
+        (
+            self.total(),
+            self.output,
+            self.cache_creation,
+            self.cache_read,
+            self.input,
+            self.cache_creation_1h,
+            self.web_search_requests,
+        )
+    }
+}
+
+/// One line's view of a response, as the scanner hands it to the ledger.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    pub tokens: TokenCounts,
+    /// Unix milliseconds; 0 when the line had no readable timestamp.
+    pub timestamp_ms: i64,
+    pub model: &'a str,
+    pub session: &'a str,
+    pub project: &'a str,
+    pub sidechain: bool,
+    /// `usage.speed == "fast"`.
+    pub fast: bool,
+    /// `usage.inference_geo == "us"`: US-only inference.
+    pub us_only: bool,
+    /// `costUSD` written by pre-1.0.9 Claude Code.
+    pub cost_usd: Option<f64>,
+}
+
+impl Observation<'_> {
+    fn rank(&self) -> impl Ord + '_ {
+        (
+            self.tokens.rank(),
+            Reverse(self.timestamp_ms),
+            Reverse((self.session, self.project, self.model)),
+            (self.sidechain, self.fast, self.us_only),
+            self.cost_usd.map(f64::to_bits),
+        )
+    }
+}
+
+/// A counted response, with its strings resolved.
+pub type Response<'a> = Observation<'a>;
+
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    tokens: TokenCounts,
+    timestamp_ms: i64,
+    model: u32,
+    session: u32,
+    project: u32,
+    flags: u8,
+    cost_usd: Option<f64>,
+}
+
+const SIDECHAIN: u8 = 1;
+const FAST: u8 = 2;
+const US_ONLY: u8 = 4;
+
+/// Keys are already uniform hashes; fold them instead of hashing again.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn write_u128(&mut self, value: u128) {
+        self.0 = (value as u64) ^ ((value >> 64) as u64);
+    }
+}
+
+/// The counted usage of every response seen.
+#[derive(Default)]
+pub struct Ledger {
+    records: HashMap<ResponseKey, Record, BuildHasherDefault<KeyHasher>>,
+    strings: Vec<Box<str>>,
+    string_ids: HashMap<Box<str>, u32>,
+}
+
+/// The persisted ledger could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("session state is corrupt: {0}")]
+pub struct LedgerError(String);
+
+impl Ledger {
+    pub fn new() -> Self {
+        Ledger::default()
+    }
+
+    /// Number of distinct responses counted.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Records a line's usage for a response; the largest observation is kept.
+    /// Returns true when this observation is now the counted one.
+    pub fn observe(&mut self, key: ResponseKey, observation: &Observation<'_>) -> bool {
+        if let Some(existing) = self.records.get(&key) {
+            let existing = self.resolve(existing);
+            if observation.rank().cmp(&existing.rank()) != Ordering::Greater {
+                return false;
+            }
+        }
+        let record = self.intern_record(observation);
+        self.records.insert(key, record);
+        true
+    }
+
+    /// Merges another ledger into this one, as if its observations were made here.
+    pub fn merge(&mut self, other: &Ledger) {
+        self.records.reserve(other.records.len());
+        for (key, record) in &other.records {
+            self.observe(*key, &other.resolve(record));
+        }
+    }
+
+    /// Every counted response, in no particular order.
+    pub fn responses(&self) -> impl Iterator<Item = (ResponseKey, Response<'_>)> + '_ {
+        self.records
+            .iter()
+            .map(|(key, record)| (*key, self.resolve(record)))
+    }
+
+    fn resolve(&self, record: &Record) -> Observation<'_> {
+        Observation {
+            tokens: record.tokens,
+            timestamp_ms: record.timestamp_ms,
+            model: &self.strings[record.model as usize],
+            session: &self.strings[record.session as usize],
+            project: &self.strings[record.project as usize],
+            sidechain: record.flags & SIDECHAIN != 0,
+            fast: record.flags & FAST != 0,
+            us_only: record.flags & US_ONLY != 0,
+            cost_usd: record.cost_usd,
+        }
+    }
+
+    fn intern_record(&mut self, observation: &Observation<'_>) -> Record {
+        Record {
+            tokens: observation.tokens,
+            timestamp_ms: observation.timestamp_ms,
+            model: self.intern(observation.model),
+            session: self.intern(observation.session),
+            project: self.intern(observation.project),
+            flags: u8::from(observation.sidechain) * SIDECHAIN
+                | u8::from(observation.fast) * FAST
+                | u8::from(observation.us_only) * US_ONLY,
+            cost_usd: observation.cost_usd,
+        }
+    }
+
+    fn intern(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.string_ids.get(text) {
+            return id;
+        }
+        let id = self.strings.len() as u32;
+        self.strings.push(text.into());
+        self.string_ids.insert(text.into(), id);
+        id
+    }
+
+    /// The ledger in a compact binary form, for the state directory.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.records.len() * RECORD_BYTES);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(self.strings.len() as u32).to_le_bytes());
+        for text in &self.strings {
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+        let mut keys: Vec<&ResponseKey> = self.records.keys().collect();
+        keys.sort_unstable();
+        out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+        for key in keys {
+            let record = &self.records[key];
+            out.extend_from_slice(&key.0.to_le_bytes());
+            let t = &record.tokens;
+            for value in [
+                t.input,
+                t.output,
+                t.cache_creation,
+                t.cache_creation_1h,
+                t.cache_read,
+                t.web_search_requests,
+            ] {
+                out.extend_from_slice(&value.to_le_bytes());
+            }
+            out.extend_from_slice(&record.timestamp_ms.to_le_bytes());
+            for id in [record.model, record.session, record.project] {
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+            out.push(record.flags);
+            out.extend_from_slice(&record.cost_usd.unwrap_or(f64::NAN).to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads a ledger written by [`Ledger::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Ledger, LedgerError> {
+        let mut input = Cursor { bytes, at: 0 };
+        if input.take(MAGIC.len())? != MAGIC {
+            return Err(LedgerError("unknown format".into()));
+        }
+        let mut ledger = Ledger::new();
+        let strings = input.u32()?;
+        for _ in 0..strings {
+            let len = input.u32()? as usize;
+            let text = std::str::from_utf8(input.take(len)?)
+                .map_err(|error| LedgerError(error.to_string()))?;
+            ledger.intern(text);
+        }
+        if ledger.strings.len() != strings as usize {
+            return Err(LedgerError("duplicate strings".into()));
+        }
+        let count = input.u64()?;
+        if count.saturating_mul(RECORD_BYTES as u64) > (bytes.len() - input.at) as u64 {
+            return Err(LedgerError("truncated".into()));
+        }
+        ledger.records.reserve(count as usize);
+        for _ in 0..count {
+            let key = ResponseKey(u128::from_le_bytes(input.array()?));
+            let tokens = TokenCounts {
+                input: input.u64()?,
+                output: input.u64()?,
+                cache_creation: input.u64()?,
+                cache_creation_1h: input.u64()?,
+                cache_read: input.u64()?,
+                web_search_requests: input.u64()?,
+            };
+            let timestamp_ms = i64::from_le_bytes(input.array()?);
+            let (model, session, project) = (input.u32()?, input.u32()?, input.u32()?);
+            if [model, session, project].iter().any(|&id| id >= strings) {
+                return Err(LedgerError("string index out of range".into()));
+            }
+            let flags = input.take(1)?[0];
+            let cost = f64::from_le_bytes(input.array()?);
+            let record = Record {
+                tokens,
+                timestamp_ms,
+                model,
+                session,
+                project,
+                flags,
+                cost_usd: (!cost.is_nan()).then_some(cost),
+            };
+            ledger.records.insert(key, record);
+        }
+        if input.at != bytes.len() {
+            return Err(LedgerError("trailing bytes".into()));
+        }
+        Ok(ledger)
+    }
+}
+
+const MAGIC: &[u8] = b"ccotel-ledger-1\n";
+const RECORD_BYTES: usize = 16 + 6 * 8 + 8 + 3 * 4 + 1 + 8;
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], LedgerError> {
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or_else(|| LedgerError("truncated".into()))?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], LedgerError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u32(&mut self) -> Result<u32, LedgerError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, LedgerError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(output: u64, timestamp_ms: i64, session: &str) -> Observation<'_> {
+        Observation {
+            tokens: TokenCounts {
+                input: 3,
+                output,
+                cache_creation: 100,
+                cache_creation_1h: 40,
+                cache_read: 2000,
+                web_search_requests: 0,
+            },
+            timestamp_ms,
+            model: "claude-opus-4-6",
+            session,
+            project: "-p",
+            sidechain: false,
+            fast: false,
+            us_only: false,
+            cost_usd: None,
+        }
+    }
+
+    #[test]
+    fn largest_usage_wins_in_any_order() {
+        let key = ResponseKey::of("msg_1", Some("req_1"));
+        let lines = [obs(3, 10, "s"), obs(172, 11, "s"), obs(172, 12, "s")];
+        let mut forward = Ledger::new();
+        let mut backward = Ledger::new();
+        for line in &lines {
+            forward.observe(key, line);
+        }
+        for line in lines.iter().rev() {
+            backward.observe(key, line);
+        }
+        for ledger in [&forward, &backward] {
+            let (_, kept) = ledger.responses().next().expect("one");
+            assert_eq!(ledger.len(), 1);
+            assert_eq!(kept.tokens.output, 172);
+            assert_eq!(kept.timestamp_ms, 11, "ties keep the earliest line");
+        }
+    }
+
+    #[test]
+    fn request_id_is_part_of_the_key() {
+        assert_ne!(
+            ResponseKey::of("msg_1", Some("req_1")),
+            ResponseKey::of("msg_1", Some("req_2"))
+        );
+        assert_ne!(
+            ResponseKey::of("msg_1", None),
+            ResponseKey::of("msg_1", Some(""))
+        );
+    }
+
+    #[test]
+    fn merge_equals_observing_everything_in_one() {
+        let mut a = Ledger::new();
+        let mut b = Ledger::new();
+        let mut all = Ledger::new();
+        for (i, (into_a, output)) in [(true, 5), (false, 9), (true, 7)].into_iter().enumerate() {
+            let key = ResponseKey::of(&format!("msg_{}", i % 2), None);
+            let ledger = if into_a { &mut a } else { &mut b };
+            ledger.observe(key, &obs(output, i as i64, "s"));
+            all.observe(key, &obs(output, i as i64, "s"));
+        }
+        a.merge(&b);
+        assert_eq!(a.encode(), {
+            let mut merged = Ledger::new();
+            merged.merge(&all);
+            merged.encode()
+        });
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_damage() {
+        let mut ledger = Ledger::new();
+        ledger.observe(ResponseKey::of("m", Some("r")), &obs(5, 1, "s1"));
+        let mut with_cost = obs(6, 2, "s2");
+        with_cost.cost_usd = Some(0.25);
+        with_cost.sidechain = true;
+        ledger.observe(ResponseKey::of("m2", None), &with_cost);
+        let bytes = ledger.encode();
+        let back = Ledger::decode(&bytes).expect("decode");
+        assert_eq!(back.encode(), bytes);
+        let kept: Vec<_> = back
+            .responses()
+            .filter(|(_, r)| r.cost_usd.is_some())
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].1.sidechain);
+        for cut in [0, 5, bytes.len() - 1] {
+            assert!(Ledger::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut extended = bytes.clone();
+        extended.push(0);
+        assert!(Ledger::decode(&extended).is_err());
+    }
+}

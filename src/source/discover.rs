@@ -1,0 +1,170 @@
+//! Finding transcripts: the config roots (`CLAUDE_CONFIG_DIR`, else `~/.claude` and
+//! `~/.config/claude`) and every `*.jsonl` under each root's `projects/`.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// One transcript file found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscriptFile {
+    pub path: PathBuf,
+    /// The project directory name under `projects/` (Claude Code's encoded cwd).
+    pub project: String,
+    pub size: u64,
+}
+
+/// The roots named by `CLAUDE_CONFIG_DIR` (a comma-separated list), if it is set.
+pub fn roots_from_env(value: Option<&str>) -> Option<Vec<PathBuf>> {
+    let value = value?;
+    let roots: Vec<PathBuf> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|root| !root.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    (!roots.is_empty()).then_some(roots)
+}
+
+/// Claude Code's default config roots under `home`.
+pub fn default_roots(home: &Path) -> Vec<PathBuf> {
+    vec![home.join(".claude"), home.join(".config").join("claude")]
+}
+
+/// Every transcript under the given roots, sorted by path. Roots without a
+/// `projects/` directory are skipped; the same file reached through two roots (a
+/// symlinked config dir) is listed once.
+pub fn discover(roots: &[PathBuf]) -> io::Result<Vec<TranscriptFile>> {
+    let mut files = Vec::new();
+    let mut seen = HashSet::new();
+    for root in roots {
+        let projects = root.join("projects");
+        let Ok(metadata) = fs::metadata(&projects) else {
+            continue;
+        };
+        if !metadata.is_dir() {
+            continue;
+        }
+        let entries = fs::read_dir(&projects)?;
+        for entry in entries {
+            let entry = entry?;
+            let project = entry.file_name().to_string_lossy().into_owned();
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                walk(&entry.path(), &project, &mut seen, &mut files)?;
+            } else {
+                push_if_transcript(entry.path(), &project, &mut seen, &mut files);
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+fn walk(
+    dir: &Path,
+    project: &str,
+    seen: &mut HashSet<(u64, u64)>,
+    files: &mut Vec<TranscriptFile>,
+) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // A session directory deleted by Claude Code's cleanup while we walk.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let file_type = entry.file_type()?;
+        // Directory symlinks are not followed: they can form cycles.
+        if file_type.is_dir() {
+            walk(&entry.path(), project, seen, files)?;
+        } else {
+            push_if_transcript(entry.path(), project, seen, files);
+        }
+    }
+    Ok(())
+}
+
+fn push_if_transcript(
+    path: PathBuf,
+    project: &str,
+    seen: &mut HashSet<(u64, u64)>,
+    files: &mut Vec<TranscriptFile>,
+) {
+    if path.extension().and_then(|ext| ext.to_str()) != Some("jsonl") {
+        return;
+    }
+    let Ok(metadata) = fs::metadata(&path) else {
+        return;
+    };
+    if !metadata.is_file() || !seen.insert((metadata.dev(), metadata.ino())) {
+        return;
+    }
+    files.push(TranscriptFile {
+        path,
+        project: project.to_owned(),
+        size: metadata.len(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path) {
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(path, b"{}\n").expect("write");
+    }
+
+    #[test]
+    fn finds_every_layout_and_nothing_else() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let root = home.path().join(".claude");
+        let project = root.join("projects").join("-home-dev-app");
+        for name in [
+            "s1.jsonl",
+            "agent-af1ff21.jsonl",
+            "s1/subagents/agent-a2898e3.jsonl",
+            "s1/subagents/agent-acompact-e1f845.jsonl",
+        ] {
+            touch(&project.join(name));
+        }
+        touch(&project.join("s1/subagents/agent-a2898e3.meta.json"));
+        touch(&project.join("memory/notes.md"));
+        touch(&root.join("history.jsonl"));
+        let files = discover(&default_roots(home.path())).expect("discover");
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| {
+                f.path
+                    .strip_prefix(&project)
+                    .expect("under project")
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "agent-af1ff21.jsonl",
+                "s1/subagents/agent-a2898e3.jsonl",
+                "s1/subagents/agent-acompact-e1f845.jsonl",
+                "s1.jsonl"
+            ]
+        );
+        assert!(files.iter().all(|f| f.project == "-home-dev-app"));
+    }
+
+    #[test]
+    fn env_list_replaces_defaults() {
+        assert_eq!(roots_from_env(None), None);
+        assert_eq!(roots_from_env(Some(" , ")), None);
+        assert_eq!(
+            roots_from_env(Some("/a, /b ,")),
+            Some(vec![PathBuf::from("/a"), PathBuf::from("/b")])
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! Where transcripts come from: the Claude config roots and the files under them,
+//! reading complete lines from a byte offset, file identity, and the manifest that
+//! records how far each file has been read.
+//!
+//! Nothing here knows what a line means.
+
+mod discover;
+mod identity;
+pub mod manifest;
+mod reader;
+
+pub use discover::{default_roots, discover, roots_from_env, TranscriptFile};
+pub use identity::{FileIdentity, Marker, MARKER_WINDOW};
+pub use manifest::{FileState, Manifest, ManifestError, StateDir};
+pub use reader::{Line, LineReader, DEFAULT_MAX_INLINE_LINE};

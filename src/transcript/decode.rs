@@ -1,0 +1,263 @@
+//! Tolerant decoding of one transcript line.
+//!
+//! A line is trimmed, classified (blank, not an object, malformed) and decoded into
+//! the caller's view. Two repairs are attempted before a line is given up on, both
+//! from FORMAT.md §2: lone UTF-16 surrogate escapes (Claude Code truncating tool
+//! output mid-emoji) become U+FFFD, and a torn record followed on the same physical
+//! line by a complete one (a writer killed mid-append) yields the complete one.
+
+use std::io::Read;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+/// A repair that made a line decodable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repair {
+    /// Lone surrogate escapes were replaced with U+FFFD.
+    LoneSurrogates,
+    /// A torn record of this many bytes preceded the complete record and was dropped.
+    TornPrefix { dropped_bytes: usize },
+    /// Both of the above.
+    TornPrefixAndSurrogates { dropped_bytes: usize },
+}
+
+/// What a line turned out to be.
+#[derive(Debug)]
+pub enum Decoded<T> {
+    /// Empty or whitespace only.
+    Blank,
+    /// A JSON object, decoded, possibly after a repair.
+    Value { value: T, repair: Option<Repair> },
+}
+
+/// Why a line could not be decoded. Either way the line is counted and skipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("valid JSON but not an object")]
+    NotObject,
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+}
+
+/// Decodes one line (without its `\n`) into `T`, repairing it if necessary.
+///
+/// `scratch` holds repaired bytes; decoded values may borrow from it or from `line`.
+pub fn decode_line<'a, T: Deserialize<'a>>(
+    line: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+) -> Result<Decoded<T>, DecodeError> {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return Ok(Decoded::Blank);
+    }
+    if line[0] != b'{' {
+        return match serde_json::from_slice::<IgnoredAny>(line) {
+            Ok(_) => Err(DecodeError::NotObject),
+            Err(error) => Err(DecodeError::Malformed(error.to_string())),
+        };
+    }
+    let first_error = match serde_json::from_slice::<T>(line) {
+        Ok(value) => {
+            return Ok(Decoded::Value {
+                value,
+                repair: None,
+            })
+        }
+        Err(error) => error,
+    };
+    let torn_at = torn_record_start(line);
+    let candidate = &line[torn_at..];
+    let surrogates = has_surrogate_escape(candidate);
+    if surrogates {
+        scratch.clear();
+        replace_lone_surrogates(candidate, scratch);
+    }
+    let repair = match (torn_at, surrogates) {
+        (0, false) => return Err(DecodeError::Malformed(first_error.to_string())),
+        (0, true) => Repair::LoneSurrogates,
+        (dropped_bytes, false) => Repair::TornPrefix { dropped_bytes },
+        (dropped_bytes, true) => Repair::TornPrefixAndSurrogates { dropped_bytes },
+    };
+    let bytes: &'a [u8] = if surrogates { scratch } else { candidate };
+    match serde_json::from_slice::<T>(bytes) {
+        Ok(value) => Ok(Decoded::Value {
+            value,
+            repair: Some(repair),
+        }),
+        Err(_) => Err(DecodeError::Malformed(first_error.to_string())),
+    }
+}
+
+/// Decodes a line streamed from `reader`, for lines too long to hold in memory.
+/// No repair is attempted; the reader must yield exactly the line's bytes.
+pub fn decode_reader<'a, R: Read, T: Deserialize<'a>>(reader: R) -> Result<T, DecodeError> {
+    let mut deserializer = serde_json::Deserializer::from_reader(reader);
+    let value = T::deserialize(&mut deserializer).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => DecodeError::NotObject,
+        _ => DecodeError::Malformed(error.to_string()),
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| DecodeError::Malformed(error.to_string()))?;
+    Ok(value)
+}
+
+/// Where the last complete-looking record starts when a torn record precedes it on
+/// the same line; 0 when there is no such split.
+fn torn_record_start(line: &[u8]) -> usize {
+    const RECORD_STARTS: [&[u8]; 4] = [
+        b"{\"parentUuid\"",
+        b"{\"type\"",
+        b"{\"uuid\"",
+        b"{\"sessionId\"",
+    ];
+    RECORD_STARTS
+        .iter()
+        .filter_map(|start| memchr::memmem::rfind(&line[1..], start).map(|at| at + 1))
+        .max()
+        .unwrap_or(0)
+}
+
+fn has_surrogate_escape(line: &[u8]) -> bool {
+    memchr::memmem::find_iter(line, b"\\u").any(|at| {
+        matches!(line.get(at + 2), Some(b'd' | b'D'))
+            && matches!(
+                line.get(at + 3),
+                Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+            )
+    })
+}
+
+/// Copies `line` into `out`, replacing every unpaired `\uD800`–`\uDFFF` escape with
+/// `\uFFFD`. Paired surrogates and escaped backslashes are left as they are.
+fn replace_lone_surrogates(line: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < line.len() {
+        if line[i] != b'\\' {
+            out.push(line[i]);
+            i += 1;
+            continue;
+        }
+        match escape_code_unit(line, i) {
+            Some(high @ 0xD800..=0xDBFF) => {
+                if matches!(escape_code_unit(line, i + 6), Some(0xDC00..=0xDFFF)) {
+                    out.extend_from_slice(&line[i..i + 12]);
+                    i += 12;
+                } else {
+                    let _ = high;
+                    out.extend_from_slice(b"\\uFFFD");
+                    i += 6;
+                }
+            }
+            Some(0xDC00..=0xDFFF) => {
+                out.extend_from_slice(b"\\uFFFD");
+                i += 6;
+            }
+            _ => {
+                let end = (i + 2).min(line.len());
+                out.extend_from_slice(&line[i..end]);
+                i = end;
+            }
+        }
+    }
+}
+
+/// The UTF-16 code unit of a `\uXXXX` escape starting at `at`, if there is one.
+fn escape_code_unit(line: &[u8], at: usize) -> Option<u16> {
+    let escape = line.get(at..at + 6)?;
+    if escape[0] != b'\\' || escape[1] != b'u' {
+        return None;
+    }
+    let hex = std::str::from_utf8(&escape[2..]).ok()?;
+    u16::from_str_radix(hex, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transcript::UsageLine;
+
+    fn decode(line: &str) -> Result<Decoded<UsageLine<'_>>, DecodeError> {
+        let scratch = Box::leak(Box::new(Vec::new()));
+        decode_line(line.as_bytes(), scratch)
+    }
+
+    #[test]
+    fn blank_and_whitespace_lines_are_blank() {
+        for line in ["", "   ", "\r", " \t\r"] {
+            assert!(matches!(decode(line), Ok(Decoded::Blank)), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn crlf_is_trimmed() {
+        let decoded = decode("{\"type\":\"user\"}\r").expect("decodes");
+        assert!(matches!(decoded, Decoded::Value { repair: None, .. }));
+    }
+
+    #[test]
+    fn non_objects_are_classified() {
+        for line in ["\"massive error\"", "42", "[1]", "null", "true"] {
+            assert_eq!(decode(line).err(), Some(DecodeError::NotObject), "{line}");
+        }
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_malformed() {
+        for line in [
+            "not json at all",
+            "\u{0}\u{0}\u{0}",
+            "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_01trunc",
+            "{\"parentUuid\":\"u2\",\"isSidechain\":false,\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":\"trunc",
+        ] {
+            assert!(matches!(decode(line), Err(DecodeError::Malformed(_))), "{line}");
+        }
+    }
+
+    #[test]
+    fn torn_record_yields_the_complete_one() {
+        let line = r#"{"type":"pr-link","sessionId":"s","prNu{"parentUuid":"u1","type":"assistant","requestId":"req_x1","message":{"id":"msg_x1","model":"claude-opus-4-6","usage":{"input_tokens":3,"output_tokens":5}}}"#;
+        match decode(line) {
+            Ok(Decoded::Value { value, repair }) => {
+                assert_eq!(repair, Some(Repair::TornPrefix { dropped_bytes: 39 }));
+                assert_eq!(value.request_id.as_deref(), Some("req_x1"));
+                assert_eq!(value.billable().map(|(_, u)| u.output_tokens), Some(5));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lone_surrogates_in_decoded_fields_are_repaired() {
+        let line = r#"{"type":"assistant","requestId":"r\ud83c","message":{"id":"m","usage":{"output_tokens":1}}}"#;
+        match decode(line) {
+            Ok(Decoded::Value { value, repair }) => {
+                assert_eq!(repair, Some(Repair::LoneSurrogates));
+                assert_eq!(value.request_id.as_deref(), Some("r\u{FFFD}"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn surrogate_repair_keeps_pairs_and_escaped_backslashes() {
+        let mut out = Vec::new();
+        replace_lone_surrogates(br#""a\ud83c\udf89 b\\ud83c c\udc00 d\ud83c""#, &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            r#""a\ud83c\udf89 b\\ud83c c\uFFFD d\uFFFD""#
+        );
+    }
+
+    #[test]
+    fn streamed_lines_decode_and_reject_trailing_garbage() {
+        let ok: UsageLine = decode_reader(&b"{\"type\":\"user\"}"[..]).expect("decodes");
+        assert_eq!(ok.kind.as_deref(), Some("user"));
+        assert!(decode_reader::<_, UsageLine>(&b"{\"type\":\"user\"} x"[..]).is_err());
+        assert_eq!(
+            decode_reader::<_, UsageLine>(&b"[1]"[..]).err(),
+            Some(DecodeError::NotObject)
+        );
+    }
+}
