@@ -14,8 +14,8 @@ use std::sync::Mutex;
 
 use crate::session::{Ledger, Observation, ResponseKey, TokenCounts};
 use crate::source::{
-    FileIdentity, FileState, Line, LineReader, Manifest, Marker, TranscriptFile,
-    DEFAULT_MAX_INLINE_LINE,
+    FileIdentity, FileState, Line, LineReader, Manifest, ManifestError, Marker, StateDir,
+    TranscriptFile, DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -123,6 +123,49 @@ pub fn ingest(
     }
 }
 
+/// What the state directory held before a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriorState {
+    /// No manifest yet: a first run.
+    Empty,
+    /// The manifest and ledger were read.
+    Loaded,
+    /// They could not be read (the reason); everything was read again.
+    Discarded(String),
+}
+
+/// Reads what is new since the state in `state` was saved, and saves the result
+/// (only when something changed).
+pub fn ingest_incremental(
+    state: &StateDir,
+    files: Vec<TranscriptFile>,
+    options: &IngestOptions,
+    progress: &Progress,
+) -> Result<(Ingest, PriorState), ManifestError> {
+    let (manifest, ledger, prior) = match state.load() {
+        Ok(Some((manifest, blob))) => match Ledger::decode(&blob) {
+            Ok(ledger) => (manifest, ledger, PriorState::Loaded),
+            Err(error) => (
+                Manifest::default(),
+                Ledger::new(),
+                PriorState::Discarded(error.to_string()),
+            ),
+        },
+        Ok(None) => (Manifest::default(), Ledger::new(), PriorState::Empty),
+        Err(error) => (
+            Manifest::default(),
+            Ledger::new(),
+            PriorState::Discarded(error.to_string()),
+        ),
+    };
+    let result = ingest(files, manifest, ledger, options, progress);
+    let changed = result.summary.files_read > 0 || result.summary.files_gone > 0;
+    if changed || prior != PriorState::Loaded {
+        state.save(&result.manifest, &result.ledger.encode())?;
+    }
+    Ok((result, prior))
+}
+
 struct Job {
     file: TranscriptFile,
     previous: Option<FileState>,
@@ -162,7 +205,7 @@ fn plan(files: Vec<TranscriptFile>, previous: &mut Manifest) -> Vec<Job> {
 enum Outcome {
     Unchanged,
     Read {
-        state: FileState,
+        state: Box<FileState>,
         restart: Option<Restart>,
         lines: LineStats,
         bytes: u64,
@@ -249,7 +292,7 @@ fn record_outcome(
             if let Some(restart) = restart {
                 summary.files_restarted.push((path.clone(), restart));
             }
-            manifest.files.insert(path, state);
+            manifest.files.insert(path, *state);
         }
         Outcome::Failed(error) => {
             summary.errors.push((path.clone(), error.to_string()));
@@ -309,11 +352,7 @@ impl<'p> FileReader<'p> {
         let mut without_timestamp = 0;
         let mut reader = LineReader::new(&file, start, self.max_inline_line);
         let mut reported = 0;
-        loop {
-            let line = match reader.next_line()? {
-                Some(line) => line,
-                None => break,
-            };
+        while let Some(line) = reader.next_line()? {
             let counted = match line {
                 Line::Complete { bytes, offset } => {
                     let outcome = decode_line::<UsageLine>(bytes, &mut self.scratch);
@@ -344,13 +383,13 @@ impl<'p> FileReader<'p> {
         drop(reader);
         lines.add(&run_lines);
         Ok(Outcome::Read {
-            state: FileState {
+            state: Box::new(FileState {
                 project: job.file.project.clone(),
                 identity,
                 offset,
                 marker: Marker::read(&file, offset)?,
                 lines,
-            },
+            }),
             restart,
             lines: run_lines,
             bytes,

@@ -8,7 +8,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use ccotel::config::{self, Environment, Loaded, Overrides};
-use ccotel::ingest::{ingest, Ingest, IngestOptions, IngestSummary, Progress};
+use ccotel::ingest::{
+    ingest, ingest_incremental, Ingest, IngestOptions, IngestSummary, PriorState, Progress,
+};
 use ccotel::progress::ProgressLine;
 use ccotel::report::{self, DateFilter, Grouping};
 use ccotel::session::{Ledger, PriceTable};
@@ -154,40 +156,17 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
     } else {
         let dir = loaded.state_dir(environment)?;
         let state = StateDir::open(&dir).context("opening the state directory")?;
-        let (manifest, ledger, clean) = load_state(&state);
-        let result = {
-            let _line = ProgressLine::start(Arc::clone(&progress));
-            ingest(files, manifest, ledger, &options, &progress)
-        };
-        let changed = result.summary.files_read > 0 || result.summary.files_gone > 0;
-        if changed || !clean {
-            state
-                .save(&result.manifest, &result.ledger.encode())
-                .context("saving the manifest")?;
+        let _line = ProgressLine::start(Arc::clone(&progress));
+        let (result, prior) = ingest_incremental(&state, files, &options, &progress)
+            .context("saving the manifest")?;
+        if let PriorState::Discarded(reason) = prior {
+            tracing::warn!("{reason}; every transcript was read again");
         }
         result
     };
     print_report(loaded, args, &result)?;
     warn_about(&result.summary);
     Ok(())
-}
-
-/// The previous run's state; anything unreadable is a warning and a full re-parse.
-fn load_state(state: &StateDir) -> (Manifest, Ledger, bool) {
-    match state.load() {
-        Ok(Some((manifest, blob))) => match Ledger::decode(&blob) {
-            Ok(ledger) => (manifest, ledger, true),
-            Err(error) => {
-                tracing::warn!("{error}; re-reading every transcript");
-                (Manifest::default(), Ledger::new(), false)
-            }
-        },
-        Ok(None) => (Manifest::default(), Ledger::new(), true),
-        Err(error) => {
-            tracing::warn!("{error}; re-reading every transcript");
-            (Manifest::default(), Ledger::new(), false)
-        }
-    }
 }
 
 fn print_report(loaded: &Loaded, args: &ReportArgs, result: &Ingest) -> Result<()> {
@@ -270,6 +249,10 @@ fn config_check(loaded: &Loaded, environment: &Environment) -> Result<()> {
         .map(|root| root.display().to_string())
         .collect();
     println!("# transcripts under: {}", roots.join(", "));
-    print!("{}", loaded.to_masked_toml());
+    println!(
+        "# time zone: {}",
+        loaded.time_zone()?.iana_name().unwrap_or("system")
+    );
+    println!("{}", loaded.to_masked_toml().trim_end());
     Ok(())
 }

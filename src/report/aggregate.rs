@@ -99,7 +99,11 @@ pub fn build(
     let mut unpriced = BTreeMap::new();
     // Responses sharing a timestamp's hour share a date; cache the conversion.
     let mut dates: std::collections::HashMap<i64, Date> = std::collections::HashMap::new();
-    for (_, response) in ledger.responses() {
+    // Sorted by key so floating-point sums do not depend on hash-map order: the
+    // same ledger always gives the same cents.
+    let mut responses: Vec<_> = ledger.responses().collect();
+    responses.sort_unstable_by_key(|(key, _)| *key);
+    for (_, response) in responses {
         let date = *dates
             .entry(response.timestamp_ms.div_euclid(900_000))
             .or_insert_with(|| filter.local_date(response.timestamp_ms));

@@ -46,9 +46,17 @@ pub fn render(report: &Report) -> String {
             *width = (*width).max(cell.chars().count());
         }
     }
+    // A model report's rows are models: its Models column would be empty.
+    if matches!(report.grouping, Grouping::Model) {
+        widths[1] = 0;
+    }
     let mut out = String::new();
     push_row(&mut out, &header.map(String::from), &widths);
-    let rule: Vec<String> = widths.iter().map(|w| "─".repeat(*w)).collect();
+    let rule: Vec<String> = widths
+        .iter()
+        .filter(|w| **w > 0)
+        .map(|w| "─".repeat(*w))
+        .collect();
     let _ = writeln!(out, "{}", rule.join("──"));
     let last = rows.len() - 1;
     for (i, row) in rows.iter().enumerate() {
@@ -76,6 +84,9 @@ fn cells(key: String, models: String, totals: &Totals) -> [String; 8] {
 fn push_row(out: &mut String, row: &[String; 8], widths: &[usize; 8]) {
     let mut line = String::new();
     for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+        if *width == 0 {
+            continue;
+        }
         let pad = width - cell.chars().count();
         if i < 2 {
             line.push_str(cell);
@@ -106,7 +117,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

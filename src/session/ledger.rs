@@ -220,9 +220,9 @@ impl Ledger {
             model: self.intern(observation.model),
             session: self.intern(observation.session),
             project: self.intern(observation.project),
-            flags: u8::from(observation.sidechain) * SIDECHAIN
-                | u8::from(observation.fast) * FAST
-                | u8::from(observation.us_only) * US_ONLY,
+            flags: (u8::from(observation.sidechain) * SIDECHAIN)
+                | (u8::from(observation.fast) * FAST)
+                | (u8::from(observation.us_only) * US_ONLY),
             cost_usd: observation.cost_usd,
         }
     }

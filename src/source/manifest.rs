@@ -137,9 +137,8 @@ impl StateDir {
         let hash = xxhash_rust::xxh3::xxh3_64(session_state);
         let blob_name = format!("session-state.{hash:016x}.bin");
         let blob_path = self.path.join(&blob_name);
-        if !blob_path.exists() {
-            write_atomically(&blob_path, session_state)?;
-        }
+        // Always rewritten: a blob of the same name on disk may be the damaged one.
+        write_atomically(&blob_path, session_state)?;
         let file = ManifestFile {
             format: FORMAT,
             written_by: format!("ccotel {}", env!("CARGO_PKG_VERSION")),

@@ -1,0 +1,275 @@
+//! The `ccotel` binary as a user meets it: reports in both shapes, incremental
+//! runs through the state directory, and clear errors for bad configuration.
+
+mod common;
+
+use std::fs;
+use std::process::Output;
+
+use common::ClaudeHome;
+
+fn home_with_samples() -> ClaudeHome {
+    let home = ClaudeHome::new();
+    home.copy_sample(
+        "claude-code-viewer/fe5e1c67-53e7-4862-81ae-d0e013e3270b.jsonl",
+        "-path-to-Demo/fe5e1c67-53e7-4862-81ae-d0e013e3270b.jsonl",
+    );
+    home.copy_sample(
+        "spotter/subagent.jsonl",
+        "-home-USER-spotter/subagent.jsonl",
+    );
+    home.copy_sample(
+        "synthetic/constructed/malformed_lines.jsonl",
+        "-tmp-p/00000000-0000-4000-8000-0000000000aa.jsonl",
+    );
+    home
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "ccotel failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(output)).expect("JSON output")
+}
+
+#[test]
+fn daily_json_has_ccusages_shape_and_the_librarys_totals() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    let output = home
+        .ccotel(state.path())
+        .args(["report", "daily", "--json"])
+        .output()
+        .expect("run");
+    let document = json(&output);
+    let day = &document["daily"][0];
+    for field in [
+        "date",
+        "inputTokens",
+        "outputTokens",
+        "cacheCreationTokens",
+        "cacheReadTokens",
+        "totalTokens",
+        "totalCost",
+        "modelsUsed",
+        "modelBreakdowns",
+    ] {
+        assert!(!day[field].is_null(), "daily[0].{field} is missing: {day}");
+    }
+    for field in [
+        "modelName",
+        "inputTokens",
+        "outputTokens",
+        "cacheCreationTokens",
+        "cacheReadTokens",
+        "cost",
+    ] {
+        assert!(
+            !day["modelBreakdowns"][0][field].is_null(),
+            "modelBreakdowns[0].{field}"
+        );
+    }
+    let (input, output_tokens, cache_creation, cache_read, _) =
+        common::token_totals(&home.full_scan());
+    let totals = &document["totals"];
+    assert_eq!(totals["inputTokens"], input);
+    assert_eq!(totals["outputTokens"], output_tokens);
+    assert_eq!(totals["cacheCreationTokens"], cache_creation);
+    assert_eq!(totals["cacheReadTokens"], cache_read);
+    assert_eq!(
+        totals["totalTokens"],
+        input + output_tokens + cache_creation + cache_read
+    );
+    assert!(
+        state.path().join("manifest.json").is_file(),
+        "the manifest was written"
+    );
+
+    let full = json(
+        &home
+            .ccotel(state.path())
+            .args(["report", "daily", "--json", "--full"])
+            .output()
+            .expect("run"),
+    );
+    assert_eq!(full, document, "--full and incremental agree");
+}
+
+#[test]
+fn every_grouping_renders_a_table_with_a_total_row() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    for grouping in ["daily", "monthly", "session", "project", "model"] {
+        let text = stdout(
+            &home
+                .ccotel(state.path())
+                .args(["report", grouping])
+                .output()
+                .expect("run"),
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() >= 4, "{grouping}: {text}");
+        assert!(
+            lines.last().is_some_and(|l| l.starts_with("Total")),
+            "{grouping}: {text}"
+        );
+        assert!(text.contains('$'), "{grouping}: {text}");
+    }
+    let sessions = json(
+        &home
+            .ccotel(state.path())
+            .args(["report", "session", "--json"])
+            .output()
+            .expect("run"),
+    );
+    let ids: Vec<&str> = sessions["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .map(|s| s["sessionId"].as_str().expect("id"))
+        .collect();
+    assert!(
+        ids.contains(&"fe5e1c67-53e7-4862-81ae-d0e013e3270b"),
+        "{ids:?}"
+    );
+}
+
+#[test]
+fn since_and_until_select_days() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    let all = json(
+        &home
+            .ccotel(state.path())
+            .args(["report", "daily", "--json"])
+            .output()
+            .expect("run"),
+    );
+    let days: Vec<String> = all["daily"]
+        .as_array()
+        .expect("daily")
+        .iter()
+        .map(|d| d["date"].as_str().expect("date").to_owned())
+        .collect();
+    assert!(days.len() >= 2, "{days:?}");
+    let compact = days[1].replace('-', "");
+    let one = json(
+        &home
+            .ccotel(state.path())
+            .args([
+                "report", "daily", "--json", "--since", &compact, "--until", &days[1],
+            ])
+            .output()
+            .expect("run"),
+    );
+    let selected: Vec<&str> = one["daily"]
+        .as_array()
+        .expect("daily")
+        .iter()
+        .map(|d| d["date"].as_str().expect("date"))
+        .collect();
+    assert_eq!(selected, [days[1].as_str()]);
+    assert_eq!(
+        one["totals"]["outputTokens"],
+        all["daily"][1]["outputTokens"]
+    );
+}
+
+#[test]
+fn a_corrupt_manifest_warns_and_still_reports_right() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    let first = json(
+        &home
+            .ccotel(state.path())
+            .args(["report", "daily", "--json"])
+            .output()
+            .expect("run"),
+    );
+    fs::write(state.path().join("manifest.json"), b"{ not json").expect("corrupt");
+    let output = home
+        .ccotel(state.path())
+        .args(["report", "daily", "--json"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(stderr.contains("manifest.json is corrupt"), "{stderr}");
+    assert_eq!(json(&output), first);
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_file() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    let config = home.home().join("ccotel.toml");
+    fs::write(&config, "timezone = \"UTC\"\nmax_line_byte = 5\n").expect("write");
+    let output = home
+        .ccotel(state.path())
+        .args(["--config", config.to_str().expect("utf-8"), "report"])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("max_line_byte") && stderr.contains("ccotel.toml"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+
+    let output = home
+        .ccotel(state.path())
+        .args(["report", "--timezone", "Mars/Olympus"])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("timezone") && stderr.contains("Mars/Olympus"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_check_prints_the_effective_config() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    let config_dir = home.home().join(".config/ccotel");
+    fs::create_dir_all(&config_dir).expect("mkdir");
+    fs::write(
+        config_dir.join("config.toml"),
+        "timezone = \"Europe/Paris\"\n[pricing.\"my-model\"]\ninput = 1.0\noutput = 2.0\n",
+    )
+    .expect("write");
+    let text = stdout(
+        &home
+            .ccotel(state.path())
+            .env("CCOTEL_THREADS", "3")
+            .args(["config", "check"])
+            .output()
+            .expect("run"),
+    );
+    assert!(text.contains("Europe/Paris"), "{text}");
+    assert!(text.contains("threads = 3"), "{text}");
+    assert!(text.contains("my-model"), "{text}");
+    assert!(text.contains(&state.path().display().to_string()), "{text}");
+}
+
+#[test]
+fn an_empty_home_reports_zero_and_says_where_it_looked() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    let output = home
+        .ccotel(state.path())
+        .args(["report", "daily", "--json"])
+        .output()
+        .expect("run");
+    let document = json(&output);
+    assert_eq!(document["totals"]["totalTokens"], 0);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no transcripts found"));
+}

@@ -1,0 +1,207 @@
+//! Shared fixtures for the integration tests: a throwaway Claude home, the shared
+//! reference samples and corpus generator, scanning through the library, and the
+//! rule for missing external tools (a failure under `CI=true`, a skip elsewhere).
+#![allow(dead_code)]
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ccotel::ingest::{ingest, ingest_incremental, Ingest, IngestOptions, PriorState, Progress};
+use ccotel::report::{self, DateFilter, Grouping, Report, Totals};
+use ccotel::session::{Ledger, PriceTable};
+use ccotel::source::{default_roots, discover, Manifest, StateDir};
+
+/// `../shared`, the read-only reference folder beside the project.
+pub fn shared_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared")
+}
+
+/// A file under `../shared/formats/samples/`.
+pub fn sample(relative: &str) -> PathBuf {
+    shared_dir().join("formats").join("samples").join(relative)
+}
+
+/// Whether an external tool needed by a test is present. Under `CI=true` a missing
+/// tool fails the test; elsewhere the test is skipped with a note.
+pub fn require(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} is required in CI but missing");
+    }
+    eprintln!("skipping: {what} is missing");
+    false
+}
+
+/// A temporary `HOME` with a `.claude/projects/` tree.
+pub struct ClaudeHome {
+    pub dir: tempfile::TempDir,
+}
+
+impl ClaudeHome {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir_all(dir.path().join(".claude/projects")).expect("mkdir");
+        ClaudeHome { dir }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The `.claude` config root.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join(".claude")
+    }
+
+    /// A path under `.claude/projects/`.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root().join("projects").join(relative)
+    }
+
+    /// Writes a file under `.claude/projects/`, replacing any that was there.
+    pub fn write(&self, relative: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(relative);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, bytes).expect("write");
+        path
+    }
+
+    /// Copies a reference sample to `relative`.
+    pub fn copy_sample(&self, sample_path: &str, relative: &str) -> PathBuf {
+        self.write(
+            relative,
+            &fs::read(sample(sample_path)).expect("read sample"),
+        )
+    }
+
+    /// Appends to a file under `.claude/projects/`, creating it if needed.
+    pub fn append(&self, relative: &str, bytes: &[u8]) {
+        let path = self.path(relative);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("open");
+        file.write_all(bytes).expect("append");
+    }
+
+    /// Reads everything from the start, with no manifest.
+    pub fn full_scan(&self) -> Ingest {
+        let files = discover(&default_roots(self.home())).expect("discover");
+        ingest(
+            files,
+            Manifest::default(),
+            Ledger::new(),
+            &IngestOptions::default(),
+            &Progress::default(),
+        )
+    }
+
+    /// Reads incrementally through the manifest in `state_dir`.
+    pub fn incremental_scan(&self, state_dir: &Path) -> (Ingest, PriorState) {
+        let state = StateDir::open(state_dir).expect("state dir");
+        let files = discover(&default_roots(self.home())).expect("discover");
+        ingest_incremental(
+            &state,
+            files,
+            &IngestOptions::default(),
+            &Progress::default(),
+        )
+        .expect("ingest")
+    }
+
+    /// Runs the `ccotel` binary with this home, UTC, and `state_dir` as state.
+    pub fn ccotel(&self, state_dir: &Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ccotel"));
+        command
+            .env_clear()
+            .env("HOME", self.home())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TZ", "UTC")
+            .env("CCOTEL_STATE_DIR", state_dir);
+        command
+    }
+}
+
+/// A report over everything counted, with UTC dates.
+pub fn report(ingest: &Ingest, grouping: Grouping) -> Report {
+    let filter = DateFilter {
+        time_zone: jiff::tz::TimeZone::UTC,
+        since: None,
+        until: None,
+    };
+    report::build(&ingest.ledger, &PriceTable::embedded(), grouping, &filter)
+}
+
+/// Token totals (input, output, cache writes, cache reads) and response count.
+pub fn token_totals(ingest: &Ingest) -> (u64, u64, u64, u64, u64) {
+    let Totals {
+        input,
+        output,
+        cache_creation,
+        cache_read,
+        responses,
+        ..
+    } = report(ingest, Grouping::Daily).totals;
+    (input, output, cache_creation, cache_read, responses)
+}
+
+/// Writes a generated corpus (`gen_corpus.py`) into `out` and returns its
+/// `truth.json` token sums, or `None` (skip) when python3 is missing outside CI.
+pub fn generate_corpus(
+    out: &Path,
+    files: u32,
+    megabytes: f64,
+    seed: u32,
+) -> Option<serde_json::Value> {
+    let script = shared_dir().join("tools").join("gen_corpus.py");
+    let python = Command::new("python3").arg("--version").output().is_ok();
+    if !require(
+        "python3 and ../shared/tools/gen_corpus.py",
+        python && script.is_file(),
+    ) {
+        return None;
+    }
+    let status = Command::new("python3")
+        .arg(&script)
+        .args(["--out".as_ref(), out.as_os_str()])
+        .args([
+            "--files",
+            &files.to_string(),
+            "--target-mb",
+            &megabytes.to_string(),
+        ])
+        .args(["--seed", &seed.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run gen_corpus.py");
+    assert!(status.success(), "gen_corpus.py failed");
+    let truth = fs::read(out.join("truth.json")).expect("truth.json");
+    Some(serde_json::from_slice(&truth).expect("truth.json is JSON"))
+}
+
+/// Sums of `truth.json`'s per-model figures: (input, output, cache writes, cache
+/// reads, API calls).
+pub fn truth_totals(truth: &serde_json::Value) -> (u64, u64, u64, u64, u64) {
+    let models = truth["by_model"].as_object().expect("by_model");
+    let sum = |field: &str| {
+        models
+            .values()
+            .map(|m| m[field].as_u64().expect("number"))
+            .sum()
+    };
+    (
+        sum("input"),
+        sum("output"),
+        sum("cache_creation"),
+        sum("cache_read"),
+        sum("calls"),
+    )
+}

@@ -1,0 +1,145 @@
+//! An incremental run must count exactly what one full scan counts, however the
+//! bytes arrive: here a corpus is fed in random byte-sized appends (cut anywhere,
+//! mid-line included) with a restart and manifest reload between scans.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ccotel::report::{to_json, Grouping};
+use common::ClaudeHome;
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Every `*.jsonl` under `dir`, as (path relative to `projects/`, bytes).
+fn corpus_files(projects: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "jsonl") {
+                out.push(path);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    walk(projects, &mut paths);
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let relative = path.strip_prefix(projects).expect("under projects");
+            (
+                relative.display().to_string(),
+                fs::read(&path).expect("read"),
+            )
+        })
+        .collect()
+}
+
+/// Feeds `files` into a fresh home in random appends, scanning incrementally every
+/// few appends, and checks the final incremental report against a full scan.
+fn feed_in_random_appends(files: &[(String, Vec<u8>)], seed: u64, max_chunk: u64) -> usize {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state dir");
+    let mut rng = Rng(seed);
+    let mut cursors = vec![0usize; files.len()];
+    let mut scans = 0;
+    while cursors
+        .iter()
+        .zip(files)
+        .any(|(at, (_, bytes))| *at < bytes.len())
+    {
+        for _ in 0..=rng.below(4) {
+            let pending: Vec<usize> = (0..files.len())
+                .filter(|&i| cursors[i] < files[i].1.len())
+                .collect();
+            if pending.is_empty() {
+                break;
+            }
+            let i = pending[rng.below(pending.len() as u64) as usize];
+            let (name, bytes) = &files[i];
+            let limit = if rng.below(4) == 0 { 64 } else { max_chunk };
+            let size = 1 + rng.below(limit) as usize;
+            let end = (cursors[i] + size).min(bytes.len());
+            home.append(name, &bytes[cursors[i]..end]);
+            cursors[i] = end;
+        }
+        // Each scan opens the state directory anew: a restart and a manifest reload.
+        home.incremental_scan(state.path());
+        scans += 1;
+    }
+    let (incremental, _) = home.incremental_scan(state.path());
+    let full = home.full_scan();
+    for grouping in [Grouping::Daily, Grouping::Session, Grouping::Model] {
+        assert_eq!(
+            to_json(&common::report(&incremental, grouping)),
+            to_json(&common::report(&full, grouping)),
+            "incremental and full reports differ ({grouping:?}, seed {seed})"
+        );
+    }
+    assert!(common::token_totals(&full).4 > 0, "the corpus has usage");
+    scans
+}
+
+#[test]
+fn real_samples_in_random_appends_equal_one_full_scan() {
+    let sample_files = [
+        "claude-code-viewer/fe5e1c67-53e7-4862-81ae-d0e013e3270b.jsonl",
+        "claude-code-viewer/5c0375b4-57a5-4f26-b12d-d022ee4e51b7.jsonl",
+        "fasthooks/sample_main_transcript.jsonl",
+        "fasthooks/sample_agent_sidechain.jsonl",
+        "spotter/subagent.jsonl",
+        "spotter/tool_heavy.jsonl",
+        "synthetic/constructed/malformed_lines.jsonl",
+        "claude-code-log/edge_cases.jsonl",
+    ];
+    let files: Vec<(String, Vec<u8>)> = sample_files
+        .iter()
+        .map(|name| {
+            let relative = format!("-samples/{}", name.replace('/', "-"));
+            (relative, fs::read(common::sample(name)).expect("sample"))
+        })
+        .collect();
+    for seed in [1, 2, 3] {
+        let scans = feed_in_random_appends(&files, seed, 24 << 10);
+        assert!(scans > 20, "only {scans} scans");
+    }
+}
+
+#[test]
+fn generated_corpus_in_random_appends_equals_one_full_scan_and_truth() {
+    let corpus = tempfile::tempdir().expect("corpus dir");
+    let Some(truth) = common::generate_corpus(corpus.path(), 40, 3.0, 5) else {
+        return;
+    };
+    let files = corpus_files(&corpus.path().join(".claude/projects"));
+    feed_in_random_appends(&files, 42, 96 << 10);
+
+    let home = ClaudeHome::new();
+    for (name, bytes) in &files {
+        home.write(name, bytes);
+    }
+    let (input, output, cache_creation, cache_read, calls) =
+        common::token_totals(&home.full_scan());
+    assert_eq!(
+        (input, output, cache_creation, cache_read, calls),
+        common::truth_totals(&truth)
+    );
+}

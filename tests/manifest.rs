@@ -1,0 +1,191 @@
+//! The manifest across runs: corrupt state, truncated, replaced, deleted, renamed
+//! and half-written files. Each test builds a tiny project from hand-written lines
+//! whose usage is known, so every expected total is visible in the test.
+
+mod common;
+
+use std::fs;
+
+use ccotel::ingest::{PriorState, Restart};
+use common::ClaudeHome;
+
+/// An assistant line of response `id` with `output` output tokens (input 10,
+/// cache write 100, cache read 1000).
+fn response(id: &str, output: u64) -> String {
+    format!(
+        r#"{{"type":"assistant","sessionId":"s1","timestamp":"2026-01-02T03:04:05.000Z","requestId":"req_{id}","message":{{"id":"msg_{id}","model":"claude-sonnet-4-5-20250929","content":[{{"type":"text","text":"x"}}],"usage":{{"input_tokens":10,"cache_creation_input_tokens":100,"cache_read_input_tokens":1000,"output_tokens":{output}}}}}}}"#
+    ) + "\n"
+}
+
+fn output_and_responses(ingest: &ccotel::ingest::Ingest) -> (u64, u64) {
+    let (_, output, _, _, responses) = common::token_totals(ingest);
+    (output, responses)
+}
+
+#[test]
+fn unchanged_files_are_not_read_again() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    home.write(
+        "-p/s1.jsonl",
+        (response("a", 5) + &response("b", 7)).as_bytes(),
+    );
+    let (first, prior) = home.incremental_scan(state.path());
+    assert_eq!(prior, PriorState::Empty);
+    assert_eq!(output_and_responses(&first), (12, 2));
+    let (second, prior) = home.incremental_scan(state.path());
+    assert_eq!(prior, PriorState::Loaded);
+    assert_eq!(second.summary.bytes_read, 0);
+    assert_eq!(second.summary.files_unchanged, 1);
+    assert_eq!(output_and_responses(&second), (12, 2));
+}
+
+#[test]
+fn corrupt_manifest_or_ledger_means_a_warning_and_a_full_reparse() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    home.write(
+        "-p/s1.jsonl",
+        (response("a", 5) + &response("a", 9)).as_bytes(),
+    );
+    home.incremental_scan(state.path());
+    let manifest = state.path().join("manifest.json");
+    for garbage in [&b"{\"format\":1,\"files\":"[..], b"", b"\xff\xfe"] {
+        fs::write(&manifest, garbage).expect("corrupt");
+        let (result, prior) = home.incremental_scan(state.path());
+        assert!(matches!(prior, PriorState::Discarded(_)), "{prior:?}");
+        assert_eq!(output_and_responses(&result), (9, 1));
+        assert!(result.summary.bytes_read > 0, "re-read from the start");
+    }
+    for entry in fs::read_dir(state.path()).expect("ls").flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("session-state.")
+        {
+            fs::write(entry.path(), b"not a ledger").expect("corrupt ledger");
+        }
+    }
+    let (result, prior) = home.incremental_scan(state.path());
+    match prior {
+        PriorState::Discarded(reason) => assert!(reason.contains("checksum"), "{reason}"),
+        other => panic!("expected a discarded state, got {other:?}"),
+    }
+    assert_eq!(output_and_responses(&result), (9, 1));
+    let (_, prior) = home.incremental_scan(state.path());
+    assert_eq!(
+        prior,
+        PriorState::Loaded,
+        "the re-parse wrote a good manifest"
+    );
+}
+
+#[test]
+fn a_partial_last_line_is_read_once_its_newline_arrives() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    let line = response("a", 5);
+    let (head, tail) = line.split_at(40);
+    home.write("-p/s1.jsonl", head.as_bytes());
+    let (first, _) = home.incremental_scan(state.path());
+    assert_eq!(output_and_responses(&first), (0, 0));
+    home.append("-p/s1.jsonl", tail.as_bytes());
+    let (second, _) = home.incremental_scan(state.path());
+    assert_eq!(output_and_responses(&second), (5, 1));
+    assert_eq!(
+        second.summary.lines.malformed, 0,
+        "the halves were never parsed apart"
+    );
+}
+
+#[test]
+fn a_truncated_file_is_read_from_the_start_and_history_is_kept() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    home.write(
+        "-p/s1.jsonl",
+        (response("a", 5) + &response("b", 7)).as_bytes(),
+    );
+    home.incremental_scan(state.path());
+    // Rewritten shorter, with a new response: the old response b stays counted.
+    home.write("-p/s1.jsonl", response("c", 11).as_bytes());
+    let (result, _) = home.incremental_scan(state.path());
+    assert_eq!(result.summary.files_restarted.len(), 1);
+    assert_eq!(result.summary.files_restarted[0].1, Restart::Truncated);
+    assert_eq!(output_and_responses(&result), (5 + 7 + 11, 3));
+    assert_eq!(
+        output_and_responses(&home.full_scan()),
+        (11, 1),
+        "--full sees only what is on disk"
+    );
+}
+
+#[test]
+fn a_file_replaced_by_another_of_the_same_size_is_read_again() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    let original = response("a", 5) + &response("b", 7);
+    let replacement = response("c", 6) + &response("d", 8);
+    assert_eq!(original.len(), replacement.len());
+    let path = home.write("-p/s1.jsonl", original.as_bytes());
+    home.incremental_scan(state.path());
+    // In place (same inode), so only the content markers can tell.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, replacement.as_bytes()))
+        .expect("overwrite");
+    let (result, _) = home.incremental_scan(state.path());
+    assert_eq!(
+        result.summary.files_restarted,
+        vec![(path, Restart::Replaced)]
+    );
+    assert_eq!(output_and_responses(&result), (5 + 7 + 6 + 8, 4));
+}
+
+#[test]
+fn a_deleted_file_leaves_the_manifest_but_its_usage_survives() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    let path = home.write("-p/s1.jsonl", response("a", 5).as_bytes());
+    home.write("-p/s2.jsonl", response("b", 7).as_bytes());
+    home.incremental_scan(state.path());
+    fs::remove_file(&path).expect("delete");
+    let (result, _) = home.incremental_scan(state.path());
+    assert_eq!(result.summary.files_gone, 1);
+    assert!(!result.manifest.files.contains_key(&path));
+    assert_eq!(output_and_responses(&result), (12, 2));
+    let (again, _) = home.incremental_scan(state.path());
+    assert_eq!(output_and_responses(&again), (12, 2));
+}
+
+#[test]
+fn a_renamed_file_resumes_where_it_stopped() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    let path = home.write("-p/s1.jsonl", response("a", 5).as_bytes());
+    home.incremental_scan(state.path());
+    fs::rename(&path, home.path("-p/renamed.jsonl")).expect("rename");
+    home.append("-p/renamed.jsonl", response("b", 7).as_bytes());
+    let (result, _) = home.incremental_scan(state.path());
+    assert_eq!(result.summary.bytes_read as usize, response("b", 7).len());
+    assert_eq!(output_and_responses(&result), (12, 2));
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_retried() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    let path = home.write("-p/s1.jsonl", response("a", 5).as_bytes());
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).expect("chmod");
+    if fs::File::open(&path).is_ok() {
+        // Running as root: permissions do not stop us; nothing to test here.
+        return;
+    }
+    let (result, _) = home.incremental_scan(state.path());
+    assert_eq!(result.summary.errors.len(), 1);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (result, _) = home.incremental_scan(state.path());
+    assert_eq!(output_and_responses(&result), (5, 1));
+}
