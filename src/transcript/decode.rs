@@ -66,20 +66,19 @@ pub fn decode_line<'a, T: Deserialize<'a>>(
         }
         Err(error) => error,
     };
-    let torn_at = torn_record_start(line);
-    let candidate = &line[torn_at..];
-    let surrogates = has_surrogate_escape(candidate);
-    if surrogates {
-        scratch.clear();
-        replace_lone_surrogates(candidate, scratch);
-    }
+    let Some((torn_at, surrogates)) = find_repair(line, scratch) else {
+        return Err(DecodeError::Malformed(first_error.to_string()));
+    };
     let repair = match (torn_at, surrogates) {
-        (0, false) => return Err(DecodeError::Malformed(first_error.to_string())),
-        (0, true) => Repair::LoneSurrogates,
+        (0, _) => Repair::LoneSurrogates,
         (dropped_bytes, false) => Repair::TornPrefix { dropped_bytes },
         (dropped_bytes, true) => Repair::TornPrefixAndSurrogates { dropped_bytes },
     };
-    let bytes: &'a [u8] = if surrogates { scratch } else { candidate };
+    let bytes: &'a [u8] = if surrogates {
+        scratch
+    } else {
+        &line[torn_at..]
+    };
     match serde_json::from_slice::<T>(bytes) {
         Ok(value) => Ok(Decoded::Value {
             value,
@@ -87,6 +86,50 @@ pub fn decode_line<'a, T: Deserialize<'a>>(
         }),
         Err(_) => Err(DecodeError::Malformed(first_error.to_string())),
     }
+}
+
+/// How many record starts a torn line is searched for before it is given up on.
+const MAX_TORN_CANDIDATES: usize = 64;
+
+/// Finds a repair that makes the line valid JSON: the byte where the complete
+/// record starts (0 if the whole line), and whether lone surrogates had to be
+/// replaced (the repaired bytes are then left in `scratch`).
+///
+/// A torn record may itself contain nested `{"type"…` blocks, so every record
+/// start is tried, left to right, until the rest of the line is one object.
+fn find_repair(line: &[u8], scratch: &mut Vec<u8>) -> Option<(usize, bool)> {
+    let valid = |bytes: &[u8]| serde_json::from_slice::<IgnoredAny>(bytes).is_ok();
+    let candidates = std::iter::once(0).chain(record_starts(line).take(MAX_TORN_CANDIDATES));
+    for at in candidates {
+        let candidate = &line[at..];
+        if at > 0 && valid(candidate) {
+            return Some((at, false));
+        }
+        if has_surrogate_escape(candidate) {
+            scratch.clear();
+            replace_lone_surrogates(candidate, scratch);
+            if valid(scratch) {
+                return Some((at, true));
+            }
+        }
+    }
+    None
+}
+
+/// Positions after the first byte where a record appears to start, ascending.
+fn record_starts(line: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    const RECORD_STARTS: [&[u8]; 4] = [
+        b"{\"parentUuid\"",
+        b"{\"type\"",
+        b"{\"uuid\"",
+        b"{\"sessionId\"",
+    ];
+    let mut starts: Vec<usize> = RECORD_STARTS
+        .iter()
+        .flat_map(|start| memchr::memmem::find_iter(&line[1..], start).map(|at| at + 1))
+        .collect();
+    starts.sort_unstable();
+    starts.into_iter()
 }
 
 /// Decodes a line streamed from `reader`, for lines too long to hold in memory.
@@ -101,22 +144,6 @@ pub fn decode_reader<'a, R: Read, T: Deserialize<'a>>(reader: R) -> Result<T, De
         .end()
         .map_err(|error| DecodeError::Malformed(error.to_string()))?;
     Ok(value)
-}
-
-/// Where the last complete-looking record starts when a torn record precedes it on
-/// the same line; 0 when there is no such split.
-fn torn_record_start(line: &[u8]) -> usize {
-    const RECORD_STARTS: [&[u8]; 4] = [
-        b"{\"parentUuid\"",
-        b"{\"type\"",
-        b"{\"uuid\"",
-        b"{\"sessionId\"",
-    ];
-    RECORD_STARTS
-        .iter()
-        .filter_map(|start| memchr::memmem::rfind(&line[1..], start).map(|at| at + 1))
-        .max()
-        .unwrap_or(0)
 }
 
 fn has_surrogate_escape(line: &[u8]) -> bool {
@@ -222,6 +249,23 @@ mod tests {
             Ok(Decoded::Value { value, repair }) => {
                 assert_eq!(repair, Some(Repair::TornPrefix { dropped_bytes: 39 }));
                 assert_eq!(value.request_id.as_deref(), Some("req_x1"));
+                assert_eq!(value.billable().map(|(_, u)| u.output_tokens), Some(5));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn torn_record_with_nested_blocks_is_split_at_the_right_record() {
+        // The complete record holds a nested {"type":…} block, and so does the torn
+        // one: the split must be where the rest of the line is one object.
+        let line = r#"{"type":"assistant","message":{"content":[{"type":"text","text":"cut{"parentUuid":"u1","type":"assistant","requestId":"r","message":{"id":"m","content":[{"type":"text","text":"hi"}],"usage":{"output_tokens":5}}}"#;
+        match decode(line) {
+            Ok(Decoded::Value { value, repair }) => {
+                assert!(
+                    matches!(repair, Some(Repair::TornPrefix { .. })),
+                    "{repair:?}"
+                );
                 assert_eq!(value.billable().map(|(_, u)| u.output_tokens), Some(5));
             }
             other => panic!("unexpected {other:?}"),

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Incremental cost: a rerun over an unchanged corpus, and a rerun after 1 MB was
+appended across 10 files, against a full scan of the same corpus, in one run.
+
+Usage: python3 benches/append_cost.py --corpus DIR [--runs 5] [--bin target/release/ccotel]
+
+DIR is a gen_corpus.py corpus; it is copied to a temporary directory first (the
+original is not touched). Prints medians and ratios; each appended line is a new
+API response with unique ids, so the rerun must also count them (checked).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+
+APPEND_FILES = 10
+APPEND_BYTES = 1_000_000
+
+
+def run(binary, home, state, *extra):
+    env = dict(os.environ, HOME=home, CLAUDE_CONFIG_DIR=os.path.join(home, ".claude"), TZ="UTC",
+               CCOTEL_STATE_DIR=state)
+    start = time.perf_counter()
+    out = subprocess.run([binary, "report", "daily", "--json", *extra], env=env, check=True,
+                         capture_output=True).stdout
+    return time.perf_counter() - start, json.loads(out)["totals"]
+
+
+def response_line(session, output_tokens):
+    msg = "msg_bench_" + uuid.uuid4().hex
+    body = {"type": "assistant", "sessionId": session, "timestamp": "2025-11-01T12:00:00.000Z",
+            "requestId": "req_bench_" + uuid.uuid4().hex, "uuid": str(uuid.uuid4()),
+            "message": {"id": msg, "model": "claude-sonnet-4-5-20250929", "role": "assistant",
+                        "content": [{"type": "text", "text": "x" * 1800}],
+                        "usage": {"input_tokens": 1, "output_tokens": output_tokens,
+                                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}
+    return json.dumps(body, separators=(",", ":")) + "\n"
+
+
+def append_megabyte(files):
+    """Appends ~1 MB of new responses across the files; returns output tokens added."""
+    added = 0
+    for path in files:
+        chunk, size = [], 0
+        while size < APPEND_BYTES // len(files):
+            line = response_line("bench", 7)
+            chunk.append(line)
+            size += len(line)
+            added += 7
+        with open(path, "a") as f:
+            f.write("".join(chunk))
+    return added
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--bin", default="target/release/ccotel")
+    a = ap.parse_args()
+    binary = os.path.abspath(a.bin)
+    with tempfile.TemporaryDirectory() as tmp:
+        home = os.path.join(tmp, "home")
+        shutil.copytree(a.corpus, home)
+        state = os.path.join(tmp, "state")
+        files = []
+        for root, _, names in os.walk(os.path.join(home, ".claude")):
+            files += [os.path.join(root, n) for n in names if n.endswith(".jsonl")]
+        files.sort()
+        corpus_mb = sum(os.path.getsize(f) for f in files) / 1e6
+        targets = files[:: max(1, len(files) // APPEND_FILES)][:APPEND_FILES]
+        run(binary, home, state)  # warm-up, fills the manifest
+        full, unchanged, appended = [], [], []
+        for _ in range(a.runs):
+            full.append(run(binary, home, state, "--full")[0])
+            unchanged.append(run(binary, home, state)[0])
+            before = run(binary, home, state)[1]["outputTokens"]
+            added = append_megabyte(targets)
+            seconds, totals = run(binary, home, state)
+            appended.append(seconds)
+            assert totals["outputTokens"] == before + added, "appended responses were not all counted"
+        f, u, p = (statistics.median(x) for x in (full, unchanged, appended))
+        print(f"corpus: {len(files)} files, {corpus_mb:.1f} MB; {a.runs} rounds")
+        print(f"full scan (--full)            median {f * 1000:8.1f} ms")
+        print(f"rerun, unchanged corpus       median {u * 1000:8.1f} ms  = {100 * u / f:5.1f}% of a full scan")
+        print(f"rerun after 1 MB in 10 files  median {p * 1000:8.1f} ms  = {100 * p / f:5.1f}% of a full scan "
+              f"(new bytes: {100 * 1.0 / corpus_mb:.2f}% of the corpus)")
+
+
+if __name__ == "__main__":
+    main()
