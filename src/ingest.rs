@@ -134,15 +134,53 @@ pub enum PriorState {
     Discarded(String),
 }
 
+/// A run that could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("listing transcripts: {0}")]
+    Listing(#[from] io::Error),
+    #[error("saving the manifest: {0}")]
+    State(#[from] ManifestError),
+}
+
 /// Reads what is new since the state in `state` was saved, and saves the result
-/// (only when something changed).
-pub fn ingest_incremental(
+/// (only when something changed). `list_files` runs while the state loads.
+pub fn ingest_incremental<F>(
     state: &StateDir,
-    files: Vec<TranscriptFile>,
+    list_files: F,
     options: &IngestOptions,
     progress: &Progress,
-) -> Result<(Ingest, PriorState), ManifestError> {
-    let (manifest, ledger, prior) = match state.load() {
+) -> Result<(Ingest, PriorState), IngestError>
+where
+    F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
+{
+    let started = std::time::Instant::now();
+    let (loaded, files) = std::thread::scope(|scope| {
+        let loading = scope.spawn(|| load_prior(state));
+        let files = list_files();
+        let loaded = loading.join().unwrap_or_else(|_| {
+            (
+                Manifest::default(),
+                Ledger::new(),
+                PriorState::Discarded("loading the state failed".into()),
+            )
+        });
+        (loaded, files)
+    });
+    let (manifest, ledger, prior) = loaded;
+    let files = files?;
+    tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "state loaded, transcripts listed");
+    let result = ingest(files, manifest, ledger, options, progress);
+    tracing::debug!(elapsed = ?started.elapsed(), "files read");
+    let changed = result.summary.files_read > 0 || result.summary.files_gone > 0;
+    if changed || prior != PriorState::Loaded {
+        state.save(&result.manifest, &result.ledger.encode())?;
+    }
+    Ok((result, prior))
+}
+
+fn load_prior(state: &StateDir) -> (Manifest, Ledger, PriorState) {
+    match state.load() {
         Ok(Some((manifest, blob))) => match Ledger::decode(&blob) {
             Ok(ledger) => (manifest, ledger, PriorState::Loaded),
             Err(error) => (
@@ -157,13 +195,7 @@ pub fn ingest_incremental(
             Ledger::new(),
             PriorState::Discarded(error.to_string()),
         ),
-    };
-    let result = ingest(files, manifest, ledger, options, progress);
-    let changed = result.summary.files_read > 0 || result.summary.files_gone > 0;
-    if changed || prior != PriorState::Loaded {
-        state.save(&result.manifest, &result.ledger.encode())?;
     }
-    Ok((result, prior))
 }
 
 struct Job {
@@ -191,10 +223,7 @@ fn plan(files: Vec<TranscriptFile>, previous: &mut Manifest) -> Vec<Job> {
         .map(|(path, state)| ((state.identity.dev, state.identity.ino), path.clone()))
         .collect();
     for job in jobs.iter_mut().filter(|job| job.previous.is_none()) {
-        let Ok(metadata) = std::fs::metadata(&job.file.path) else {
-            continue;
-        };
-        let identity = FileIdentity::of(&metadata);
+        let identity = job.file.identity;
         if let Some(old_path) = vanished.remove(&(identity.dev, identity.ino)) {
             job.previous = previous.files.remove(&old_path);
         }
@@ -328,6 +357,11 @@ impl<'p> FileReader<'p> {
 
     fn try_read(&mut self, job: &Job, ledger: &mut Ledger) -> io::Result<Outcome> {
         let path = &job.file.path;
+        if let Some(before) = &job.previous {
+            if job.file.identity.unchanged_since(&before.identity) {
+                return Ok(Outcome::Unchanged);
+            }
+        }
         let mut file = File::open(path)?;
         // The identity is taken before reading: if the file grows while we read,
         // the next run sees a change and resumes from the committed offset.

@@ -131,20 +131,25 @@ fn run(cli: Cli) -> Result<()> {
 fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> Result<()> {
     let config = &loaded.config;
     let roots = loaded.claude_roots(environment);
-    let files = discover(&roots).context("listing transcripts")?;
-    if files.is_empty() {
-        let list: Vec<String> = roots
-            .iter()
-            .map(|r| r.join("projects").display().to_string())
-            .collect();
-        tracing::warn!("no transcripts found under {}", list.join(", "));
-    }
+    let started = std::time::Instant::now();
+    let list_files = || {
+        let files = discover(&roots)?;
+        if files.is_empty() {
+            let list: Vec<String> = roots
+                .iter()
+                .map(|r| r.join("projects").display().to_string())
+                .collect();
+            tracing::warn!("no transcripts found under {}", list.join(", "));
+        }
+        Ok(files)
+    };
     let options = IngestOptions {
         threads: config.threads,
         max_inline_line: config.max_line_bytes,
     };
     let progress = Arc::new(Progress::default());
     let result = if args.full {
+        let files = list_files().context("listing transcripts")?;
         let _line = ProgressLine::start(Arc::clone(&progress));
         ingest(
             files,
@@ -157,14 +162,14 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         let dir = loaded.state_dir(environment)?;
         let state = StateDir::open(&dir).context("opening the state directory")?;
         let _line = ProgressLine::start(Arc::clone(&progress));
-        let (result, prior) = ingest_incremental(&state, files, &options, &progress)
-            .context("saving the manifest")?;
+        let (result, prior) = ingest_incremental(&state, list_files, &options, &progress)?;
         if let PriorState::Discarded(reason) = prior {
             tracing::warn!("{reason}; every transcript was read again");
         }
         result
     };
     print_report(loaded, args, &result)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "report printed");
     warn_about(&result.summary);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Grouping counted responses into report rows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -33,15 +34,43 @@ impl Totals {
     pub fn total_tokens(&self) -> u64 {
         self.input + self.output + self.cache_creation + self.cache_read
     }
+}
 
-    fn add(&mut self, response: &Response<'_>, cost: f64) {
+/// Costs are summed in integer femtodollars: exact, so a report's cents never
+/// depend on the order responses are visited in (hash-map order, or an
+/// incremental run versus a full one).
+const FEMTODOLLARS: f64 = 1e15;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Sum {
+    input: u64,
+    output: u64,
+    cache_creation: u64,
+    cache_read: u64,
+    cost_femtodollars: i128,
+    responses: u64,
+}
+
+impl Sum {
+    fn add(&mut self, response: &Response<'_>, cost_femtodollars: i128) {
         let t = &response.tokens;
         self.input += t.input;
         self.output += t.output;
         self.cache_creation += t.cache_creation;
         self.cache_read += t.cache_read;
-        self.cost += cost;
+        self.cost_femtodollars += cost_femtodollars;
         self.responses += 1;
+    }
+
+    fn totals(&self) -> Totals {
+        Totals {
+            input: self.input,
+            output: self.output,
+            cache_creation: self.cache_creation,
+            cache_read: self.cache_read,
+            cost: self.cost_femtodollars as f64 / FEMTODOLLARS,
+            responses: self.responses,
+        }
     }
 }
 
@@ -87,6 +116,33 @@ impl DateFilter {
     }
 }
 
+/// What a row is keyed by while responses are grouped; cheap to hash and compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum GroupKey<'a> {
+    Day(Date),
+    Month(i16, i8),
+    Text(&'a str),
+}
+
+impl GroupKey<'_> {
+    fn label(&self) -> String {
+        match self {
+            GroupKey::Day(date) => date.to_string(),
+            GroupKey::Month(year, month) => format!("{year:04}-{month:02}"),
+            GroupKey::Text(text) => (*text).to_owned(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Group<'a> {
+    sum: Sum,
+    models: HashMap<&'a str, Sum>,
+    projects: BTreeSet<&'a str>,
+    first_ms: i64,
+    last_ms: i64,
+}
+
 /// Groups every counted response in the ledger.
 pub fn build(
     ledger: &Ledger,
@@ -94,52 +150,70 @@ pub fn build(
     grouping: Grouping,
     filter: &DateFilter,
 ) -> Report {
-    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-    let mut totals = Totals::default();
-    let mut unpriced = BTreeMap::new();
-    // Responses sharing a timestamp's hour share a date; cache the conversion.
-    let mut dates: std::collections::HashMap<i64, Date> = std::collections::HashMap::new();
-    // Sorted by key so floating-point sums do not depend on hash-map order: the
-    // same ledger always gives the same cents.
-    let mut responses: Vec<_> = ledger.responses().collect();
-    responses.sort_unstable_by_key(|(key, _)| *key);
-    for (_, response) in responses {
+    let mut groups: HashMap<GroupKey<'_>, Group<'_>> = HashMap::new();
+    let mut total = Sum::default();
+    let mut unpriced: BTreeMap<String, u64> = BTreeMap::new();
+    // Every time zone offset is a multiple of 15 minutes: one conversion per
+    // quarter hour gives every response's local date.
+    let mut dates: HashMap<i64, Date> = HashMap::new();
+    let mut prices_by_model = HashMap::new();
+    for (_, response) in ledger.responses() {
         let date = *dates
             .entry(response.timestamp_ms.div_euclid(900_000))
             .or_insert_with(|| filter.local_date(response.timestamp_ms));
         if !filter.includes(date) {
             continue;
         }
-        let cost = prices.cost(&response).unwrap_or_else(|| {
-            *unpriced.entry(response.model.to_owned()).or_insert(0) += 1;
-            0.0
-        });
-        let key = match grouping {
-            Grouping::Daily => date.to_string(),
-            Grouping::Monthly => format!("{:04}-{:02}", date.year(), date.month()),
-            Grouping::Session => response.session.to_owned(),
-            Grouping::Project => response.project.to_owned(),
-            Grouping::Model => response.model.to_owned(),
+        let price = *prices_by_model
+            .entry(response.model)
+            .or_insert_with(|| prices.lookup(response.model));
+        let cost = match prices.cost_at(price, &response) {
+            Some(cost) => (cost * FEMTODOLLARS).round() as i128,
+            None => {
+                *unpriced.entry(response.model.to_owned()).or_insert(0) += 1;
+                0
+            }
         };
-        let row = rows.entry(key).or_insert_with_key(|key| Row {
-            key: key.clone(),
+        let key = match grouping {
+            Grouping::Daily => GroupKey::Day(date),
+            Grouping::Monthly => GroupKey::Month(date.year(), date.month()),
+            Grouping::Session => GroupKey::Text(response.session),
+            Grouping::Project => GroupKey::Text(response.project),
+            Grouping::Model => GroupKey::Text(response.model),
+        };
+        let group = groups.entry(key).or_insert_with(|| Group {
             first_ms: i64::MAX,
             last_ms: i64::MIN,
-            ..Row::default()
+            ..Group::default()
         });
-        row.totals.add(&response, cost);
-        row.models
-            .entry(response.model.to_owned())
+        group.sum.add(&response, cost);
+        group
+            .models
+            .entry(response.model)
             .or_default()
             .add(&response, cost);
-        if !row.projects.contains(response.project) {
-            row.projects.insert(response.project.to_owned());
-        }
-        row.first_ms = row.first_ms.min(response.timestamp_ms);
-        row.last_ms = row.last_ms.max(response.timestamp_ms);
-        totals.add(&response, cost);
+        group.projects.insert(response.project);
+        group.first_ms = group.first_ms.min(response.timestamp_ms);
+        group.last_ms = group.last_ms.max(response.timestamp_ms);
+        total.add(&response, cost);
     }
-    let mut rows: Vec<Row> = rows.into_values().collect();
+    let mut keyed: Vec<(GroupKey<'_>, Group<'_>)> = groups.into_iter().collect();
+    keyed.sort_unstable_by(|a, b| order(&a.0, &b.0));
+    let mut rows: Vec<Row> = keyed
+        .into_iter()
+        .map(|(key, group)| Row {
+            key: key.label(),
+            totals: group.sum.totals(),
+            models: group
+                .models
+                .iter()
+                .map(|(model, sum)| ((*model).to_owned(), sum.totals()))
+                .collect(),
+            projects: group.projects.iter().map(|p| (*p).to_owned()).collect(),
+            first_ms: group.first_ms,
+            last_ms: group.last_ms,
+        })
+        .collect();
     if matches!(grouping, Grouping::Session) {
         rows.sort_by(|a, b| a.last_ms.cmp(&b.last_ms).then_with(|| a.key.cmp(&b.key)));
     }
@@ -154,8 +228,17 @@ pub fn build(
     Report {
         grouping,
         rows,
-        totals,
+        totals: total.totals(),
         unpriced,
+    }
+}
+
+fn order(a: &GroupKey<'_>, b: &GroupKey<'_>) -> Ordering {
+    match (a, b) {
+        (GroupKey::Day(a), GroupKey::Day(b)) => a.cmp(b),
+        (GroupKey::Month(ay, am), GroupKey::Month(by, bm)) => (ay, am).cmp(&(by, bm)),
+        (GroupKey::Text(a), GroupKey::Text(b)) => a.cmp(b),
+        _ => Ordering::Equal,
     }
 }
 

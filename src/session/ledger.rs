@@ -144,9 +144,13 @@ impl Hasher for KeyHasher {
 }
 
 /// The counted usage of every response seen.
+///
+/// Records live in a vector; the key index is built only when a new observation
+/// needs it, so a run that adds nothing (an unchanged corpus) never pays for it.
 #[derive(Default)]
 pub struct Ledger {
-    records: HashMap<ResponseKey, Record, BuildHasherDefault<KeyHasher>>,
+    records: Vec<(ResponseKey, Record)>,
+    index: Option<HashMap<ResponseKey, usize, BuildHasherDefault<KeyHasher>>>,
     strings: Vec<Box<str>>,
     string_ids: HashMap<Box<str>, u32>,
 }
@@ -173,19 +177,41 @@ impl Ledger {
     /// Records a line's usage for a response; the largest observation is kept.
     /// Returns true when this observation is now the counted one.
     pub fn observe(&mut self, key: ResponseKey, observation: &Observation<'_>) -> bool {
-        if let Some(existing) = self.records.get(&key) {
-            let existing = self.resolve(existing);
+        let slot = self.index().get(&key).copied();
+        if let Some(slot) = slot {
+            let existing = self.resolve(&self.records[slot].1);
             if observation.rank().cmp(&existing.rank()) != Ordering::Greater {
                 return false;
             }
         }
         let record = self.intern_record(observation);
-        self.records.insert(key, record);
+        match slot {
+            Some(slot) => self.records[slot].1 = record,
+            None => {
+                let slot = self.records.len();
+                self.records.push((key, record));
+                self.index().insert(key, slot);
+            }
+        }
         true
+    }
+
+    fn index(&mut self) -> &mut HashMap<ResponseKey, usize, BuildHasherDefault<KeyHasher>> {
+        let records = &self.records;
+        self.index.get_or_insert_with(|| {
+            let mut index = HashMap::with_capacity_and_hasher(records.len(), Default::default());
+            for (slot, (key, _)) in records.iter().enumerate() {
+                index.insert(*key, slot);
+            }
+            index
+        })
     }
 
     /// Merges another ledger into this one, as if its observations were made here.
     pub fn merge(&mut self, other: &Ledger) {
+        if other.is_empty() {
+            return;
+        }
         self.records.reserve(other.records.len());
         for (key, record) in &other.records {
             self.observe(*key, &other.resolve(record));
@@ -246,11 +272,10 @@ impl Ledger {
             out.extend_from_slice(&(text.len() as u32).to_le_bytes());
             out.extend_from_slice(text.as_bytes());
         }
-        let mut keys: Vec<&ResponseKey> = self.records.keys().collect();
-        keys.sort_unstable();
-        out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
-        for key in keys {
-            let record = &self.records[key];
+        let mut sorted: Vec<&(ResponseKey, Record)> = self.records.iter().collect();
+        sorted.sort_unstable_by_key(|(key, _)| *key);
+        out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+        for (key, record) in sorted {
             out.extend_from_slice(&key.0.to_le_bytes());
             let t = &record.tokens;
             for value in [
@@ -294,40 +319,53 @@ impl Ledger {
         if count.saturating_mul(RECORD_BYTES as u64) > (bytes.len() - input.at) as u64 {
             return Err(LedgerError("truncated".into()));
         }
+        let body = input.take(count as usize * RECORD_BYTES)?;
         ledger.records.reserve(count as usize);
-        for _ in 0..count {
-            let key = ResponseKey(u128::from_le_bytes(input.array()?));
-            let tokens = TokenCounts {
-                input: input.u64()?,
-                output: input.u64()?,
-                cache_creation: input.u64()?,
-                cache_creation_1h: input.u64()?,
-                cache_read: input.u64()?,
-                web_search_requests: input.u64()?,
-            };
-            let timestamp_ms = i64::from_le_bytes(input.array()?);
-            let (model, session, project) = (input.u32()?, input.u32()?, input.u32()?);
-            if [model, session, project].iter().any(|&id| id >= strings) {
+        for chunk in body.chunks_exact(RECORD_BYTES) {
+            let (key, record) = decode_record(chunk);
+            if [record.model, record.session, record.project]
+                .iter()
+                .any(|&id| id >= strings)
+            {
                 return Err(LedgerError("string index out of range".into()));
             }
-            let flags = input.take(1)?[0];
-            let cost = f64::from_le_bytes(input.array()?);
-            let record = Record {
-                tokens,
-                timestamp_ms,
-                model,
-                session,
-                project,
-                flags,
-                cost_usd: (!cost.is_nan()).then_some(cost),
-            };
-            ledger.records.insert(key, record);
+            ledger.records.push((key, record));
+        }
+        if !ledger.records.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            return Err(LedgerError("response keys out of order".into()));
         }
         if input.at != bytes.len() {
             return Err(LedgerError("trailing bytes".into()));
         }
         Ok(ledger)
     }
+}
+
+/// One fixed-size record, as [`Ledger::encode`] lays it out.
+fn decode_record(chunk: &[u8]) -> (ResponseKey, Record) {
+    let u64_at = |at: usize| u64::from_le_bytes(chunk[at..at + 8].try_into().unwrap_or([0; 8]));
+    let u32_at = |at: usize| u32::from_le_bytes(chunk[at..at + 4].try_into().unwrap_or([0; 4]));
+    let key = ResponseKey(u128::from_le_bytes(
+        chunk[..16].try_into().unwrap_or([0; 16]),
+    ));
+    let cost = f64::from_bits(u64_at(85));
+    let record = Record {
+        tokens: TokenCounts {
+            input: u64_at(16),
+            output: u64_at(24),
+            cache_creation: u64_at(32),
+            cache_creation_1h: u64_at(40),
+            cache_read: u64_at(48),
+            web_search_requests: u64_at(56),
+        },
+        timestamp_ms: u64_at(64) as i64,
+        model: u32_at(72),
+        session: u32_at(76),
+        project: u32_at(80),
+        flags: chunk[84],
+        cost_usd: (!cost.is_nan()).then_some(cost),
+    };
+    (key, record)
 }
 
 const MAGIC: &[u8] = b"ccotel-ledger-1\n";

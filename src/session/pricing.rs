@@ -219,10 +219,15 @@ impl PriceTable {
 
     /// USD cost of a response, or `None` when its model has no price.
     pub fn cost(&self, response: &Response<'_>) -> Option<f64> {
+        self.cost_at(self.lookup(response.model), response)
+    }
+
+    /// USD cost of a response whose model's price was already looked up.
+    pub fn cost_at(&self, price: Option<&ModelPrice>, response: &Response<'_>) -> Option<f64> {
         if let Some(cost) = response.cost_usd {
             return Some(cost);
         }
-        let price = self.lookup(response.model)?;
+        let price = price?;
         let t = &response.tokens;
         let rates = match price.above_200k {
             Some(tier) if t.input + t.cache_creation + t.cache_read > LONG_CONTEXT_THRESHOLD => {

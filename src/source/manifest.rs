@@ -4,9 +4,10 @@
 //! the directory); the blob first, under a new name, then the manifest that names
 //! it, so a crash at any point leaves a consistent pair.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -46,17 +47,36 @@ pub struct FileState {
 }
 
 /// Per-file read state, keyed by path.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Manifest {
-    pub files: BTreeMap<PathBuf, FileState>,
+    pub files: HashMap<PathBuf, FileState>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The manifest as read from disk.
+#[derive(Deserialize)]
 struct ManifestFile {
+    format: u32,
+    session_state: BlobRef,
+    files: HashMap<PathBuf, FileState>,
+}
+
+/// The manifest as written: files sorted by path, so the file diffs cleanly.
+#[derive(Serialize)]
+struct ManifestFileOut<'a> {
     format: u32,
     written_by: String,
     session_state: BlobRef,
-    files: BTreeMap<PathBuf, FileState>,
+    #[serde(serialize_with = "sorted_by_path")]
+    files: &'a HashMap<PathBuf, FileState>,
+}
+
+fn sorted_by_path<S: serde::Serializer>(
+    files: &&HashMap<PathBuf, FileState>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut entries: Vec<(&PathBuf, &FileState)> = files.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
+    serializer.collect_map(entries)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -139,7 +159,7 @@ impl StateDir {
         let blob_path = self.path.join(&blob_name);
         // Always rewritten: a blob of the same name on disk may be the damaged one.
         write_atomically(&blob_path, session_state)?;
-        let file = ManifestFile {
+        let file = ManifestFileOut {
             format: FORMAT,
             written_by: format!("ccotel {}", env!("CARGO_PKG_VERSION")),
             session_state: BlobRef {
@@ -147,7 +167,7 @@ impl StateDir {
                 bytes: session_state.len() as u64,
                 xxh3: format!("{hash:016x}"),
             },
-            files: manifest.files.clone(),
+            files: &manifest.files,
         };
         let text = serde_json::to_vec(&file).map_err(|error| ManifestError::Corrupt {
             path: self.path.join(MANIFEST_FILE),

@@ -107,10 +107,10 @@ impl ClaudeHome {
     /// Reads incrementally through the manifest in `state_dir`.
     pub fn incremental_scan(&self, state_dir: &Path) -> (Ingest, PriorState) {
         let state = StateDir::open(state_dir).expect("state dir");
-        let files = discover(&default_roots(self.home())).expect("discover");
+        let roots = default_roots(self.home());
         ingest_incremental(
             &state,
-            files,
+            || discover(&roots),
             &IngestOptions::default(),
             &Progress::default(),
         )
