@@ -41,29 +41,28 @@ pub fn default_roots(home: &Path) -> Vec<PathBuf> {
 /// Every transcript under the given roots, sorted by path. Roots without a
 /// `projects/` directory are skipped; the same file reached through two roots (a
 /// symlinked config dir) is listed once.
+///
+/// Project directories are walked on several threads: listing is mostly `stat`
+/// calls, and on an unchanged corpus listing is most of what a run does.
 pub fn discover(roots: &[PathBuf]) -> io::Result<Vec<TranscriptFile>> {
     let mut files = Vec::new();
-    let mut seen = HashSet::new();
+    let mut project_dirs = Vec::new();
     for root in roots {
         let projects = root.join("projects");
-        let Ok(metadata) = fs::metadata(&projects) else {
-            continue;
-        };
-        if !metadata.is_dir() {
+        if !fs::metadata(&projects).is_ok_and(|m| m.is_dir()) {
             continue;
         }
-        let entries = fs::read_dir(&projects)?;
-        for entry in entries {
+        for entry in fs::read_dir(&projects)? {
             let entry = entry?;
             let project = entry.file_name().to_string_lossy().into_owned();
-            let file_type = entry.file_type()?;
-            if file_type.is_dir() {
-                walk(&entry.path(), &project, &mut seen, &mut files)?;
+            if entry.file_type()?.is_dir() {
+                project_dirs.push((entry.path(), project));
             } else {
-                push_if_transcript(&entry, &project, &mut seen, &mut files);
+                push_if_transcript(&entry, &project, &mut files);
             }
         }
     }
+    files.extend(walk_in_parallel(&project_dirs)?);
     // Byte order: as deterministic as component order, and much cheaper.
     files.sort_unstable_by(|a, b| {
         a.path
@@ -71,15 +70,48 @@ pub fn discover(roots: &[PathBuf]) -> io::Result<Vec<TranscriptFile>> {
             .as_bytes()
             .cmp(b.path.as_os_str().as_bytes())
     });
+    let mut seen = HashSet::with_capacity(files.len());
+    files.retain(|file| seen.insert((file.identity.dev, file.identity.ino)));
     Ok(files)
 }
 
-fn walk(
-    dir: &Path,
-    project: &str,
-    seen: &mut HashSet<(u64, u64)>,
-    files: &mut Vec<TranscriptFile>,
-) -> io::Result<()> {
+fn walk_in_parallel(project_dirs: &[(PathBuf, String)]) -> io::Result<Vec<TranscriptFile>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<io::Result<Vec<TranscriptFile>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut files = Vec::new();
+                    loop {
+                        let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((dir, project)) = project_dirs.get(at) else {
+                            return Ok(files);
+                        };
+                        walk(dir, project, &mut files)?;
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("listing thread failed")))
+            })
+            .collect()
+    });
+    let mut files = Vec::new();
+    for result in results {
+        files.extend(result?);
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, project: &str, files: &mut Vec<TranscriptFile>) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         // A session directory deleted by Claude Code's cleanup while we walk.
@@ -88,23 +120,17 @@ fn walk(
     };
     for entry in entries {
         let entry = entry?;
-        let file_type = entry.file_type()?;
         // Directory symlinks are not followed: they can form cycles.
-        if file_type.is_dir() {
-            walk(&entry.path(), project, seen, files)?;
+        if entry.file_type()?.is_dir() {
+            walk(&entry.path(), project, files)?;
         } else {
-            push_if_transcript(&entry, project, seen, files);
+            push_if_transcript(&entry, project, files);
         }
     }
     Ok(())
 }
 
-fn push_if_transcript(
-    entry: &fs::DirEntry,
-    project: &str,
-    seen: &mut HashSet<(u64, u64)>,
-    files: &mut Vec<TranscriptFile>,
-) {
+fn push_if_transcript(entry: &fs::DirEntry, project: &str, files: &mut Vec<TranscriptFile>) {
     if !entry.file_name().as_bytes().ends_with(b".jsonl") {
         return;
     }
@@ -119,7 +145,7 @@ fn push_if_transcript(
         return;
     };
     let identity = FileIdentity::of(&metadata);
-    if !metadata.is_file() || !seen.insert((identity.dev, identity.ino)) {
+    if !metadata.is_file() {
         return;
     }
     files.push(TranscriptFile {
