@@ -25,6 +25,14 @@ fn home_with_samples() -> ClaudeHome {
     home
 }
 
+/// Runs `ccotel ARGS` against `home` with `state` as the state directory.
+fn ccotel(home: &ClaudeHome, state: &tempfile::TempDir, args: &[&str]) -> Output {
+    home.ccotel(state.path())
+        .args(args)
+        .output()
+        .expect("run ccotel")
+}
+
 fn stdout(output: &Output) -> String {
     assert!(
         output.status.success(),
@@ -42,11 +50,7 @@ fn json(output: &Output) -> serde_json::Value {
 fn daily_json_has_ccusages_shape_and_the_librarys_totals() {
     let home = home_with_samples();
     let state = tempfile::tempdir().expect("state");
-    let output = home
-        .ccotel(state.path())
-        .args(["report", "daily", "--json"])
-        .output()
-        .expect("run");
+    let output = ccotel(&home, &state, &["report", "daily", "--json"]);
     let document = json(&output);
     let day = &document["daily"][0];
     for field in [
@@ -91,13 +95,11 @@ fn daily_json_has_ccusages_shape_and_the_librarys_totals() {
         "the manifest was written"
     );
 
-    let full = json(
-        &home
-            .ccotel(state.path())
-            .args(["report", "daily", "--json", "--full"])
-            .output()
-            .expect("run"),
-    );
+    let full = json(&ccotel(
+        &home,
+        &state,
+        &["report", "daily", "--json", "--full"],
+    ));
     assert_eq!(full, document, "--full and incremental agree");
 }
 
@@ -106,13 +108,7 @@ fn every_grouping_renders_a_table_with_a_total_row() {
     let home = home_with_samples();
     let state = tempfile::tempdir().expect("state");
     for grouping in ["daily", "monthly", "session", "project", "model"] {
-        let text = stdout(
-            &home
-                .ccotel(state.path())
-                .args(["report", grouping])
-                .output()
-                .expect("run"),
-        );
+        let text = stdout(&ccotel(&home, &state, &["report", grouping]));
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines.len() >= 4, "{grouping}: {text}");
         assert!(
@@ -121,13 +117,7 @@ fn every_grouping_renders_a_table_with_a_total_row() {
         );
         assert!(text.contains('$'), "{grouping}: {text}");
     }
-    let sessions = json(
-        &home
-            .ccotel(state.path())
-            .args(["report", "session", "--json"])
-            .output()
-            .expect("run"),
-    );
+    let sessions = json(&ccotel(&home, &state, &["report", "session", "--json"]));
     let ids: Vec<&str> = sessions["sessions"]
         .as_array()
         .expect("sessions")
@@ -144,13 +134,7 @@ fn every_grouping_renders_a_table_with_a_total_row() {
 fn since_and_until_select_days() {
     let home = home_with_samples();
     let state = tempfile::tempdir().expect("state");
-    let all = json(
-        &home
-            .ccotel(state.path())
-            .args(["report", "daily", "--json"])
-            .output()
-            .expect("run"),
-    );
+    let all = json(&ccotel(&home, &state, &["report", "daily", "--json"]));
     let days: Vec<String> = all["daily"]
         .as_array()
         .expect("daily")
@@ -185,19 +169,9 @@ fn since_and_until_select_days() {
 fn a_corrupt_manifest_warns_and_still_reports_right() {
     let home = home_with_samples();
     let state = tempfile::tempdir().expect("state");
-    let first = json(
-        &home
-            .ccotel(state.path())
-            .args(["report", "daily", "--json"])
-            .output()
-            .expect("run"),
-    );
+    let first = json(&ccotel(&home, &state, &["report", "daily", "--json"]));
     fs::write(state.path().join("manifest.json"), b"{ not json").expect("corrupt");
-    let output = home
-        .ccotel(state.path())
-        .args(["report", "daily", "--json"])
-        .output()
-        .expect("run");
+    let output = ccotel(&home, &state, &["report", "daily", "--json"]);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(stderr.contains("manifest.json is corrupt"), "{stderr}");
     assert_eq!(json(&output), first);
@@ -209,11 +183,11 @@ fn config_errors_name_the_key_and_the_file() {
     let state = tempfile::tempdir().expect("state");
     let config = home.home().join("ccotel.toml");
     fs::write(&config, "timezone = \"UTC\"\nmax_line_byte = 5\n").expect("write");
-    let output = home
-        .ccotel(state.path())
-        .args(["--config", config.to_str().expect("utf-8"), "report"])
-        .output()
-        .expect("run");
+    let output = ccotel(
+        &home,
+        &state,
+        &["--config", config.to_str().expect("utf-8"), "report"],
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -222,11 +196,7 @@ fn config_errors_name_the_key_and_the_file() {
     );
     assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
 
-    let output = home
-        .ccotel(state.path())
-        .args(["report", "--timezone", "Mars/Olympus"])
-        .output()
-        .expect("run");
+    let output = ccotel(&home, &state, &["report", "--timezone", "Mars/Olympus"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -264,11 +234,7 @@ fn config_check_prints_the_effective_config() {
 fn an_empty_home_reports_zero_and_says_where_it_looked() {
     let home = ClaudeHome::new();
     let state = tempfile::tempdir().expect("state");
-    let output = home
-        .ccotel(state.path())
-        .args(["report", "daily", "--json"])
-        .output()
-        .expect("run");
+    let output = ccotel(&home, &state, &["report", "daily", "--json"]);
     let document = json(&output);
     assert_eq!(document["totals"]["totalTokens"], 0);
     assert!(String::from_utf8_lossy(&output.stderr).contains("no transcripts found"));
