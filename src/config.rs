@@ -155,10 +155,7 @@ fn describe(errors: &figment::Error) -> ConfigError {
             let source = error
                 .metadata
                 .as_ref()
-                .map(|meta| match &meta.source {
-                    Some(source) => format!(" in {source}"),
-                    None => format!(" from {}", meta.name),
-                })
+                .map(|meta| format!(" in {}", origin(meta)))
                 .unwrap_or_default();
             format!("config key `{key}`{source}: {}", error.kind)
         })
@@ -166,14 +163,21 @@ fn describe(errors: &figment::Error) -> ConfigError {
     ConfigError(lines.join("\n"))
 }
 
+/// Where a value came from: a file's full path (figment would shorten it relative
+/// to the working directory), or the provider's name.
+fn origin(meta: &figment::Metadata) -> String {
+    match &meta.source {
+        Some(figment::Source::File(path)) => path.display().to_string(),
+        Some(source) => source.to_string(),
+        None => meta.name.to_string(),
+    }
+}
+
 impl Loaded {
     /// Where a key's value came from, for error messages.
     fn source_of(&self, key: &str) -> String {
         match self.figment.find_metadata(key) {
-            Some(meta) => match &meta.source {
-                Some(source) => format!("{source}"),
-                None => meta.name.to_string(),
-            },
+            Some(meta) => origin(meta),
             None => "defaults".into(),
         }
     }
@@ -184,7 +188,7 @@ impl Loaded {
             None => Ok(jiff::tz::TimeZone::system()),
             Some(name) => jiff::tz::TimeZone::get(name).map_err(|error| {
                 ConfigError(format!(
-                    "config key `timezone` from {}: {name:?} is not a known time zone ({error})",
+                    "config key `timezone` in {}: {name:?} is not a known time zone ({error})",
                     self.source_of("timezone")
                 ))
             }),
