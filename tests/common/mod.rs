@@ -13,11 +13,25 @@ use ccotel::report::{self, DateFilter, Grouping, Report, Totals};
 use ccotel::session::{Ledger, PriceTable};
 use ccotel::source::{default_roots, discover, Manifest, StateDir};
 
-/// `../shared`, the read-only reference folder beside the project.
+/// The read-only reference folder: `$CCOTEL_SHARED_DIR`, else `../shared` beside
+/// the project, else `/work/shared` (where a CI clone elsewhere finds it).
 pub fn shared_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("shared")
+    let candidates = [
+        std::env::var_os("CCOTEL_SHARED_DIR").map(PathBuf::from),
+        Some(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("shared"),
+        ),
+        Some(PathBuf::from("/work/shared")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.join("formats").is_dir())
+        .expect(
+            "the shared reference folder (set CCOTEL_SHARED_DIR, or check out beside ../shared)",
+        )
 }
 
 /// A file under `../shared/formats/samples/`.
