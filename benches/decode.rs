@@ -6,9 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ccotel::ingest::{ingest, IngestOptions, Progress};
-use ccotel::session::Ledger;
-use ccotel::source::{default_roots, discover, Manifest};
+use ccotel::ingest::{full_scan, IngestOptions, Progress};
+use ccotel::source::{default_roots, discover};
 use ccotel::transcript::{decode_line, Entry, UsageLine};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -73,13 +72,7 @@ fn ingest_benchmark(c: &mut Criterion) {
     group.bench_function("samples_full_scan", |b| {
         b.iter(|| {
             let files = discover(&default_roots(home.path())).expect("discover");
-            let result = ingest(
-                files,
-                Manifest::default(),
-                Ledger::new(),
-                &IngestOptions::default(),
-                &Progress::default(),
-            );
+            let result = full_scan(files, &IngestOptions::default(), &Progress::default());
             result.ledger.len()
         })
     });

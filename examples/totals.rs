@@ -3,21 +3,15 @@
 //!
 //! `cargo run --example totals`
 
-use ccotel::ingest::{ingest, IngestOptions, Progress};
+use ccotel::ingest::{full_scan, IngestOptions, Progress};
 use ccotel::report::{build, DateFilter, Grouping};
-use ccotel::session::{Ledger, PriceTable};
-use ccotel::source::{default_roots, discover, Manifest};
+use ccotel::session::PriceTable;
+use ccotel::source::{default_roots, discover};
 
 fn main() -> anyhow::Result<()> {
     let home = std::env::var_os("HOME").ok_or_else(|| anyhow::anyhow!("HOME is not set"))?;
     let files = discover(&default_roots(home.as_ref()))?;
-    let scanned = ingest(
-        files,
-        Manifest::default(),
-        Ledger::new(),
-        &IngestOptions::default(),
-        &Progress::default(),
-    );
+    let scanned = full_scan(files, &IngestOptions::default(), &Progress::default());
     let filter = DateFilter {
         time_zone: jiff::tz::TimeZone::system(),
         since: None,

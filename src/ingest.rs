@@ -83,6 +83,15 @@ pub struct Ingest {
     pub summary: IngestSummary,
 }
 
+/// Reads every file from its first byte, with no manifest: what `--full` does.
+pub fn full_scan(
+    files: Vec<TranscriptFile>,
+    options: &IngestOptions,
+    progress: &Progress,
+) -> Ingest {
+    ingest(files, Manifest::default(), Ledger::new(), options, progress)
+}
+
 /// Reads what is new in `files` on top of a previous run's manifest and ledger
 /// (empty ones for a full scan).
 pub fn ingest(
@@ -180,20 +189,22 @@ where
 }
 
 fn load_prior(state: &StateDir) -> (Manifest, Ledger, PriorState) {
-    match state.load() {
-        Ok(Some((manifest, blob))) => match Ledger::decode(&blob) {
-            Ok(ledger) => (manifest, ledger, PriorState::Loaded),
-            Err(error) => (
-                Manifest::default(),
-                Ledger::new(),
-                PriorState::Discarded(error.to_string()),
-            ),
-        },
+    let loaded = state
+        .load()
+        .map_err(|error| error.to_string())
+        .and_then(|found| {
+            found
+                .map(|(manifest, blob)| Ledger::decode(&blob).map(|ledger| (manifest, ledger)))
+                .transpose()
+                .map_err(|error| error.to_string())
+        });
+    match loaded {
+        Ok(Some((manifest, ledger))) => (manifest, ledger, PriorState::Loaded),
         Ok(None) => (Manifest::default(), Ledger::new(), PriorState::Empty),
-        Err(error) => (
+        Err(reason) => (
             Manifest::default(),
             Ledger::new(),
-            PriorState::Discarded(error.to_string()),
+            PriorState::Discarded(reason),
         ),
     }
 }

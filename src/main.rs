@@ -9,12 +9,12 @@ use clap::{Parser, Subcommand};
 
 use ccotel::config::{self, Environment, Loaded, Overrides};
 use ccotel::ingest::{
-    ingest, ingest_incremental, Ingest, IngestOptions, IngestSummary, PriorState, Progress,
+    full_scan, ingest_incremental, Ingest, IngestOptions, IngestSummary, PriorState, Progress,
 };
 use ccotel::progress::ProgressLine;
 use ccotel::report::{self, DateFilter, Grouping};
-use ccotel::session::{Ledger, PriceTable};
-use ccotel::source::{discover, Manifest, StateDir};
+use ccotel::session::PriceTable;
+use ccotel::source::{discover, StateDir};
 
 /// Claude Code transcripts to exact token and cost reports (and OpenTelemetry).
 #[derive(Parser)]
@@ -151,13 +151,7 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
     let result = if args.full {
         let files = list_files().context("listing transcripts")?;
         let _line = ProgressLine::start(Arc::clone(&progress));
-        ingest(
-            files,
-            Manifest::default(),
-            Ledger::new(),
-            &options,
-            &progress,
-        )
+        full_scan(files, &options, &progress)
     } else {
         let dir = loaded.state_dir(environment)?;
         let state = StateDir::open(&dir).context("opening the state directory")?;

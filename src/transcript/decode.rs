@@ -167,12 +167,11 @@ fn replace_lone_surrogates(line: &[u8], out: &mut Vec<u8>) {
             continue;
         }
         match escape_code_unit(line, i) {
-            Some(high @ 0xD800..=0xDBFF) => {
+            Some(0xD800..=0xDBFF) => {
                 if matches!(escape_code_unit(line, i + 6), Some(0xDC00..=0xDFFF)) {
                     out.extend_from_slice(&line[i..i + 12]);
                     i += 12;
                 } else {
-                    let _ = high;
                     out.extend_from_slice(b"\\uFFFD");
                     i += 6;
                 }

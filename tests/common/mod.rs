@@ -8,10 +8,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ccotel::ingest::{ingest, ingest_incremental, Ingest, IngestOptions, PriorState, Progress};
+use ccotel::ingest::{full_scan, ingest_incremental, Ingest, IngestOptions, PriorState, Progress};
 use ccotel::report::{self, DateFilter, Grouping, Report, Totals};
-use ccotel::session::{Ledger, PriceTable};
-use ccotel::source::{default_roots, discover, Manifest, StateDir};
+use ccotel::session::PriceTable;
+use ccotel::source::{default_roots, discover, StateDir};
 
 /// The read-only reference folder: `$CCOTEL_SHARED_DIR`, else `../shared` beside
 /// the project, else `/work/shared` (where a CI clone elsewhere finds it).
@@ -109,13 +109,7 @@ impl ClaudeHome {
     /// Reads everything from the start, with no manifest.
     pub fn full_scan(&self) -> Ingest {
         let files = discover(&default_roots(self.home())).expect("discover");
-        ingest(
-            files,
-            Manifest::default(),
-            Ledger::new(),
-            &IngestOptions::default(),
-            &Progress::default(),
-        )
+        full_scan(files, &IngestOptions::default(), &Progress::default())
     }
 
     /// Reads incrementally through the manifest in `state_dir`.
