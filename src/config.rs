@@ -11,9 +11,18 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::session::PriceOverride;
+use crate::signal::ContentPolicy;
+use crate::sink::{OtlpSettings, Protocol};
 
 /// Environment variables read as config keys, after the `CCOTEL_` prefix.
-const ENV_KEYS: &[&str] = &["state_dir", "timezone", "threads", "max_line_bytes"];
+const ENV_KEYS: &[&str] = &[
+    "state_dir",
+    "data_dir",
+    "timezone",
+    "threads",
+    "max_line_bytes",
+    "content",
+];
 
 /// Every setting ccotel reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +43,69 @@ pub struct Config {
     /// Model prices in USD per million tokens, replacing or adding to the built-in
     /// table: `[pricing."model-id"] input = 3.0, output = 15.0`.
     pub pricing: BTreeMap<String, PriceOverride>,
+    /// How much transcript text may leave the process: `none`, `truncate:N`
+    /// (bytes per value) or `full`.
+    pub content: String,
+    /// Where the embedded default writes OTLP-JSON files. Default:
+    /// `$XDG_DATA_HOME/ccotel`, else `~/.local/share/ccotel`.
+    pub data_dir: Option<PathBuf>,
+    /// How `run` and `backfill` read and batch.
+    pub export: ExportConfig,
+    /// OTLP destination; the standard `OTEL_EXPORTER_OTLP_*` variables override it.
+    pub otlp: OtlpConfig,
+}
+
+/// `[export]`: reading, batching and span timing for `run` and `backfill`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// A session with no new line for this long is finished and its root span sent.
+    pub idle_timeout_secs: u64,
+    /// A response with no new line for this long is finished and its span sent.
+    pub response_linger_secs: u64,
+    /// How often every file is checked, whatever file events say.
+    pub poll_interval_ms: u64,
+    /// A batch is sent at this many records...
+    pub batch_max_records: usize,
+    /// ...or this many bytes, or when the reader has caught up.
+    pub batch_max_bytes: usize,
+    /// Batches read ahead of the slowest destination.
+    pub queue_batches: usize,
+    /// On SIGINT/SIGTERM, how long to keep delivering what was read.
+    pub shutdown_grace_secs: u64,
+    /// The embedded default's files are rotated at this size.
+    pub file_max_bytes: u64,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            idle_timeout_secs: 600,
+            response_linger_secs: 30,
+            poll_interval_ms: 1000,
+            batch_max_records: 2048,
+            batch_max_bytes: 2 << 20,
+            queue_batches: 4,
+            shutdown_grace_secs: 10,
+            file_max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// `[otlp]`: the OTLP destination, as in the `OTEL_EXPORTER_OTLP_*` variables.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`.
+    pub protocol: Option<String>,
+    pub traces_endpoint: Option<String>,
+    pub logs_endpoint: Option<String>,
+    pub metrics_endpoint: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    /// `gzip` or `none`.
+    pub compression: Option<String>,
+    pub timeout_secs: Option<u64>,
 }
 
 impl Default for Config {
@@ -45,6 +117,10 @@ impl Default for Config {
             threads: 0,
             max_line_bytes: crate::source::DEFAULT_MAX_INLINE_LINE,
             pricing: BTreeMap::new(),
+            content: "truncate:4096".to_owned(),
+            data_dir: None,
+            export: ExportConfig::default(),
+            otlp: OtlpConfig::default(),
         }
     }
 }
@@ -56,6 +132,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 /// A config error, naming the key and where its value came from.
@@ -77,7 +155,10 @@ pub struct Environment {
     pub home: Option<PathBuf>,
     pub xdg_config_home: Option<PathBuf>,
     pub xdg_state_home: Option<PathBuf>,
+    pub xdg_data_home: Option<PathBuf>,
     pub claude_config_dir: Option<String>,
+    /// The `OTEL_*` variables, by name.
+    pub otel: BTreeMap<String, String>,
 }
 
 impl Environment {
@@ -92,7 +173,11 @@ impl Environment {
             home: path("HOME"),
             xdg_config_home: path("XDG_CONFIG_HOME"),
             xdg_state_home: path("XDG_STATE_HOME"),
+            xdg_data_home: path("XDG_DATA_HOME"),
             claude_config_dir: std::env::var("CLAUDE_CONFIG_DIR").ok(),
+            otel: std::env::vars()
+                .filter(|(name, value)| name.starts_with("OTEL_") && !value.is_empty())
+                .collect(),
         }
     }
 
@@ -139,6 +224,7 @@ pub fn load(
         figment,
     };
     loaded.time_zone()?;
+    loaded.content_policy()?;
     Ok(loaded)
 }
 
@@ -213,6 +299,146 @@ impl Loaded {
             .ok_or_else(|| {
                 ConfigError("no state directory: set --state-dir, CCOTEL_STATE_DIR or HOME".into())
             })
+    }
+
+    /// The content policy.
+    pub fn content_policy(&self) -> Result<ContentPolicy, ConfigError> {
+        self.config.content.parse().map_err(|error| {
+            ConfigError(format!(
+                "config key `content` in {}: {error}",
+                self.source_of("content")
+            ))
+        })
+    }
+
+    /// Where the embedded default writes.
+    pub fn data_dir(&self, environment: &Environment) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = &self.config.data_dir {
+            return Ok(dir.clone());
+        }
+        environment
+            .xdg_data_home
+            .clone()
+            .or_else(|| {
+                environment
+                    .home
+                    .as_ref()
+                    .map(|home| home.join(".local").join("share"))
+            })
+            .map(|base| base.join("ccotel"))
+            .ok_or_else(|| {
+                ConfigError("no data directory: set data_dir, CCOTEL_DATA_DIR or HOME".into())
+            })
+    }
+
+    /// The OTLP destination, or `None` when none is configured (the embedded
+    /// default is used). Precedence: `endpoint` (a flag) < nothing else; then the
+    /// standard variables over the `[otlp]` table.
+    pub fn otlp_settings(
+        &self,
+        environment: &Environment,
+        flag_endpoint: Option<&str>,
+        flag_protocol: Option<&str>,
+    ) -> Result<Option<OtlpSettings>, ConfigError> {
+        let otlp = &self.config.otlp;
+        let env = |name: &str| environment.otel.get(name).cloned();
+        let pick = |flag: Option<&str>, var: &str, file: &Option<String>| {
+            flag.map(str::to_owned)
+                .or_else(|| env(var))
+                .or_else(|| file.clone())
+        };
+        let endpoint = pick(flag_endpoint, "OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint);
+        let traces = pick(
+            None,
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            &otlp.traces_endpoint,
+        );
+        let logs = pick(
+            None,
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            &otlp.logs_endpoint,
+        );
+        let metrics = pick(
+            None,
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            &otlp.metrics_endpoint,
+        );
+        if endpoint.is_none() && traces.is_none() && logs.is_none() && metrics.is_none() {
+            return Ok(None);
+        }
+        let protocol_text = pick(flag_protocol, "OTEL_EXPORTER_OTLP_PROTOCOL", &otlp.protocol)
+            .unwrap_or_else(|| "grpc".to_owned());
+        let protocol = match protocol_text.as_str() {
+            "grpc" => Protocol::Grpc,
+            "http/protobuf" => Protocol::HttpProtobuf,
+            other => {
+                return Err(ConfigError(format!(
+                    "OTLP protocol `{other}` (from {}) is not supported: use grpc or http/protobuf",
+                    self.otlp_source(
+                        flag_protocol.is_some(),
+                        "OTEL_EXPORTER_OTLP_PROTOCOL",
+                        environment,
+                        "otlp.protocol"
+                    )
+                )))
+            }
+        };
+        let default_endpoint = match protocol {
+            Protocol::Grpc => "http://localhost:4317",
+            Protocol::HttpProtobuf => "http://localhost:4318",
+        };
+        let mut headers: Vec<(String, String)> = otlp.headers.clone().into_iter().collect();
+        if let Some(text) = env("OTEL_EXPORTER_OTLP_HEADERS") {
+            for (key, value) in crate::signal::resource::parse_resource_attributes(&text) {
+                headers.retain(|(k, _)| *k != key);
+                headers.push((key, value));
+            }
+        }
+        let compression = pick(None, "OTEL_EXPORTER_OTLP_COMPRESSION", &otlp.compression)
+            .unwrap_or_else(|| "gzip".to_owned());
+        let gzip = match compression.as_str() {
+            "gzip" => true,
+            "none" => false,
+            other => {
+                return Err(ConfigError(format!(
+                    "OTLP compression `{other}` (from {}) is not supported: use gzip or none",
+                    self.otlp_source(
+                        false,
+                        "OTEL_EXPORTER_OTLP_COMPRESSION",
+                        environment,
+                        "otlp.compression"
+                    )
+                )))
+            }
+        };
+        let timeout_ms = match env("OTEL_EXPORTER_OTLP_TIMEOUT") {
+            Some(text) => text.trim().parse::<u64>().map_err(|_| {
+                ConfigError(format!(
+                    "OTEL_EXPORTER_OTLP_TIMEOUT `{text}` is not a number of milliseconds"
+                ))
+            })?,
+            None => otlp.timeout_secs.map_or(10_000, |s| s * 1000),
+        };
+        Ok(Some(OtlpSettings {
+            protocol,
+            endpoint: endpoint.unwrap_or_else(|| default_endpoint.to_owned()),
+            logs_endpoint: logs,
+            traces_endpoint: traces,
+            metrics_endpoint: metrics,
+            headers,
+            gzip,
+            timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
+        }))
+    }
+
+    fn otlp_source(&self, flag: bool, var: &str, environment: &Environment, key: &str) -> String {
+        if flag {
+            "the command line".to_owned()
+        } else if environment.otel.contains_key(var) {
+            format!("environment variable {var}")
+        } else {
+            format!("config key `{key}` in {}", self.source_of(key))
+        }
     }
 
     /// The Claude config directories to scan.
@@ -328,6 +554,7 @@ mod tests {
         let overrides = Overrides {
             timezone: Some("UTC".into()),
             state_dir: Some("/tmp/s".into()),
+            content: None,
         };
         let loaded = load(Some(&file), &overrides, &env).expect("load");
         assert_eq!(loaded.config.timezone.as_deref(), Some("UTC"));

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::session::{Ledger, Observation, ResponseKey, TokenCounts};
+pub use crate::source::Restart;
 use crate::source::{
-    FileIdentity, FileState, Line, LineReader, Manifest, ManifestError, Marker, StateDir,
-    TranscriptFile, DEFAULT_MAX_INLINE_LINE,
+    resume_point, FileIdentity, FileState, Line, LineReader, Manifest, ManifestError, Marker,
+    StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -44,15 +45,6 @@ impl Default for IngestOptions {
 pub struct Progress {
     pub bytes_total: AtomicU64,
     pub bytes_done: AtomicU64,
-}
-
-/// Why a known file is read again from its first byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restart {
-    /// Shorter than the committed offset.
-    Truncated,
-    /// Another file now has this path, or the bytes before the offset changed.
-    Replaced,
 }
 
 /// What a run did, for the user.
@@ -441,24 +433,6 @@ impl<'p> FileReader<'p> {
             without_timestamp,
         })
     }
-}
-
-/// Where to resume a known file, or why it must be read from the start.
-fn resume_point(
-    file: &File,
-    now: &FileIdentity,
-    before: &FileState,
-) -> io::Result<Result<u64, Restart>> {
-    if !now.same_file(&before.identity) {
-        return Ok(Err(Restart::Replaced));
-    }
-    if now.size < before.offset {
-        return Ok(Err(Restart::Truncated));
-    }
-    if !before.marker.matches(file, before.offset)? {
-        return Ok(Err(Restart::Replaced));
-    }
-    Ok(Ok(before.offset))
 }
 
 fn decode_streamed(

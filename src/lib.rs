@@ -14,9 +14,12 @@
 //! | [`config`] | layered configuration |
 
 pub mod config;
+pub mod export;
 pub mod ingest;
 pub mod progress;
 pub mod report;
 pub mod session;
+pub mod signal;
+pub mod sink;
 pub mod source;
 pub mod transcript;

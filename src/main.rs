@@ -8,13 +8,23 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use ccotel::config::{self, Environment, Loaded, Overrides};
+use ccotel::export::{ExportOptions, Mode};
 use ccotel::ingest::{
     full_scan, ingest_incremental, Ingest, IngestOptions, IngestSummary, PriorState, Progress,
 };
 use ccotel::progress::ProgressLine;
 use ccotel::report::{self, DateFilter, Grouping};
 use ccotel::session::PriceTable;
+use ccotel::session::TrackerOptions;
+use ccotel::signal::{ContentPolicy, Encoder, ResourceBase};
+use ccotel::sink::file::FileSink;
+use ccotel::sink::grpc::GrpcSink;
+use ccotel::sink::http::HttpSink;
+use ccotel::sink::retry::Backoff;
+use ccotel::sink::{Protocol, Sink};
 use ccotel::source::{discover, StateDir};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Claude Code transcripts to exact token and cost reports (and OpenTelemetry).
 #[derive(Parser)]
@@ -38,9 +48,28 @@ struct Cli {
 enum Command {
     /// Token and cost report, read incrementally through the manifest.
     Report(ReportArgs),
+    /// Send every transcript's logs, spans and metrics (OTLP), then keep following
+    /// new lines. Without an OTLP endpoint, writes OTLP-JSON files locally.
+    Run(ExportArgs),
+    /// Like `run`, but exit once everything on disk has been sent.
+    Backfill(ExportArgs),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(clap::Args, Clone)]
+struct ExportArgs {
+    /// Transcript text sent: none, truncate:N (bytes per value) or full
+    /// [env: CCOTEL_CONTENT; default: truncate:4096].
+    #[arg(long, value_name = "POLICY")]
+    content: Option<String>,
+    /// OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// OTLP protocol: grpc or http/protobuf (overrides OTEL_EXPORTER_OTLP_PROTOCOL).
+    #[arg(long, value_name = "PROTOCOL")]
+    protocol: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -115,16 +144,139 @@ fn run(cli: Cli) -> Result<()> {
     let environment = Environment::from_process();
     let timezone = match &cli.command {
         Command::Report(args) => args.timezone.clone(),
-        Command::Config(_) => None,
+        _ => None,
+    };
+    let content = match &cli.command {
+        Command::Run(args) | Command::Backfill(args) => args.content.clone(),
+        _ => None,
     };
     let overrides = Overrides {
         state_dir: cli.state_dir.clone(),
         timezone,
+        content,
     };
     let loaded = config::load(cli.config.as_deref(), &overrides, &environment)?;
     match cli.command {
         Command::Report(args) => run_report(&loaded, &environment, &args),
+        Command::Run(args) => run_export(&loaded, &environment, &args, Mode::Follow),
+        Command::Backfill(args) => run_export(&loaded, &environment, &args, Mode::Backfill),
         Command::Config(ConfigCommand::Check) => config_check(&loaded, &environment),
+    }
+}
+
+fn run_export(
+    loaded: &Loaded,
+    environment: &Environment,
+    args: &ExportArgs,
+    mode: Mode,
+) -> Result<()> {
+    let config = &loaded.config;
+    let export = &config.export;
+    let policy = loaded.content_policy()?;
+    let otlp = loaded.otlp_settings(
+        environment,
+        args.endpoint.as_deref(),
+        args.protocol.as_deref(),
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let _guard = runtime.enter();
+    let sink = match &otlp {
+        Some(settings) if settings.protocol == Protocol::Grpc => {
+            Sink::Grpc(Box::new(GrpcSink::new(settings)?))
+        }
+        Some(settings) => Sink::Http(HttpSink::new(settings)?),
+        None => {
+            let dir = loaded.data_dir(environment)?.join("otlp");
+            let sink = FileSink::open(&dir, export.file_max_bytes)?;
+            eprintln!(
+                "ccotel: no OTLP endpoint configured (OTEL_EXPORTER_OTLP_ENDPOINT or --endpoint); \
+                 writing OTLP-JSON to {}/{{logs,traces,metrics}}.jsonl",
+                dir.display()
+            );
+            Sink::File(sink)
+        }
+    };
+    let destination = sink.describe();
+    let resource = ResourceBase::from_env(
+        environment
+            .otel
+            .get("OTEL_RESOURCE_ATTRIBUTES")
+            .map(String::as_str),
+    );
+    let options = ExportOptions {
+        mode,
+        roots: loaded.claude_roots(environment),
+        state_dir: loaded.state_dir(environment)?,
+        prices: PriceTable::with_overrides(&config.pricing),
+        tracker: TrackerOptions {
+            idle_ms: export.idle_timeout_secs as i64 * 1000,
+            response_linger_ms: export.response_linger_secs as i64 * 1000,
+        },
+        encoder: Encoder::new(policy, resource),
+        max_inline_line: config.max_line_bytes,
+        batch_max_records: export.batch_max_records,
+        batch_max_bytes: export.batch_max_bytes,
+        queue_batches: export.queue_batches,
+        poll_interval: Duration::from_millis(export.poll_interval_ms.max(10)),
+        shutdown_grace: Duration::from_secs(export.shutdown_grace_secs),
+        backoff: Backoff::default(),
+        text_cap: match policy {
+            ContentPolicy::None => 0,
+            ContentPolicy::Truncate(n) => n,
+            ContentPolicy::Full => ccotel::signal::content::FULL_CAP,
+        },
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    runtime.spawn(stop_on_signal(stop.clone()));
+    let summary = runtime.block_on(ccotel::export::run(options, vec![sink], stop))?;
+    eprintln!(
+        "ccotel: sent {} log records, {} spans, {} metric points from {} lines ({:.1} MB) to {destination}",
+        summary.log_records,
+        summary.spans,
+        summary.metric_points,
+        summary.lines,
+        summary.bytes as f64 / 1e6
+    );
+    if summary.rejected > 0 || summary.refused_batches > 0 {
+        eprintln!(
+            "ccotel: the destination rejected {} records and refused {} batches (see warnings above)",
+            summary.rejected, summary.refused_batches
+        );
+    }
+    if summary.abandoned_batches > 0 {
+        eprintln!(
+            "ccotel: {} batches were not delivered before shutdown; they will be read again next run",
+            summary.abandoned_batches
+        );
+    }
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(())
+}
+
+/// Sets `stop` on SIGINT or SIGTERM; a second signal exits at once.
+async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!("cannot listen for SIGTERM: {error}");
+                return;
+            }
+        };
+    for _ in 0..2 {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!("ccotel: stopping now; undelivered lines will be read again next run");
+            std::process::exit(130);
+        }
+        eprintln!("ccotel: stopping: delivering what was read, then committing (signal again to quit now)");
     }
 }
 

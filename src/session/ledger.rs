@@ -46,7 +46,7 @@ impl ResponseKey {
 
 /// Token counts of one response. `cache_creation_1h` is the part of
 /// `cache_creation` written with a one-hour time to live.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenCounts {
     pub input: u64,
     pub output: u64,
@@ -205,6 +205,12 @@ impl Ledger {
             }
             index
         })
+    }
+
+    /// The counted observation of a response, if any.
+    pub fn get(&mut self, key: ResponseKey) -> Option<Observation<'_>> {
+        let slot = self.index().get(&key).copied()?;
+        Some(self.resolve(&self.records[slot].1))
     }
 
     /// Merges another ledger into this one, as if its observations were made here.

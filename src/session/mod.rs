@@ -3,8 +3,12 @@
 //!
 //! Knows nothing of files or OTLP: it is fed observations and answers with counts.
 
+pub mod activity;
+pub mod ids;
 mod ledger;
 mod pricing;
+pub mod tracker;
 
 pub use ledger::{Ledger, LedgerError, Observation, Response, ResponseKey, TokenCounts};
 pub use pricing::{ModelPrice, PriceOverride, PriceTable, Rates};
+pub use tracker::{LineOrigin, Tracker, TrackerOptions};

@@ -8,8 +8,11 @@ mod discover;
 mod identity;
 pub mod manifest;
 mod reader;
+pub mod tail;
+pub mod watch;
 
 pub use discover::{default_roots, discover, roots_from_env, TranscriptFile};
 pub use identity::{FileIdentity, Marker, MARKER_WINDOW};
 pub use manifest::{FileState, Manifest, ManifestError, StateDir};
 pub use reader::{Line, LineReader, DEFAULT_MAX_INLINE_LINE};
+pub use tail::{resume_point, Restart, Tailer};

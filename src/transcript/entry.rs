@@ -138,11 +138,68 @@ pub struct Message {
 }
 
 /// Message content: a plain string (typed prompts) or a list of blocks.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum MessageContent {
     Text(String),
     Blocks(Vec<Lenient<ContentBlock>>),
+}
+
+/// Decoded by hand rather than as an untagged enum: untagged buffers the value,
+/// and the raw tool `input` and `content` fields cannot be read from a buffer.
+/// Any other shape is an empty block list.
+impl<'de> Deserialize<'de> for MessageContent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+        impl<'de> serde::de::Visitor<'de> for ContentVisitor {
+            type Value = MessageContent;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of content blocks")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(MessageContent::Text(text.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(MessageContent::Text(text))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut blocks = Vec::new();
+                while let Some(block) = seq.next_element::<Lenient<ContentBlock>>()? {
+                    blocks.push(block);
+                }
+                Ok(MessageContent::Blocks(blocks))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(MessageContent::Blocks(Vec::new()))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MessageContent::Blocks(Vec::new()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MessageContent::Blocks(Vec::new()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MessageContent::Blocks(Vec::new()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MessageContent::Blocks(Vec::new()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MessageContent::Blocks(Vec::new()))
+            }
+        }
+        deserializer.deserialize_any(ContentVisitor)
+    }
 }
 
 /// One content block. Every known block type's fields are optional members;
@@ -303,5 +360,38 @@ impl Entry {
             entry.raw = Some(RawValue::from_string(line.to_owned())?);
         }
         Ok(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_blocks_keep_their_raw_input_and_content() {
+        let line = r#"{"type":"assistant","message":{"id":"m","content":[{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"ls"}}]}}"#;
+        let entry = Entry::from_json(line).expect("decodes");
+        let Some(MessageContent::Blocks(blocks)) = entry.message.and_then(|m| m.content) else {
+            panic!("blocks expected");
+        };
+        let block = blocks[0].valid().expect("valid block");
+        assert_eq!(
+            block.input.as_deref().map(RawValue::get),
+            Some(r#"{"command":"ls"}"#)
+        );
+        let line = r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t1","content":"ok"}]}}"#;
+        let entry = Entry::from_json(line).expect("decodes");
+        let Some(MessageContent::Blocks(blocks)) = entry.message.and_then(|m| m.content) else {
+            panic!("blocks expected");
+        };
+        assert_eq!(
+            blocks[0]
+                .valid()
+                .and_then(|b| b.content.as_deref())
+                .map(RawValue::get),
+            Some("\"ok\"")
+        );
+        let odd = r#"{"type":"user","message":{"content":42}}"#;
+        assert!(Entry::from_json(odd).is_ok());
     }
 }

@@ -1,0 +1,215 @@
+//! `ccotel run` and `ccotel backfill`: read transcripts, send what they say to
+//! every sink, and commit offsets only after every sink acknowledged.
+//!
+//! ```text
+//!  reader thread ──batches──▶ bounded queue ──▶ exporter task ──acks──▶ committer
+//!  (tail, decode, track,                         (each sink, retries     (offsets +
+//!   encode OTLP)                                  with backoff)           session state)
+//! ```
+//!
+//! The queue holds a few batches: when a destination is down, the exporter keeps
+//! retrying, the queue fills, and the reader waits. Memory stays bounded and
+//! nothing is dropped or committed early.
+
+pub mod checkpoint;
+pub mod reader;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use checkpoint::Committer;
+use reader::{Batch, ReadEnd, Reader};
+
+use crate::session::{PriceTable, Tracker, TrackerOptions};
+use crate::signal::Encoder;
+use crate::sink::retry::Backoff;
+use crate::sink::{Sink, SinkError};
+use crate::source::{StateDir, Tailer};
+
+/// Whether to stop once everything on disk is sent, or keep following.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Backfill,
+    Follow,
+}
+
+/// How an export runs.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub mode: Mode,
+    pub roots: Vec<PathBuf>,
+    pub state_dir: PathBuf,
+    pub prices: PriceTable,
+    pub tracker: TrackerOptions,
+    pub encoder: Encoder,
+    pub max_inline_line: usize,
+    pub batch_max_records: usize,
+    pub batch_max_bytes: usize,
+    /// Batches waiting between reader and exporter.
+    pub queue_batches: usize,
+    pub poll_interval: Duration,
+    /// After a stop signal, how long to keep trying to deliver what was read.
+    pub shutdown_grace: Duration,
+    pub backoff: Backoff,
+    /// The most text a single value can carry (sizes batches).
+    pub text_cap: usize,
+}
+
+/// What an export did.
+#[derive(Debug, Default, Clone)]
+pub struct ExportSummary {
+    pub batches: u64,
+    pub log_records: u64,
+    pub spans: u64,
+    pub metric_points: u64,
+    pub bytes: u64,
+    pub lines: u64,
+    pub retries: u64,
+    /// Records destinations accepted the request for but rejected.
+    pub rejected: u64,
+    /// Batches a destination refused outright (not retryable); their offsets
+    /// were committed so the export does not stall.
+    pub refused_batches: u64,
+    /// Batches read but not delivered before shutdown; read again next time.
+    pub abandoned_batches: u64,
+}
+
+/// Runs an export until done (backfill) or stopped.
+pub async fn run(
+    options: ExportOptions,
+    mut sinks: Vec<Sink>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<ExportSummary> {
+    let state_path = options.state_dir.join("export");
+    let dir = StateDir::open(&state_path)
+        .with_context(|| format!("opening the state directory {}", state_path.display()))?;
+    let (mut committer, restored) = Committer::open(dir);
+    let tracker = Tracker::restore(
+        options.prices.clone(),
+        options.tracker,
+        restored.ledger,
+        &restored.open_state,
+    )
+    .unwrap_or_else(|error| {
+        tracing::warn!("{error}; open spans start afresh");
+        Tracker::new(options.prices.clone(), options.tracker)
+    });
+    let tailer = Tailer::new(restored.manifest);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Batch>(options.queue_batches.max(1));
+    let options = Arc::new(options);
+    let reader = Reader::new(options.clone(), tracker, tailer, sender, stop.clone());
+    let reading = std::thread::Builder::new()
+        .name("ccotel-reader".into())
+        .spawn(move || reader.run())
+        .context("starting the reader thread")?;
+
+    let mut summary = ExportSummary::default();
+    let mut stopping_since: Option<Instant> = None;
+    while let Some(batch) = receiver.recv().await {
+        if stop.load(Ordering::Relaxed) && stopping_since.is_none() {
+            stopping_since = Some(Instant::now());
+        }
+        let counts = batch.otlp.counts();
+        let delivered = deliver(
+            &mut sinks,
+            &batch,
+            &options,
+            &stop,
+            &mut stopping_since,
+            &mut summary,
+        )
+        .await;
+        if !delivered {
+            summary.abandoned_batches += 1 + receiver.len() as u64;
+            receiver.close();
+            break;
+        }
+        let Batch {
+            checkpoint,
+            bytes,
+            lines,
+            ..
+        } = batch;
+        tokio::task::block_in_place(|| committer.commit(checkpoint))
+            .context("committing offsets")?;
+        summary.batches += 1;
+        summary.log_records += counts.log_records as u64;
+        summary.spans += counts.spans as u64;
+        summary.metric_points += counts.metric_points as u64;
+        summary.bytes += bytes;
+        summary.lines += lines;
+    }
+    drop(receiver);
+    let end = tokio::task::spawn_blocking(move || reading.join())
+        .await
+        .context("joining the reader")?
+        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+    tracing::debug!(?end, "reader finished");
+    if end == ReadEnd::Closed && summary.abandoned_batches == 0 && !stop.load(Ordering::Relaxed) {
+        anyhow::bail!("the exporter stopped unexpectedly");
+    }
+    Ok(summary)
+}
+
+/// Sends a batch to every sink, retrying retryable failures. Returns false when
+/// shutting down and the grace period ran out before every sink took it.
+async fn deliver(
+    sinks: &mut [Sink],
+    batch: &Batch,
+    options: &ExportOptions,
+    stop: &AtomicBool,
+    stopping_since: &mut Option<Instant>,
+    summary: &mut ExportSummary,
+) -> bool {
+    if batch.otlp.is_empty() {
+        return true;
+    }
+    for sink in sinks.iter_mut() {
+        let mut attempt = 0u32;
+        loop {
+            match sink.export(&batch.otlp).await {
+                Ok(delivery) => {
+                    if delivery.rejected > 0 || delivery.message.is_some() {
+                        summary.rejected += delivery.rejected;
+                        tracing::warn!(
+                            sink = %sink.describe(),
+                            rejected = delivery.rejected,
+                            message = delivery.message.as_deref().unwrap_or(""),
+                            "destination accepted the batch but rejected part of it"
+                        );
+                    }
+                    break;
+                }
+                Err(SinkError::Permanent(message)) => {
+                    summary.refused_batches += 1;
+                    tracing::error!(sink = %sink.describe(), "batch refused, not retryable: {message}");
+                    break;
+                }
+                Err(SinkError::Retryable {
+                    message,
+                    retry_after,
+                }) => {
+                    attempt += 1;
+                    summary.retries += 1;
+                    if stop.load(Ordering::Relaxed) {
+                        let since = *stopping_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > options.shutdown_grace {
+                            tracing::warn!(sink = %sink.describe(), "giving up on delivery at shutdown: {message}; it will be read again next run");
+                            return false;
+                        }
+                    }
+                    let delay = options.backoff.delay(attempt, retry_after);
+                    if attempt == 1 || attempt.is_multiple_of(10) {
+                        tracing::warn!(sink = %sink.describe(), attempt, "delivery failed: {message}; retrying in {delay:?}");
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+    true
+}

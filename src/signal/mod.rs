@@ -1,0 +1,12 @@
+//! Building OTLP protobuf messages from session activity: logs, spans and
+//! metrics with historic timestamps and deterministic ids, under the content
+//! policy. No network I/O here; `sink/` sends what this builds.
+
+pub mod content;
+pub mod metrics;
+pub mod otlp;
+pub mod resource;
+
+pub use content::{ContentPolicy, ContentPolicyError};
+pub use otlp::{Encoder, OtlpBatch};
+pub use resource::ResourceBase;

@@ -1,0 +1,110 @@
+//! Destinations. Each sink sends one batch and says whether the destination took
+//! it; the pipeline commits offsets only after every sink has.
+//!
+//! - [`grpc`]: OTLP over gRPC (tonic), gzip, TLS, headers, `RetryInfo`.
+//! - [`http`]: OTLP over HTTP/protobuf, gzip, TLS, headers, `Retry-After`.
+//! - [`file`]: the embedded default, OTLP-JSON lines files in the data directory.
+//! - [`retry`]: backoff with jitter, shared by all.
+
+pub mod file;
+pub mod grpc;
+pub mod http;
+pub mod retry;
+
+use std::time::Duration;
+
+use crate::signal::OtlpBatch;
+
+/// What a destination said about a batch it took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Records the destination accepted the request for but rejected
+    /// (`partial_success`), with its message.
+    pub rejected: u64,
+    pub message: Option<String>,
+}
+
+impl Delivery {
+    fn add_partial(&mut self, rejected: i64, message: &str) {
+        if rejected > 0 || !message.is_empty() {
+            self.rejected += rejected.max(0) as u64;
+            if !message.is_empty() {
+                self.message = Some(message.to_owned());
+            }
+        }
+    }
+}
+
+/// Why a batch was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Worth trying again: unreachable, overloaded, throttled, timed out.
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        /// What the destination asked for (`Retry-After`, gRPC `RetryInfo`).
+        retry_after: Option<Duration>,
+    },
+    /// Sending the same bytes again cannot succeed (bad request, unauthorised,
+    /// misconfigured).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl SinkError {
+    pub fn retryable(message: impl Into<String>) -> SinkError {
+        SinkError::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// Where and how to send OTLP, from the standard `OTEL_EXPORTER_OTLP_*` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSettings {
+    pub protocol: Protocol,
+    /// Base endpoint (`http://host:4317` for gRPC, `http://host:4318` for HTTP).
+    pub endpoint: String,
+    /// Per-signal endpoints; for HTTP they are used as given (full URL).
+    pub logs_endpoint: Option<String>,
+    pub traces_endpoint: Option<String>,
+    pub metrics_endpoint: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub gzip: bool,
+    pub timeout: Duration,
+}
+
+/// A configured destination.
+pub enum Sink {
+    Grpc(Box<grpc::GrpcSink>),
+    Http(http::HttpSink),
+    File(file::FileSink),
+}
+
+impl Sink {
+    /// A short name for messages: the endpoint or the folder.
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::Grpc(sink) => format!("OTLP/gRPC {}", sink.endpoint()),
+            Sink::Http(sink) => format!("OTLP/HTTP {}", sink.endpoint()),
+            Sink::File(sink) => format!("OTLP-JSON files in {}", sink.dir().display()),
+        }
+    }
+
+    /// Sends one batch once.
+    pub async fn export(&mut self, batch: &OtlpBatch) -> Result<Delivery, SinkError> {
+        match self {
+            Sink::Grpc(sink) => sink.export(batch).await,
+            Sink::Http(sink) => sink.export(batch).await,
+            Sink::File(sink) => sink.export(batch),
+        }
+    }
+}
