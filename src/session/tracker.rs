@@ -116,6 +116,8 @@ struct OpenState {
 struct ClosedSession {
     span_id: SpanId,
     agents_sent: Vec<String>,
+    /// The last entry time it had: older lines arriving later are replays.
+    last_ms: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -141,6 +143,8 @@ struct SessionState {
     agents: BTreeMap<String, AgentState>,
     /// 1.0.x inline sidechains: line uuid to the uuid of its root line.
     inline_roots: HashMap<String, String>,
+    /// Trunk lines up to this time were already turned into spans (replays).
+    replay_until_ms: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -284,18 +288,20 @@ impl Tracker {
                 .unwrap_or_else(|| origin.fallback_session().to_owned()),
         };
         let agent_file = origin.subagent().map(str::to_owned);
-        let mut session = self.take_session(&session_id, entry, agent_file.is_some());
+        let stamped = entry.timestamp.as_deref().and_then(parse_timestamp_ms);
+        let mut session = self.take_session(&session_id, entry, stamped, agent_file.is_some());
         self.touched.insert(session_id.clone());
         let before_ms = session.last_ms;
-        let time_ms = entry
-            .timestamp
-            .as_deref()
-            .and_then(parse_timestamp_ms)
-            .unwrap_or(if session.last_ms > 0 {
-                session.last_ms
-            } else {
-                origin.file_time_ms
-            });
+        let time_ms = stamped.unwrap_or(if session.last_ms > 0 {
+            session.last_ms
+        } else {
+            origin.file_time_ms
+        });
+        let sidechain = agent_file.is_some() || entry.is_sidechain;
+        let replay = !sidechain && time_ms <= session.replay_until_ms;
+        if !replay && !sidechain && session.replay_until_ms > 0 {
+            session.resume_after_replay(&session_id, entry);
+        }
         session.note_entry(origin, entry, time_ms, now_ms);
         let agent = agent_key(&mut session, entry, agent_file.as_deref());
         if let Some(key) = &agent {
@@ -318,6 +324,12 @@ impl Tracker {
             log_attrs: Vec::new(),
         };
         match entry.kind {
+            // Lines a resumed session copies from a finished one: counted (the
+            // ledger ignores what it has seen) and logged, but their spans were sent.
+            EntryKind::Assistant if replay => {
+                self.count_usage(&session, &line, out);
+            }
+            EntryKind::User | EntryKind::Assistant if replay => {}
             EntryKind::User => self.on_user(&mut session, &mut line, out),
             EntryKind::Assistant => self.on_assistant(&mut session, &mut line, out),
             EntryKind::Progress => on_progress(&mut session, entry),
@@ -389,27 +401,35 @@ impl Tracker {
         }
     }
 
-    fn take_session(&mut self, id: &str, entry: &Entry, agent_file: bool) -> SessionState {
+    fn take_session(
+        &mut self,
+        id: &str,
+        entry: &Entry,
+        time_ms: Option<i64>,
+        agent_file: bool,
+    ) -> SessionState {
         if let Some(session) = self.open.sessions.remove(id) {
             return session;
         }
         let trace = trace_id(id);
-        let (span, root_pending, agents_sent) = match self.open.closed.get(id) {
-            // Late subagent lines belong under the root already sent.
-            Some(closed) if agent_file || entry.is_sidechain => {
-                (closed.span_id, false, closed.agents_sent.clone())
-            }
-            // The session was resumed after it went idle: a new root span.
-            Some(_) => {
-                let anchor = entry.uuid.as_deref().unwrap_or_default();
-                (span_id(&trace, "session", anchor), true, Vec::new())
-            }
-            None => (span_id(&trace, "session", id), true, Vec::new()),
+        let Some(closed) = self.open.closed.get(id) else {
+            return SessionState::new(trace, span_id(&trace, "session", id), true);
         };
-        let mut session = SessionState::new(trace, span, root_pending);
-        for key in agents_sent {
+        let late_subagent = agent_file || entry.is_sidechain;
+        let replayed = time_ms.is_none_or(|t| t <= closed.last_ms);
+        let mut session = if late_subagent || replayed {
+            // Under the root already sent: late subagent lines, or a resumed
+            // session replaying lines of this one.
+            let mut session = SessionState::new(trace, closed.span_id, false);
+            session.replay_until_ms = closed.last_ms;
+            session
+        } else {
+            let anchor = format!("{id}/{}", entry.uuid.as_deref().unwrap_or_default());
+            SessionState::new(trace, span_id(&trace, "session", &anchor), true)
+        };
+        for key in &closed.agents_sent {
             session.agents.insert(
-                key,
+                key.clone(),
                 AgentState {
                     sent: true,
                     ..AgentState::default()
@@ -448,6 +468,7 @@ impl Tracker {
             ClosedSession {
                 span_id: session.span_id,
                 agents_sent: keys,
+                last_ms: session.last_ms,
             },
         );
     }
@@ -595,6 +616,15 @@ impl Tracker {
         if entry.is_api_error_message || message.model.as_deref() == Some("<synthetic>") {
             return;
         }
+        let streaming_here = session
+            .chats
+            .get(&file)
+            .is_some_and(|chat| chat.message_id == message_id);
+        if counted.as_ref().is_some_and(|c| c.seen_before) && !streaming_here {
+            // A response already seen elsewhere (a resumed or forked session
+            // replaying it): its spans were sent from where it was first seen.
+            return;
+        }
         let switching = session
             .chats
             .get(&file)
@@ -620,7 +650,11 @@ impl Tracker {
             parent,
             model: message.model.clone().unwrap_or_default(),
             request_id: entry.request_id.clone(),
-            start_ms: line.before_ms.min(line.time_ms),
+            start_ms: if line.before_ms > 0 {
+                line.before_ms.min(line.time_ms)
+            } else {
+                line.time_ms
+            },
             end_ms: line.time_ms,
             last_read_ms: line.now_ms,
             tokens: TokenCounts::default(),
@@ -639,10 +673,10 @@ impl Tracker {
             .iter()
             .filter(|b| b.kind.as_deref() == Some("tool_use"))
             .count() as u32;
-        if let Some((tokens, cost)) = counted {
-            if tokens.total() >= chat.tokens.total() {
-                chat.tokens = tokens;
-                chat.cost_usd = cost;
+        if let Some(counted) = counted {
+            if counted.tokens.total() >= chat.tokens.total() {
+                chat.tokens = counted.tokens;
+                chat.cost_usd = counted.cost_usd;
             }
         }
     }
@@ -654,7 +688,7 @@ impl Tracker {
         session: &SessionState,
         line: &LineContext<'_>,
         out: &mut Activity,
-    ) -> Option<(TokenCounts, Option<f64>)> {
+    ) -> Option<Counted> {
         let entry = line.entry;
         let message = entry.message.as_ref()?;
         if entry.is_api_error_message || message.model.as_deref() == Some("<synthetic>") {
@@ -710,8 +744,20 @@ impl Tracker {
                 line_cost.unwrap_or(0.0) - old_cost,
             ));
         }
-        Some((tokens, line_cost))
+        Some(Counted {
+            tokens,
+            cost_usd: line_cost,
+            seen_before: before.is_some(),
+        })
     }
+}
+
+/// A billable line's usage, as the ledger saw it.
+struct Counted {
+    tokens: TokenCounts,
+    cost_usd: Option<f64>,
+    /// The ledger knew this response before this line.
+    seen_before: bool,
 }
 
 /// One line being processed, with what the log record collects on the way.
@@ -751,7 +797,17 @@ impl SessionState {
             tools: BTreeMap::new(),
             agents: BTreeMap::new(),
             inline_roots: HashMap::new(),
+            replay_until_ms: 0,
         }
+    }
+
+    /// New trunk lines after a replay: the session continues under a new root.
+    fn resume_after_replay(&mut self, session_id: &str, entry: &Entry) {
+        let anchor = format!("{session_id}/{}", entry.uuid.as_deref().unwrap_or_default());
+        self.span_id = span_id(&self.trace_id, "session", &anchor);
+        self.root_pending = true;
+        self.replay_until_ms = 0;
+        self.start_ms = i64::MAX;
     }
 
     fn note_entry(&mut self, origin: &LineOrigin<'_>, entry: &Entry, time_ms: i64, now_ms: i64) {

@@ -3,6 +3,8 @@
 //! rule for missing external tools (a failure under `CI=true`, a skip elsewhere).
 #![allow(dead_code)]
 
+pub mod collector;
+
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
