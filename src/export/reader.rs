@@ -95,10 +95,12 @@ impl Reader {
                 return end;
             }
             let now = now_ms();
-            if first_pass {
-                self.tracker.close_history(now, &mut self.activity);
-                first_pass = false;
+            match self.options.mode {
+                Mode::Backfill => self.tracker.close_all(&mut self.activity),
+                Mode::Follow if first_pass => self.tracker.close_history(now, &mut self.activity),
+                Mode::Follow => {}
             }
+            first_pass = false;
             if self.options.mode == Mode::Follow {
                 self.tracker.close_idle(now, &mut self.activity);
             }

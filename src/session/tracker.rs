@@ -385,8 +385,16 @@ impl Tracker {
         }
     }
 
+    /// Finishes every session: the end of a backfill, which sends everything.
+    pub fn close_all(&mut self, out: &mut Activity) {
+        let ids: Vec<String> = self.open.sessions.keys().cloned().collect();
+        for id in ids {
+            self.close(&id, out);
+        }
+    }
+
     /// Finishes every session whose last entry is older than the idle time: the end
-    /// of a backfill, where nothing more is expected for them.
+    /// of the first pass of `run`, where nothing more is expected for them.
     pub fn close_history(&mut self, now_ms: i64, out: &mut Activity) {
         let idle = self.options.idle_ms;
         let history: Vec<String> = self

@@ -1007,3 +1007,167 @@ fn point_line(point: &mut MetricPoint, label: &str, value: &str) {
         _ => {}
     }
 }
+
+/// Reading what the embedded default wrote: the same records, from the OTLP-JSON
+/// lines files (`logs.jsonl`, `traces.jsonl`, `metrics.jsonl`, rotated files too).
+impl Received {
+    pub fn from_otlp_json_dir(dir: &Path) -> Received {
+        let mut received = Received::default();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        for path in files {
+            let text = std::fs::read_to_string(&path).expect("read OTLP-JSON file");
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let request: serde_json::Value =
+                    serde_json::from_str(line).expect("each line is one OTLP-JSON request");
+                json_request(&request, &mut received);
+            }
+        }
+        received
+    }
+}
+
+fn json_request(request: &serde_json::Value, received: &mut Received) {
+    use serde_json::Value;
+    let list = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
+    for rs in list(request, "resourceSpans") {
+        let resource = json_attributes(&rs["resource"]["attributes"]);
+        for ss in list(&rs, "scopeSpans") {
+            for span in list(&ss, "spans") {
+                received.spans.push(SpanRec {
+                    trace_id: json_str(&span["traceId"]),
+                    span_id: json_str(&span["spanId"]),
+                    parent_span_id: json_str(&span["parentSpanId"]),
+                    name: json_str(&span["name"]),
+                    kind: match span["kind"].as_i64() {
+                        Some(1) => "internal",
+                        Some(3) => "client",
+                        _ => "other",
+                    }
+                    .to_owned(),
+                    start_ns: json_u64(&span["startTimeUnixNano"]),
+                    end_ns: json_u64(&span["endTimeUnixNano"]),
+                    attributes: json_attributes(&span["attributes"]),
+                    status_code: match span["status"]["code"].as_i64() {
+                        Some(2) => "error",
+                        Some(1) => "ok",
+                        _ => "unset",
+                    }
+                    .to_owned(),
+                    status_message: json_str(&span["status"]["message"]),
+                    scope: json_str(&ss["scope"]["name"]),
+                    resource: resource.clone(),
+                    ..SpanRec::default()
+                });
+            }
+        }
+    }
+    for rl in list(request, "resourceLogs") {
+        let resource = json_attributes(&rl["resource"]["attributes"]);
+        for sl in list(&rl, "scopeLogs") {
+            for log in list(&sl, "logRecords") {
+                received.logs.push(LogRec {
+                    time_ns: json_u64(&log["timeUnixNano"]),
+                    observed_time_ns: json_u64(&log["observedTimeUnixNano"]),
+                    trace_id: json_str(&log["traceId"]),
+                    span_id: json_str(&log["spanId"]),
+                    event_name: json_str(&log["eventName"]),
+                    severity_text: json_str(&log["severityText"]),
+                    body: json_any(&log["body"]),
+                    attributes: json_attributes(&log["attributes"]),
+                    scope: json_str(&sl["scope"]["name"]),
+                    resource: resource.clone(),
+                    ..LogRec::default()
+                });
+            }
+        }
+    }
+    for rm in list(request, "resourceMetrics") {
+        let resource = json_attributes(&rm["resource"]["attributes"]);
+        for sm in list(&rm, "scopeMetrics") {
+            for metric in list(&sm, "metrics") {
+                let (kind, data) = if metric["sum"].is_object() {
+                    ("sum", &metric["sum"])
+                } else if metric["histogram"].is_object() {
+                    ("histogram", &metric["histogram"])
+                } else {
+                    ("gauge", &metric["gauge"])
+                };
+                for point in list(data, "dataPoints") {
+                    let value = if kind == "histogram" {
+                        point["sum"].as_f64().unwrap_or(0.0)
+                    } else if let Some(int) = point.get("asInt") {
+                        json_u64(int) as f64
+                    } else {
+                        point["asDouble"].as_f64().unwrap_or(0.0)
+                    };
+                    received.metrics.push(MetricPoint {
+                        name: json_str(&metric["name"]),
+                        unit: json_str(&metric["unit"]),
+                        kind: kind.to_owned(),
+                        value,
+                        count: json_u64(&point["count"]),
+                        attributes: json_attributes(&point["attributes"]),
+                        start_ns: json_u64(&point["startTimeUnixNano"]),
+                        time_ns: json_u64(&point["timeUnixNano"]),
+                        temporality: match data["aggregationTemporality"].as_i64() {
+                            Some(1) => "delta",
+                            Some(2) => "cumulative",
+                            _ => "",
+                        }
+                        .to_owned(),
+                        monotonic: data["isMonotonic"].as_bool().unwrap_or(false),
+                        scope: json_str(&sm["scope"]["name"]),
+                        resource: resource.clone(),
+                        ..MetricPoint::default()
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn json_str(value: &serde_json::Value) -> String {
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+/// OTLP/JSON writes 64-bit integers as strings.
+fn json_u64(value: &serde_json::Value) -> u64 {
+    match value {
+        serde_json::Value::String(text) => text.parse().unwrap_or(0),
+        other => other.as_u64().unwrap_or(0),
+    }
+}
+
+fn json_any(value: &serde_json::Value) -> String {
+    if let Some(text) = value["stringValue"].as_str() {
+        return text.to_owned();
+    }
+    if let Some(int) = value.get("intValue") {
+        return json_u64(int).to_string();
+    }
+    if let Some(b) = value["boolValue"].as_bool() {
+        return b.to_string();
+    }
+    if let Some(f) = value["doubleValue"].as_f64() {
+        return f.to_string();
+    }
+    if let Some(items) = value["arrayValue"]["values"].as_array() {
+        return items.iter().map(json_any).collect::<Vec<_>>().join(",");
+    }
+    String::new()
+}
+
+fn json_attributes(value: &serde_json::Value) -> BTreeMap<String, String> {
+    value
+        .as_array()
+        .map(|attrs| {
+            attrs
+                .iter()
+                .map(|kv| (json_str(&kv["key"]), json_any(&kv["value"])))
+                .collect()
+        })
+        .unwrap_or_default()
+}

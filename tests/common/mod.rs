@@ -140,6 +140,83 @@ impl ClaudeHome {
     }
 }
 
+/// Every real and synthetic sample, laid out as Claude Code would: each project in
+/// its own folder, the 2.0 subagent file beside its trunk, the 2.1 subagent file
+/// under `<session>/subagents/`.
+pub const SAMPLE_LAYOUT: &[(&str, &str)] = &[
+    (
+        "claude-code-viewer/fe5e1c67-53e7-4862-81ae-d0e013e3270b.jsonl",
+        "-path-to-Demo/fe5e1c67-53e7-4862-81ae-d0e013e3270b.jsonl",
+    ),
+    (
+        "claude-code-viewer/5c0375b4-57a5-4f26-b12d-d022ee4e51b7.jsonl",
+        "-path-to-Demo/5c0375b4-57a5-4f26-b12d-d022ee4e51b7.jsonl",
+    ),
+    (
+        "claude-code-viewer/1af7fc5e-8455-4414-9ccd-011d40f70b2a.jsonl",
+        "-path-to-Demo/1af7fc5e-8455-4414-9ccd-011d40f70b2a.jsonl",
+    ),
+    (
+        "fasthooks/sample_main_transcript.jsonl",
+        "-fasthooks/sample_main_transcript.jsonl",
+    ),
+    (
+        "fasthooks/sample_agent_sidechain.jsonl",
+        "-fasthooks/agent-af1ff21.jsonl",
+    ),
+    ("spotter/short.jsonl", "-home-USER-spotter/short.jsonl"),
+    (
+        "spotter/tool_heavy.jsonl",
+        "-home-USER-spotter/tool_heavy.jsonl",
+    ),
+    (
+        "spotter/subagent.jsonl",
+        "-home-USER-spotter/subagent.jsonl",
+    ),
+    ("claude-code-log/edge_cases.jsonl", "-edge/edge_cases.jsonl"),
+    (
+        "synthetic/agent-sessions/schema_drift.jsonl",
+        "-drift/schema_drift.jsonl",
+    ),
+    (
+        "synthetic/agent-sessions/subagent-0a1b2c3d/subagents/agent-a0ad4f44468bdf20d.jsonl",
+        "-drift/0a1b2c3d-4e5f-4061-8071-2a3b4c5d6e7f/subagents/agent-a0ad4f44468bdf20d.jsonl",
+    ),
+    (
+        "synthetic/constructed/malformed_lines.jsonl",
+        "-constructed/malformed_lines.jsonl",
+    ),
+];
+
+impl ClaudeHome {
+    /// A home holding every sample in [`SAMPLE_LAYOUT`].
+    pub fn with_samples() -> ClaudeHome {
+        let home = ClaudeHome::new();
+        for (sample_path, relative) in SAMPLE_LAYOUT {
+            home.copy_sample(sample_path, relative);
+        }
+        home
+    }
+
+    /// `ccotel report daily --json --full` totals for this home.
+    pub fn report_totals(&self) -> serde_json::Value {
+        let state = tempfile::tempdir().expect("tempdir");
+        let output = self
+            .ccotel(state.path())
+            .args(["report", "daily", "--json", "--full"])
+            .output()
+            .expect("run ccotel report");
+        assert!(
+            output.status.success(),
+            "report failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("report JSON");
+        report["totals"].clone()
+    }
+}
+
 /// A report over everything counted, with UTC dates.
 pub fn report(ingest: &Ingest, grouping: Grouping) -> Report {
     let filter = DateFilter {
