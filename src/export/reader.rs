@@ -221,7 +221,13 @@ impl Reader {
                 let offset = reader.committed_offset();
                 self.bytes += offset - last_cut_offset;
                 last_cut_offset = offset;
-                let state = file_state(&handle, &project, identity, offset, stats)?;
+                // Recorded as if the file ended here: a restart must see it as
+                // changed and resume at this offset, not pass it over as unchanged.
+                let partial = FileIdentity {
+                    size: offset,
+                    ..identity
+                };
+                let state = file_state(&handle, &project, partial, offset, stats)?;
                 self.dirty.insert(path.clone(), Some(state));
                 if let Err(end) = self.cut() {
                     return Ok(Err(end));
