@@ -27,7 +27,7 @@ use reader::{Batch, ReadEnd, Reader};
 use crate::session::{PriceTable, Tracker, TrackerOptions};
 use crate::signal::Encoder;
 use crate::sink::retry::Backoff;
-use crate::sink::{Sink, SinkError};
+use crate::sink::{Sent, Sink, SinkError};
 use crate::source::{StateDir, Tailer};
 
 /// Whether to stop once everything on disk is sent, or keep following.
@@ -170,9 +170,12 @@ async fn deliver(
     }
     for sink in sinks.iter_mut() {
         let mut attempt = 0u32;
+        let mut sent = Sent::default();
         loop {
-            match sink.export(&batch.otlp).await {
+            let started = Instant::now();
+            match sink.export(&batch.otlp, &mut sent).await {
                 Ok(delivery) => {
+                    tracing::debug!(sink = %sink.describe(), elapsed = ?started.elapsed(), bytes = batch.otlp.encoded_len(), "batch delivered");
                     if delivery.rejected > 0 || delivery.message.is_some() {
                         summary.rejected += delivery.rejected;
                         tracing::warn!(

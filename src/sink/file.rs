@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{Delivery, SinkError};
+use super::{Delivery, Sent, SinkError};
 use crate::signal::OtlpBatch;
 
 /// Writes batches as OTLP-JSON lines.
@@ -40,15 +40,18 @@ impl FileSink {
     }
 
     /// Appends each request as a line, then syncs, so an acknowledged batch is on disk.
-    pub fn export(&mut self, batch: &OtlpBatch) -> Result<Delivery, SinkError> {
-        if let Some(logs) = &batch.logs {
+    pub fn export(&mut self, batch: &OtlpBatch, sent: &mut Sent) -> Result<Delivery, SinkError> {
+        if let (Some(logs), false) = (&batch.logs, sent.logs) {
             self.append("logs", logs)?;
+            sent.logs = true;
         }
-        if let Some(traces) = &batch.traces {
+        if let (Some(traces), false) = (&batch.traces, sent.traces) {
             self.append("traces", traces)?;
+            sent.traces = true;
         }
-        if let Some(metrics) = &batch.metrics {
+        if let (Some(metrics), false) = (&batch.metrics, sent.metrics) {
             self.append("metrics", metrics)?;
+            sent.metrics = true;
         }
         Ok(Delivery::default())
     }
@@ -104,8 +107,8 @@ mod tests {
             logs: Some(ExportLogsServiceRequest::default()),
             ..OtlpBatch::default()
         };
-        sink.export(&batch).expect("first");
-        sink.export(&batch).expect("second");
+        sink.export(&batch, &mut Sent::default()).expect("first");
+        sink.export(&batch, &mut Sent::default()).expect("second");
         let names: Vec<String> = fs::read_dir(dir.path())
             .expect("list")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())

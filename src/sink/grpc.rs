@@ -13,7 +13,7 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 
-use super::{Delivery, OtlpSettings, SinkError};
+use super::{Delivery, OtlpSettings, Sent, SinkError};
 use crate::signal::OtlpBatch;
 
 /// Decompressed responses larger than this are refused.
@@ -74,39 +74,86 @@ impl GrpcSink {
         &self.endpoint
     }
 
-    pub async fn export(&mut self, batch: &OtlpBatch) -> Result<Delivery, SinkError> {
+    /// Sends the signals not yet sent, concurrently.
+    pub async fn export(
+        &mut self,
+        batch: &OtlpBatch,
+        sent: &mut Sent,
+    ) -> Result<Delivery, SinkError> {
+        let traces = async {
+            match (&batch.traces, sent.traces) {
+                (Some(request), false) => {
+                    let response = self
+                        .traces
+                        .clone()
+                        .export(self.request(request.clone()))
+                        .await;
+                    Some(response.map(|r| {
+                        r.into_inner()
+                            .partial_success
+                            .map(|p| (p.rejected_spans, p.error_message))
+                    }))
+                }
+                _ => None,
+            }
+        };
+        let logs = async {
+            match (&batch.logs, sent.logs) {
+                (Some(request), false) => {
+                    let response = self
+                        .logs
+                        .clone()
+                        .export(self.request(request.clone()))
+                        .await;
+                    Some(response.map(|r| {
+                        r.into_inner()
+                            .partial_success
+                            .map(|p| (p.rejected_log_records, p.error_message))
+                    }))
+                }
+                _ => None,
+            }
+        };
+        let metrics = async {
+            match (&batch.metrics, sent.metrics) {
+                (Some(request), false) => {
+                    let response = self
+                        .metrics
+                        .clone()
+                        .export(self.request(request.clone()))
+                        .await;
+                    Some(response.map(|r| {
+                        r.into_inner()
+                            .partial_success
+                            .map(|p| (p.rejected_data_points, p.error_message))
+                    }))
+                }
+                _ => None,
+            }
+        };
+        let (traces, logs, metrics) = tokio::join!(traces, logs, metrics);
         let mut delivery = Delivery::default();
-        if let Some(request) = &batch.traces {
-            let response = self
-                .traces
-                .export(self.request(request.clone()))
-                .await
-                .map_err(status_error)?;
-            if let Some(partial) = response.into_inner().partial_success {
-                delivery.add_partial(partial.rejected_spans, &partial.error_message);
+        let mut failure = None;
+        for (result, flag) in [
+            (traces, &mut sent.traces),
+            (logs, &mut sent.logs),
+            (metrics, &mut sent.metrics),
+        ] {
+            match result {
+                None => {}
+                Some(Ok(partial)) => {
+                    *flag = true;
+                    if let Some((rejected, message)) = partial {
+                        delivery.add_partial(rejected, &message);
+                    }
+                }
+                Some(Err(status)) => failure = Some(status_error(status)),
             }
         }
-        if let Some(request) = &batch.logs {
-            let response = self
-                .logs
-                .export(self.request(request.clone()))
-                .await
-                .map_err(status_error)?;
-            if let Some(partial) = response.into_inner().partial_success {
-                delivery.add_partial(partial.rejected_log_records, &partial.error_message);
-            }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(delivery),
         }
-        if let Some(request) = &batch.metrics {
-            let response = self
-                .metrics
-                .export(self.request(request.clone()))
-                .await
-                .map_err(status_error)?;
-            if let Some(partial) = response.into_inner().partial_success {
-                delivery.add_partial(partial.rejected_data_points, &partial.error_message);
-            }
-        }
-        Ok(delivery)
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
@@ -124,7 +171,11 @@ fn channel(url: &str, timeout: Duration) -> Result<Channel, SinkError> {
     let mut endpoint = Endpoint::from_str(url)
         .map_err(|e| invalid(&e))?
         .connect_timeout(timeout)
-        .timeout(timeout);
+        .timeout(timeout)
+        // HTTP/2's default 64 KiB windows stall on megabyte-sized export requests.
+        .initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(16 << 20))
+        .tcp_nodelay(true);
     if url.starts_with("https://") {
         endpoint = endpoint
             .tls_config(ClientTlsConfig::new().with_webpki_roots())

@@ -14,7 +14,7 @@ use reqwest::header::{
 };
 use reqwest::StatusCode;
 
-use super::{Delivery, OtlpSettings, SinkError};
+use super::{Delivery, OtlpSettings, Sent, SinkError};
 use crate::signal::OtlpBatch;
 
 /// Sends batches to an OTLP/HTTP endpoint.
@@ -63,38 +63,80 @@ impl HttpSink {
         &self.endpoint
     }
 
-    pub async fn export(&mut self, batch: &OtlpBatch) -> Result<Delivery, SinkError> {
+    /// Sends the signals not yet sent, concurrently.
+    pub async fn export(
+        &mut self,
+        batch: &OtlpBatch,
+        sent: &mut Sent,
+    ) -> Result<Delivery, SinkError> {
+        let traces = self.send(
+            &self.traces_url,
+            batch.traces.as_ref(),
+            sent.traces,
+            |body| {
+                ExportTraceServiceResponse::decode(body)
+                    .ok()
+                    .and_then(|r| r.partial_success)
+                    .map(|p| (p.rejected_spans, p.error_message))
+            },
+        );
+        let logs = self.send(&self.logs_url, batch.logs.as_ref(), sent.logs, |body| {
+            ExportLogsServiceResponse::decode(body)
+                .ok()
+                .and_then(|r| r.partial_success)
+                .map(|p| (p.rejected_log_records, p.error_message))
+        });
+        let metrics = self.send(
+            &self.metrics_url,
+            batch.metrics.as_ref(),
+            sent.metrics,
+            |body| {
+                ExportMetricsServiceResponse::decode(body)
+                    .ok()
+                    .and_then(|r| r.partial_success)
+                    .map(|p| (p.rejected_data_points, p.error_message))
+            },
+        );
+        let (traces, logs, metrics) = tokio::join!(traces, logs, metrics);
         let mut delivery = Delivery::default();
-        if let Some(request) = &batch.traces {
-            let body = self.post(&self.traces_url, request.encode_to_vec()).await?;
-            if let Some(p) = ExportTraceServiceResponse::decode(body.as_slice())
-                .ok()
-                .and_then(|r| r.partial_success)
-            {
-                delivery.add_partial(p.rejected_spans, &p.error_message);
+        let mut failure = None;
+        for (result, flag) in [
+            (traces, &mut sent.traces),
+            (logs, &mut sent.logs),
+            (metrics, &mut sent.metrics),
+        ] {
+            match result {
+                None => {}
+                Some(Ok(partial)) => {
+                    *flag = true;
+                    if let Some((rejected, message)) = partial {
+                        delivery.add_partial(rejected, &message);
+                    }
+                }
+                Some(Err(error)) => failure = Some(error),
             }
         }
-        if let Some(request) = &batch.logs {
-            let body = self.post(&self.logs_url, request.encode_to_vec()).await?;
-            if let Some(p) = ExportLogsServiceResponse::decode(body.as_slice())
-                .ok()
-                .and_then(|r| r.partial_success)
-            {
-                delivery.add_partial(p.rejected_log_records, &p.error_message);
-            }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(delivery),
         }
-        if let Some(request) = &batch.metrics {
-            let body = self
-                .post(&self.metrics_url, request.encode_to_vec())
-                .await?;
-            if let Some(p) = ExportMetricsServiceResponse::decode(body.as_slice())
-                .ok()
-                .and_then(|r| r.partial_success)
-            {
-                delivery.add_partial(p.rejected_data_points, &p.error_message);
-            }
-        }
-        Ok(delivery)
+    }
+
+    /// Posts one request unless it is absent or already sent; reads the
+    /// response's partial success.
+    async fn send<M: Message>(
+        &self,
+        url: &str,
+        request: Option<&M>,
+        already_sent: bool,
+        partial: impl Fn(&[u8]) -> Option<(i64, String)>,
+    ) -> Option<Result<Option<(i64, String)>, SinkError>> {
+        let request = request.filter(|_| !already_sent)?;
+        Some(
+            self.post(url, request.encode_to_vec())
+                .await
+                .map(|body| partial(&body)),
+        )
     }
 
     async fn post(&self, url: &str, body: Vec<u8>) -> Result<Vec<u8>, SinkError> {

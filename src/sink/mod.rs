@@ -35,6 +35,15 @@ impl Delivery {
     }
 }
 
+/// Which of a batch's requests a destination has taken, so a retry re-sends only
+/// the others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub logs: bool,
+    pub traces: bool,
+    pub metrics: bool,
+}
+
 /// Why a batch was not delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -99,12 +108,17 @@ impl Sink {
         }
     }
 
-    /// Sends one batch once.
-    pub async fn export(&mut self, batch: &OtlpBatch) -> Result<Delivery, SinkError> {
+    /// Sends the requests of a batch not yet in `sent`, once, and marks those
+    /// the destination took.
+    pub async fn export(
+        &mut self,
+        batch: &OtlpBatch,
+        sent: &mut Sent,
+    ) -> Result<Delivery, SinkError> {
         match self {
-            Sink::Grpc(sink) => sink.export(batch).await,
-            Sink::Http(sink) => sink.export(batch).await,
-            Sink::File(sink) => sink.export(batch),
+            Sink::Grpc(sink) => sink.export(batch, sent).await,
+            Sink::Http(sink) => sink.export(batch, sent).await,
+            Sink::File(sink) => sink.export(batch, sent),
         }
     }
 }
