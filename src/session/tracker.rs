@@ -602,10 +602,12 @@ impl Tracker {
         };
         let parent = session.context_parent(line.agent.as_deref());
         let file = line.origin.path.to_owned();
+        // A response without an id (some gateways) is named by its line.
         let message_id = message
             .id
             .clone()
-            .unwrap_or_else(|| format!("{}@{}", line.origin.path, line.origin.offset));
+            .or_else(|| entry.uuid.clone())
+            .unwrap_or_else(|| format!("line@{}", line.origin.offset));
         let chat_span = chat_span_id(&session.trace_id, &message_id, entry.request_id.as_deref());
         line.log_span = Some(chat_span);
         if let Some(model) = &message.model {
