@@ -22,4 +22,5 @@ pub mod session;
 pub mod signal;
 pub mod sink;
 pub mod source;
+pub mod telemetry;
 pub mod transcript;

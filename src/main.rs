@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use ccotel::config::{self, Environment, Loaded, Overrides};
+use ccotel::export::stats::PipelineStats;
 use ccotel::export::{ExportOptions, Mode};
 use ccotel::ingest::{
     full_scan, ingest_incremental, Ingest, IngestOptions, IngestSummary, PriorState, Progress,
@@ -23,6 +24,7 @@ use ccotel::sink::http::HttpSink;
 use ccotel::sink::retry::Backoff;
 use ccotel::sink::{Protocol, Sink};
 use ccotel::source::{discover, StateDir};
+use ccotel::telemetry::{self, LogFormat};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -40,6 +42,15 @@ struct Cli {
     /// More detail on stderr (-v: info, -vv: debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log lines on stderr as plain text or JSON.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "CCOTEL_LOG_FORMAT",
+        default_value = "plain"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -114,8 +125,22 @@ fn parse_date(text: &str) -> Result<jiff::civil::Date, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
-    match run(cli) {
+    let default_level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let stats = Arc::new(PipelineStats::default());
+    let self_endpoint = std::env::var("CCOTEL_SELF_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
+    let _telemetry = telemetry::init(
+        default_level,
+        cli.log_format,
+        self_endpoint.as_deref(),
+        stats.clone(),
+    );
+    match run(cli, stats) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ccotel: {error:#}");
@@ -124,23 +149,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CCOTEL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
-}
-
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli, stats: Arc<PipelineStats>) -> Result<()> {
     let environment = Environment::from_process();
     let timezone = match &cli.command {
         Command::Report(args) => args.timezone.clone(),
@@ -158,8 +167,8 @@ fn run(cli: Cli) -> Result<()> {
     let loaded = config::load(cli.config.as_deref(), &overrides, &environment)?;
     match cli.command {
         Command::Report(args) => run_report(&loaded, &environment, &args),
-        Command::Run(args) => run_export(&loaded, &environment, &args, Mode::Follow),
-        Command::Backfill(args) => run_export(&loaded, &environment, &args, Mode::Backfill),
+        Command::Run(args) => run_export(&loaded, &environment, &args, Mode::Follow, stats),
+        Command::Backfill(args) => run_export(&loaded, &environment, &args, Mode::Backfill, stats),
         Command::Config(ConfigCommand::Check) => config_check(&loaded, &environment),
     }
 }
@@ -169,6 +178,7 @@ fn run_export(
     environment: &Environment,
     args: &ExportArgs,
     mode: Mode,
+    stats: Arc<PipelineStats>,
 ) -> Result<()> {
     let config = &loaded.config;
     let export = &config.export;
@@ -229,6 +239,7 @@ fn run_export(
             ContentPolicy::Truncate(n) => n,
             ContentPolicy::Full => ccotel::signal::content::FULL_CAP,
         },
+        stats,
     };
     let stop = Arc::new(AtomicBool::new(false));
     runtime.spawn(stop_on_signal(stop.clone()));

@@ -404,3 +404,51 @@ fn a_generated_corpus_exports_the_true_totals() {
     assert_eq!(ids.len(), received.spans.len());
     assert_eq!(received.logs.len(), decodable_lines(&home));
 }
+
+#[test]
+fn ccotel_sends_its_own_spans_and_metrics_when_asked() {
+    let Some(collector) = Collector::start() else {
+        return;
+    };
+    let home = ClaudeHome::new();
+    home.copy_sample("spotter/tool_heavy.jsonl", "p/tool_heavy.jsonl");
+    let state = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("tempdir");
+    backfill(
+        &home,
+        state.path(),
+        &[
+            ("CCOTEL_DATA_DIR", data.path().to_str().expect("utf-8")),
+            ("CCOTEL_SELF_OTLP_ENDPOINT", &collector.http_endpoint()),
+        ],
+    );
+    let received = collector.wait_until(Duration::from_secs(20), |r| {
+        r.metrics.iter().any(|m| m.name == "ccotel.self.lines")
+            && r.spans.iter().any(|s| s.name == "deliver")
+    });
+    let lines = received
+        .metrics
+        .iter()
+        .filter(|m| m.name == "ccotel.self.lines")
+        .map(|m| m.value)
+        .fold(0.0, f64::max);
+    assert_eq!(lines, decodable_lines(&home) as f64, "lines read");
+    let names: HashSet<&str> = received.metrics.iter().map(|m| m.name.as_str()).collect();
+    for name in [
+        "ccotel.self.bytes",
+        "ccotel.self.parse_errors",
+        "ccotel.self.export.failures",
+        "ccotel.self.queue.depth",
+        "ccotel.self.lag",
+    ] {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+    let deliver = received
+        .spans
+        .iter()
+        .find(|s| s.name == "deliver")
+        .expect("a deliver span");
+    assert_eq!(deliver.resource["service.name"], "ccotel");
+    // Its own telemetry never carries transcript records.
+    assert!(received.logs.is_empty());
+}

@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod reader;
+pub mod stats;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +30,7 @@ use crate::signal::Encoder;
 use crate::sink::retry::Backoff;
 use crate::sink::{Sent, Sink, SinkError};
 use crate::source::{StateDir, Tailer};
+use stats::PipelineStats;
 
 /// Whether to stop once everything on disk is sent, or keep following.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,8 @@ pub struct ExportOptions {
     pub backoff: Backoff,
     /// The most text a single value can carry (sizes batches).
     pub text_cap: usize,
+    /// Live counters, for self-telemetry.
+    pub stats: Arc<PipelineStats>,
 }
 
 /// What an export did.
@@ -109,7 +113,11 @@ pub async fn run(
 
     let mut summary = ExportSummary::default();
     let mut stopping_since: Option<Instant> = None;
+    let stats = options.stats.clone();
     while let Some(batch) = receiver.recv().await {
+        stats
+            .queue_depth
+            .store(receiver.len() as u64, Ordering::Relaxed);
         if stop.load(Ordering::Relaxed) && stopping_since.is_none() {
             stopping_since = Some(Instant::now());
         }
@@ -134,8 +142,12 @@ pub async fn run(
             lines,
             ..
         } = batch;
-        tokio::task::block_in_place(|| committer.commit(checkpoint))
-            .context("committing offsets")?;
+        tokio::task::block_in_place(|| {
+            let _span = tracing::debug_span!("commit").entered();
+            committer.commit(checkpoint)
+        })
+        .context("committing offsets")?;
+        PipelineStats::sub(&stats.uncommitted_bytes, bytes);
         summary.batches += 1;
         summary.log_records += counts.log_records as u64;
         summary.spans += counts.spans as u64;
@@ -157,6 +169,7 @@ pub async fn run(
 
 /// Sends a batch to every sink, retrying retryable failures. Returns false when
 /// shutting down and the grace period ran out before every sink took it.
+#[tracing::instrument(level = "debug", skip_all, fields(records = batch.otlp.counts().log_records, bytes = batch.bytes))]
 async fn deliver(
     sinks: &mut [Sink],
     batch: &Batch,
@@ -189,6 +202,7 @@ async fn deliver(
                 }
                 Err(SinkError::Permanent(message)) => {
                     summary.refused_batches += 1;
+                    PipelineStats::add(&options.stats.export_failures, 1);
                     tracing::error!(sink = %sink.describe(), "batch refused, not retryable: {message}");
                     break;
                 }
@@ -198,6 +212,7 @@ async fn deliver(
                 }) => {
                     attempt += 1;
                     summary.retries += 1;
+                    PipelineStats::add(&options.stats.export_failures, 1);
                     if stop.load(Ordering::Relaxed) {
                         let since = *stopping_since.get_or_insert_with(Instant::now);
                         if since.elapsed() > options.shutdown_grace {

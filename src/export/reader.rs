@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
 
 use super::checkpoint::Checkpoint;
+use super::stats::PipelineStats;
 use super::{ExportOptions, Mode};
 use crate::session::activity::Activity;
 use crate::session::{LineOrigin, Tracker};
@@ -135,6 +136,19 @@ impl Reader {
             }
         };
         let (pending, gone) = self.tailer.changes(listed);
+        let unread: u64 = pending
+            .iter()
+            .map(|p| {
+                p.file
+                    .size
+                    .saturating_sub(p.previous.as_ref().map_or(0, |s| s.offset))
+            })
+            .sum();
+        self.options
+            .stats
+            .unread_bytes
+            .store(unread, Ordering::Relaxed);
+        let _span = tracing::debug_span!("read_pass", files = pending.len(), unread).entered();
         for path in gone {
             tracing::info!(file = %path.display(), "transcript is gone; what was read from it stays sent");
             self.dirty.insert(path, None);
@@ -193,6 +207,8 @@ impl Reader {
         handle.seek(SeekFrom::Start(start))?;
         let mut reader = LineReader::new(&handle, start, self.options.max_inline_line);
         let mut last_cut_offset = start;
+        let mut counted_bytes = 0;
+        let mut counted_skipped = stats.skipped();
         while let Some(line) = reader.next_line()? {
             let (offset, entry, raw_line): (u64, Option<Entry>, Vec<u8>) = match line {
                 Line::Complete { bytes, offset } => {
@@ -206,6 +222,15 @@ impl Reader {
                 }
             };
             self.lines += 1;
+            PipelineStats::add(&self.options.stats.lines, 1);
+            PipelineStats::add(
+                &self.options.stats.bytes,
+                reader.bytes_read() - counted_bytes,
+            );
+            counted_bytes = reader.bytes_read();
+            let skipped = stats.skipped();
+            PipelineStats::add(&self.options.stats.parse_errors, skipped - counted_skipped);
+            counted_skipped = skipped;
             if let Some(entry) = entry {
                 let origin = LineOrigin {
                     path: &path_text,
