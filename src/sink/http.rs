@@ -209,3 +209,109 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::{Protocol, Sent};
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsPartialSuccess, ExportLogsServiceRequest,
+    };
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    /// Answers each request on `listener` with the next canned response, after
+    /// reading the request body; returns the requests' headers.
+    fn serve(
+        listener: TcpListener,
+        responses: Vec<Vec<u8>>,
+    ) -> std::thread::JoinHandle<Vec<String>> {
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for response in responses {
+                let (stream, _) = listener.accept().expect("accept");
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).expect("read header");
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().expect("length");
+                    }
+                    head.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).expect("body");
+                seen.push(head);
+                let mut stream = reader.into_inner();
+                stream.write_all(&response).expect("respond");
+            }
+            seen
+        })
+    }
+
+    #[tokio::test]
+    async fn honours_retry_after_and_reports_partial_success() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let partial = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 2,
+                error_message: "too old".to_owned(),
+            }),
+        }
+        .encode_to_vec();
+        let mut ok = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            partial.len()
+        )
+        .into_bytes();
+        ok.extend_from_slice(&partial);
+        let busy = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 7\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec();
+        let bad = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbad"
+            .to_vec();
+        let server = serve(listener, vec![busy, ok, bad]);
+        let settings = OtlpSettings {
+            protocol: Protocol::HttpProtobuf,
+            endpoint: format!("http://{address}"),
+            logs_endpoint: None,
+            traces_endpoint: None,
+            metrics_endpoint: None,
+            headers: vec![("x-team".to_owned(), "blue".to_owned())],
+            gzip: true,
+            timeout: Duration::from_secs(5),
+        };
+        let mut sink = HttpSink::new(&settings).expect("sink");
+        let batch = OtlpBatch {
+            logs: Some(ExportLogsServiceRequest::default()),
+            ..OtlpBatch::default()
+        };
+        let mut sent = Sent::default();
+        match sink.export(&batch, &mut sent).await {
+            Err(SinkError::Retryable { retry_after, .. }) => {
+                assert_eq!(retry_after, Some(Duration::from_secs(7)));
+            }
+            other => panic!("expected a retryable error, got {other:?}"),
+        }
+        assert!(!sent.logs);
+        let delivery = sink.export(&batch, &mut sent).await.expect("delivered");
+        assert_eq!(delivery.rejected, 2);
+        assert_eq!(delivery.message.as_deref(), Some("too old"));
+        assert!(sent.logs);
+        let mut fresh = Sent::default();
+        assert!(matches!(
+            sink.export(&batch, &mut fresh).await,
+            Err(SinkError::Permanent(_))
+        ));
+        let heads = server.join().expect("server");
+        assert!(heads[0].starts_with("POST /v1/logs "));
+        assert!(heads[0]
+            .to_ascii_lowercase()
+            .contains("content-encoding: gzip"));
+        assert!(heads[0].to_ascii_lowercase().contains("x-team: blue"));
+    }
+}
