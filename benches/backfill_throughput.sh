@@ -12,7 +12,8 @@ cargo build --release --quiet
 bin=$PWD/target/release/ccotel
 agent=$(scripts/install-rotel.sh)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$agent" start --otlp-grpc-endpoint 127.0.0.1:$port --otlp-http-endpoint 127.0.0.1:0 --exporter blackhole >/dev/null 2>&1 &
+hport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$agent" start --otlp-grpc-endpoint 127.0.0.1:$port --otlp-http-endpoint 127.0.0.1:$hport --exporter blackhole >/dev/null 2>&1 &
 rotel=$!
 trap 'kill $rotel 2>/dev/null; rm -rf "$work"' EXIT
 work=$(mktemp -d)
@@ -21,6 +22,11 @@ echo "== backfill into rotel over OTLP/gRPC (gzip), $corpus"
 python3 ../shared/tools/compare.py --corpus "$corpus" --runs 5 \
   --ours "sh -c 'rm -rf $work/state && exec $bin backfill'" \
   --env CCOTEL_STATE_DIR=$work/state --env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$port
+echo "== backfill into rotel over OTLP/HTTP protobuf (gzip), $corpus"
+python3 ../shared/tools/compare.py --corpus "$corpus" --runs 5 \
+  --ours "sh -c 'rm -rf $work/state && exec $bin backfill'" \
+  --env CCOTEL_STATE_DIR=$work/state --env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$hport \
+  --env OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
 echo "== backfill into the embedded default (OTLP-JSON files), $corpus"
 python3 ../shared/tools/compare.py --corpus "$corpus" --runs 5 \
   --ours "sh -c 'rm -rf $work/state $work/data && exec $bin backfill'" \

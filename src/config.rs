@@ -212,7 +212,7 @@ pub fn load(
     }
     let figment = figment
         .merge(Env::prefixed("CCOTEL_").only(ENV_KEYS))
-        .merge(Serialized::defaults(overrides));
+        .merge(CommandLine(overrides));
     let config: Config = figment.extract().map_err(|error| describe(&error))?;
     let file = file.map(|path| {
         let exists = path.is_file();
@@ -254,8 +254,24 @@ fn describe(errors: &figment::Error) -> ConfigError {
 fn origin(meta: &figment::Metadata) -> String {
     match &meta.source {
         Some(figment::Source::File(path)) => path.display().to_string(),
+        Some(figment::Source::Code(_)) => "the built-in defaults".to_owned(),
         Some(source) => source.to_string(),
         None => meta.name.to_string(),
+    }
+}
+
+/// Flag values as a figment provider whose name says where they came from.
+struct CommandLine<'a>(&'a Overrides);
+
+impl figment::Provider for CommandLine<'_> {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("the command line")
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Serialized::defaults(self.0).data()
     }
 }
 

@@ -123,6 +123,27 @@ fn parse_date(text: &str) -> Result<jiff::civil::Date, String> {
         .map_err(|_| format!("{text:?} is not a date (YYYYMMDD or YYYY-MM-DD)"))
 }
 
+/// Appends a formatted line to a String.
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+/// Writes to stdout; a reader that went away (`ccotel ... | head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.verbose {
@@ -340,12 +361,12 @@ fn print_report(loaded: &Loaded, args: &ReportArgs, result: &Ingest) -> Result<(
     };
     let report = report::build(&result.ledger, &prices, args.grouping, &filter);
     if args.json {
-        println!(
-            "{}",
+        emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&report::to_json(&report))?
-        );
+        ))?;
     } else {
-        print!("{}", report::render(&report));
+        emit(&report::render(&report))?;
     }
     for (model, responses) in &report.unpriced {
         tracing::warn!(
@@ -393,15 +414,18 @@ fn warn_about(summary: &IngestSummary) {
 }
 
 fn config_check(loaded: &Loaded, environment: &Environment) -> Result<()> {
+    let mut out = String::new();
     match &loaded.file {
-        Some((path, true)) => println!("# config file: {}", path.display()),
-        Some((path, false)) => println!(
+        Some((path, true)) => outln!(out, "# config file: {}", path.display()),
+        Some((path, false)) => outln!(
+            out,
             "# config file: {} (not present; defaults apply)",
             path.display()
         ),
-        None => println!("# config file: none"),
+        None => outln!(out, "# config file: none"),
     }
-    println!(
+    outln!(
+        out,
         "# state directory: {}",
         loaded.state_dir(environment)?.display()
     );
@@ -410,11 +434,28 @@ fn config_check(loaded: &Loaded, environment: &Environment) -> Result<()> {
         .iter()
         .map(|root| root.display().to_string())
         .collect();
-    println!("# transcripts under: {}", roots.join(", "));
-    println!(
+    outln!(out, "# transcripts under: {}", roots.join(", "));
+    outln!(
+        out,
         "# time zone: {}",
         loaded.time_zone()?.iana_name().unwrap_or("system")
     );
-    println!("{}", loaded.to_masked_toml().trim_end());
-    Ok(())
+    match loaded.otlp_settings(environment, None, None)? {
+        Some(otlp) => outln!(
+            out,
+            "# export: OTLP {:?} to {} (gzip: {}, {} headers, masked)",
+            otlp.protocol,
+            otlp.endpoint,
+            otlp.gzip,
+            otlp.headers.len()
+        ),
+        None => outln!(
+            out,
+            "# export: no OTLP endpoint; OTLP-JSON files in {}",
+            loaded.data_dir(environment)?.join("otlp").display()
+        ),
+    }
+    outln!(out, "# content policy: {}", loaded.content_policy()?);
+    outln!(out, "{}", loaded.to_masked_toml().trim_end());
+    emit(&out)
 }
