@@ -474,14 +474,7 @@ fn observe(
     };
     let timestamp_ms = value.timestamp.as_deref().and_then(parse_timestamp_ms);
     let observation = Observation {
-        tokens: TokenCounts {
-            input: usage.input_tokens,
-            output: usage.output_tokens,
-            cache_creation: usage.cache_creation_input_tokens,
-            cache_creation_1h: usage.cache_creation_1h(),
-            cache_read: usage.cache_read_input_tokens,
-            web_search_requests: usage.web_search_requests(),
-        },
+        tokens: TokenCounts::of(usage),
         timestamp_ms: timestamp_ms.unwrap_or(0),
         model: message.model.as_deref().unwrap_or("unknown"),
         session: value

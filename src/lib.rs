@@ -1,17 +1,22 @@
 //! ccotel turns Claude Code session transcripts (`~/.claude/projects/**/*.jsonl`)
-//! into exact token and cost figures, and (next) OpenTelemetry logs, spans and
-//! metrics.
+//! into OpenTelemetry logs, spans and metrics, and into exact token and cost
+//! reports.
 //!
-//! The modules follow the pipeline, data flowing one way:
+//! The modules follow the pipeline, data flowing one way and acknowledgements
+//! flowing back:
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`source`] | config roots, discovery, reading complete lines from an offset, file identity, the manifest |
+//! | [`source`] | config roots, discovery, reading complete lines from an offset, file identity, the manifest, tailing and watching |
 //! | [`transcript`] | the serde model of entries and tolerant decoding of one line |
-//! | [`session`] | state across lines and files: the dedup ledger and pricing |
-//! | [`ingest`] | one run: which bytes are new, worker threads, merging into the ledger |
+//! | [`session`] | state across lines and files: the dedup ledger, pricing, and the tracker that turns lines into spans, log entries and counter deltas |
+//! | [`signal`] | OTLP messages built from the tracker's output, under the content policy |
+//! | [`sink`] | destinations: OTLP/gRPC, OTLP/HTTP, OTLP-JSON files; retries |
+//! | [`export`] | `run` and `backfill`: the reader thread, the bounded queue, delivery and commits |
+//! | [`ingest`] | a report's scan: which bytes are new, worker threads, merging into the ledger |
 //! | [`report`] | daily, monthly, session, project and model reports |
-//! | [`config`] | layered configuration |
+//! | [`config`] | layered configuration and the `OTEL_EXPORTER_OTLP_*` variables |
+//! | [`telemetry`] | ccotel's own logs, spans and metrics |
 
 pub mod config;
 pub mod export;

@@ -57,6 +57,18 @@ pub struct TokenCounts {
 }
 
 impl TokenCounts {
+    /// The counts an API `usage` object reports.
+    pub fn of(usage: &crate::transcript::Usage) -> TokenCounts {
+        TokenCounts {
+            input: usage.input_tokens,
+            output: usage.output_tokens,
+            cache_creation: usage.cache_creation_input_tokens,
+            cache_creation_1h: usage.cache_creation_1h(),
+            cache_read: usage.cache_read_input_tokens,
+            web_search_requests: usage.web_search_requests(),
+        }
+    }
+
     /// Input, output, cache writes and cache reads together.
     pub fn total(&self) -> u64 {
         self.input + self.output + self.cache_creation + self.cache_read

@@ -705,14 +705,7 @@ impl Tracker {
             return None;
         }
         let usage = message.usage.as_ref()?.valid()?;
-        let tokens = TokenCounts {
-            input: usage.input_tokens,
-            output: usage.output_tokens,
-            cache_creation: usage.cache_creation_input_tokens,
-            cache_creation_1h: usage.cache_creation_1h(),
-            cache_read: usage.cache_read_input_tokens,
-            web_search_requests: usage.web_search_requests(),
-        };
+        let tokens = TokenCounts::of(usage);
         let key = match message.id.as_deref() {
             Some(id) => ResponseKey::of(id, entry.request_id.as_deref()),
             None => ResponseKey::of_line(line.origin.path, line.origin.offset, line.origin.line),

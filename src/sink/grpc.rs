@@ -13,7 +13,7 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 
-use super::{Delivery, OtlpSettings, Sent, SinkError};
+use super::{settle, Delivery, OtlpSettings, Sent, SignalOutcome, SinkError};
 use crate::signal::OtlpBatch;
 
 /// Decompressed responses larger than this are refused.
@@ -80,80 +80,34 @@ impl GrpcSink {
         batch: &OtlpBatch,
         sent: &mut Sent,
     ) -> Result<Delivery, SinkError> {
-        let traces = async {
-            match (&batch.traces, sent.traces) {
-                (Some(request), false) => {
-                    let response = self
-                        .traces
-                        .clone()
-                        .export(self.request(request.clone()))
-                        .await;
-                    Some(response.map(|r| {
-                        r.into_inner()
-                            .partial_success
-                            .map(|p| (p.rejected_spans, p.error_message))
-                    }))
-                }
-                _ => None,
-            }
-        };
-        let logs = async {
-            match (&batch.logs, sent.logs) {
-                (Some(request), false) => {
-                    let response = self
-                        .logs
-                        .clone()
-                        .export(self.request(request.clone()))
-                        .await;
-                    Some(response.map(|r| {
-                        r.into_inner()
-                            .partial_success
-                            .map(|p| (p.rejected_log_records, p.error_message))
-                    }))
-                }
-                _ => None,
-            }
-        };
-        let metrics = async {
-            match (&batch.metrics, sent.metrics) {
-                (Some(request), false) => {
-                    let response = self
-                        .metrics
-                        .clone()
-                        .export(self.request(request.clone()))
-                        .await;
-                    Some(response.map(|r| {
-                        r.into_inner()
-                            .partial_success
-                            .map(|p| (p.rejected_data_points, p.error_message))
-                    }))
-                }
-                _ => None,
-            }
-        };
-        let (traces, logs, metrics) = tokio::join!(traces, logs, metrics);
-        let mut delivery = Delivery::default();
-        let mut failure = None;
-        for (result, flag) in [
+        let (mut traces, mut logs, mut metrics) =
+            (self.traces.clone(), self.logs.clone(), self.metrics.clone());
+        let this: &GrpcSink = self;
+        let (traces, logs, metrics) = tokio::join!(
+            call(batch.traces.as_ref(), sent.traces, |r| async move {
+                let response = traces.export(this.request(r)).await?.into_inner();
+                Ok(response
+                    .partial_success
+                    .map(|p| (p.rejected_spans, p.error_message)))
+            }),
+            call(batch.logs.as_ref(), sent.logs, |r| async move {
+                let response = logs.export(this.request(r)).await?.into_inner();
+                Ok(response
+                    .partial_success
+                    .map(|p| (p.rejected_log_records, p.error_message)))
+            }),
+            call(batch.metrics.as_ref(), sent.metrics, |r| async move {
+                let response = metrics.export(this.request(r)).await?.into_inner();
+                Ok(response
+                    .partial_success
+                    .map(|p| (p.rejected_data_points, p.error_message)))
+            }),
+        );
+        settle([
             (traces, &mut sent.traces),
             (logs, &mut sent.logs),
             (metrics, &mut sent.metrics),
-        ] {
-            match result {
-                None => {}
-                Some(Ok(partial)) => {
-                    *flag = true;
-                    if let Some((rejected, message)) = partial {
-                        delivery.add_partial(rejected, &message);
-                    }
-                }
-                Some(Err(status)) => failure = Some(status_error(status)),
-            }
-        }
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(delivery),
-        }
+        ])
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
@@ -162,6 +116,17 @@ impl GrpcSink {
         request.set_timeout(self.timeout);
         request
     }
+}
+
+/// Sends one request unless it is absent or already taken.
+async fn call<R, F, Fut>(request: Option<&R>, taken: bool, send: F) -> SignalOutcome
+where
+    R: Clone,
+    F: FnOnce(R) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<(i64, String)>, Status>>,
+{
+    let request = request.filter(|_| !taken)?.clone();
+    Some(send(request).await.map_err(status_error))
 }
 
 fn channel(url: &str, timeout: Duration) -> Result<Channel, SinkError> {

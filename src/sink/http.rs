@@ -14,7 +14,7 @@ use reqwest::header::{
 };
 use reqwest::StatusCode;
 
-use super::{Delivery, OtlpSettings, Sent, SinkError};
+use super::{settle, Delivery, OtlpSettings, Sent, SignalOutcome, SinkError};
 use crate::signal::OtlpBatch;
 
 /// Sends batches to an OTLP/HTTP endpoint.
@@ -98,28 +98,11 @@ impl HttpSink {
             },
         );
         let (traces, logs, metrics) = tokio::join!(traces, logs, metrics);
-        let mut delivery = Delivery::default();
-        let mut failure = None;
-        for (result, flag) in [
+        settle([
             (traces, &mut sent.traces),
             (logs, &mut sent.logs),
             (metrics, &mut sent.metrics),
-        ] {
-            match result {
-                None => {}
-                Some(Ok(partial)) => {
-                    *flag = true;
-                    if let Some((rejected, message)) = partial {
-                        delivery.add_partial(rejected, &message);
-                    }
-                }
-                Some(Err(error)) => failure = Some(error),
-            }
-        }
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(delivery),
-        }
+        ])
     }
 
     /// Posts one request unless it is absent or already sent; reads the
@@ -130,7 +113,7 @@ impl HttpSink {
         request: Option<&M>,
         already_sent: bool,
         partial: impl Fn(&[u8]) -> Option<(i64, String)>,
-    ) -> Option<Result<Option<(i64, String)>, SinkError>> {
+    ) -> SignalOutcome {
         let request = request.filter(|_| !already_sent)?;
         Some(
             self.post(url, request.encode_to_vec())

@@ -44,6 +44,33 @@ pub struct Sent {
     pub metrics: bool,
 }
 
+/// One signal's outcome in a concurrent send: not sent (absent or already
+/// taken), or the destination's answer with its partial-success report.
+pub(crate) type SignalOutcome = Option<Result<Option<(i64, String)>, SinkError>>;
+
+/// Folds the three signals' outcomes: marks the ones taken, sums partial
+/// rejections, and returns the last failure if any.
+pub(crate) fn settle(outcomes: [(SignalOutcome, &mut bool); 3]) -> Result<Delivery, SinkError> {
+    let mut delivery = Delivery::default();
+    let mut failure = None;
+    for (outcome, taken) in outcomes {
+        match outcome {
+            None => {}
+            Some(Ok(partial)) => {
+                *taken = true;
+                if let Some((rejected, message)) = partial {
+                    delivery.add_partial(rejected, &message);
+                }
+            }
+            Some(Err(error)) => failure = Some(error),
+        }
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(delivery),
+    }
+}
+
 /// Why a batch was not delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
