@@ -50,22 +50,21 @@ impl Setup {
             .expect("start ccotel run")
     }
 
-    /// Committed offsets from the export manifest, by path.
+    /// Committed offsets (base and journal), by path, read while ccotel runs.
     fn committed(&self) -> HashMap<String, u64> {
-        let path = self.state.path().join("state/export/manifest.json");
-        let Ok(text) = std::fs::read(&path) else {
-            return HashMap::new();
-        };
-        let manifest: serde_json::Value = serde_json::from_slice(&text).expect("manifest JSON");
-        manifest["files"]
-            .as_object()
-            .map(|files| {
-                files
+        let dir = self.state.path().join("state/export");
+        for _ in 0..20 {
+            // A read can race a compaction; the next one sees the new state.
+            if let Ok(manifest) = ccotel::export::checkpoint::committed_manifest(&dir) {
+                return manifest
+                    .files
                     .iter()
-                    .map(|(path, state)| (path.clone(), state["offset"].as_u64().unwrap_or(0)))
-                    .collect()
-            })
-            .unwrap_or_default()
+                    .map(|(path, state)| (path.display().to_string(), state.offset))
+                    .collect();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("cannot read the committed state in {}", dir.display());
     }
 }
 

@@ -50,17 +50,20 @@ fn run(home: &ClaudeHome, every: Option<usize>) -> Activity {
     let mut tracker = Tracker::new(PriceTable::embedded(), options);
     let mut out = Activity::default();
     let all = lines(home);
+    let mut closed: Vec<(String, Vec<u8>)> = Vec::new();
     for (index, line) in all.iter().enumerate() {
         feed(&mut tracker, line, &mut out);
         let next_file = all.get(index + 1).is_none_or(|next| next.0 != line.0);
         if next_file {
             tracker.end_of_file(&line.0, 1_800_000_000_000, &mut out);
         }
+        // Finished sessions are saved as they change, as the committer does.
+        closed.extend(tracker.take_closed_changes());
         if every.is_some_and(|n| index % n == 0) {
             let ledger = Ledger::decode(&tracker.ledger().encode()).expect("ledger round trip");
             let open = tracker.open_state();
-            tracker =
-                Tracker::restore(PriceTable::embedded(), options, ledger, &open).expect("restore");
+            tracker = Tracker::restore(PriceTable::embedded(), options, ledger, &open, &closed)
+                .expect("restore");
         }
     }
     tracker.close_all(&mut out);

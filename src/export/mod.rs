@@ -91,12 +91,14 @@ pub async fn run(
     let state_path = options.state_dir.join("export");
     let dir = StateDir::open(&state_path)
         .with_context(|| format!("opening the state directory {}", state_path.display()))?;
-    let (mut committer, restored) = Committer::open(dir);
+    let (mut committer, restored) = Committer::open(dir)
+        .with_context(|| format!("opening the export state in {}", state_path.display()))?;
     let tracker = Tracker::restore(
         options.prices.clone(),
         options.tracker,
         restored.ledger,
         &restored.open_state,
+        &restored.closed,
     )
     .unwrap_or_else(|error| {
         tracing::warn!("{error}; open spans start afresh");

@@ -300,9 +300,10 @@ impl Reader {
         let activity = std::mem::take(&mut self.activity);
         let otlp = self.encoder.encode(&activity, now_ms());
         let checkpoint = Checkpoint {
-            files: std::mem::take(&mut self.dirty),
+            files: self.dirty.drain().collect(),
             ledger: self.tracker.take_ledger_changes(),
             open_state: self.tracker.open_state(),
+            closed: self.tracker.take_closed_changes(),
         };
         let batch = Batch {
             otlp,

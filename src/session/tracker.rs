@@ -102,11 +102,16 @@ pub struct Tracker {
     touched: HashSet<String>,
 }
 
-/// The persisted part of the tracker besides the ledger.
+/// The persisted part of the tracker besides the ledger. What is open is saved
+/// whole (it is small); finished sessions only as they change (they accumulate).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct OpenState {
     sessions: BTreeMap<String, SessionState>,
+    #[serde(skip)]
     closed: HashMap<String, ClosedSession>,
+    /// Sessions closed since the last [`Tracker::take_closed_changes`].
+    #[serde(skip)]
+    closed_changes: Vec<String>,
     /// The session of each file's latest line, for lines that do not name one.
     #[serde(default)]
     file_sessions: HashMap<String, String>,
@@ -222,18 +227,24 @@ impl Tracker {
         }
     }
 
-    /// Restores a tracker from a saved ledger and open state.
+    /// Restores a tracker from a saved ledger, open state and finished sessions.
     pub fn restore(
         prices: PriceTable,
         options: TrackerOptions,
         ledger: Ledger,
         open_state: &[u8],
+        closed: &[(String, Vec<u8>)],
     ) -> Result<Tracker, TrackerStateError> {
-        let open = if open_state.is_empty() {
+        let corrupt = |e: serde_json::Error| TrackerStateError(e.to_string());
+        let mut open = if open_state.is_empty() {
             OpenState::default()
         } else {
-            serde_json::from_slice(open_state).map_err(|e| TrackerStateError(e.to_string()))?
+            serde_json::from_slice::<OpenState>(open_state).map_err(corrupt)?
         };
+        for (id, saved) in closed {
+            let session: ClosedSession = serde_json::from_slice(saved).map_err(corrupt)?;
+            open.closed.insert(id.clone(), session);
+        }
         Ok(Tracker {
             ledger,
             ledger_changes: Ledger::new(),
@@ -247,6 +258,17 @@ impl Tracker {
     /// The open state, serialised for the state directory.
     pub fn open_state(&self) -> Vec<u8> {
         serde_json::to_vec(&self.open).unwrap_or_default()
+    }
+
+    /// Sessions finished since the last call, serialised, by session id.
+    pub fn take_closed_changes(&mut self) -> Vec<(String, Vec<u8>)> {
+        let ids = std::mem::take(&mut self.open.closed_changes);
+        ids.into_iter()
+            .filter_map(|id| {
+                let saved = serde_json::to_vec(self.open.closed.get(&id)?).ok()?;
+                Some((id, saved))
+            })
+            .collect()
     }
 
     /// Ledger records changed since the last call.
@@ -471,6 +493,7 @@ impl Tracker {
         if session.root_pending {
             out.spans.push(session.root_span(id));
         }
+        self.open.closed_changes.push(id.to_owned());
         self.open.closed.insert(
             id.to_owned(),
             ClosedSession {

@@ -120,36 +120,7 @@ impl StateDir {
 
     /// The manifest and session-state blob, or `Ok(None)` when there is none yet.
     pub fn load(&self) -> Result<Option<(Manifest, Vec<u8>)>, ManifestError> {
-        let path = self.path.join(MANIFEST_FILE);
-        let text = match fs::read(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(io_error(&path)(error)),
-        };
-        let corrupt = |reason: String| ManifestError::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let file: ManifestFile =
-            serde_json::from_slice(&text).map_err(|error| corrupt(error.to_string()))?;
-        if file.format != FORMAT {
-            return Err(corrupt(format!("unsupported format {}", file.format)));
-        }
-        let blob_name = &file.session_state.file;
-        if blob_name.contains('/') {
-            return Err(corrupt(format!("bad session state name {blob_name:?}")));
-        }
-        let blob_path = self.path.join(blob_name);
-        let blob = fs::read(&blob_path)
-            .map_err(|error| corrupt(format!("cannot read {}: {error}", blob_path.display())))?;
-        let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&blob));
-        if blob.len() as u64 != file.session_state.bytes || hash != file.session_state.xxh3 {
-            return Err(corrupt(format!(
-                "{} does not match its checksum",
-                blob_path.display()
-            )));
-        }
-        Ok(Some((Manifest { files: file.files }, blob)))
+        load_from(&self.path)
     }
 
     /// Atomically replaces the manifest and its session-state blob.
@@ -191,6 +162,41 @@ impl StateDir {
             }
         }
     }
+}
+
+/// Reads a state directory's manifest and blob without taking its lock: for
+/// inspecting the state of a running process. `Ok(None)` when there is none yet.
+pub fn load_from(dir: &Path) -> Result<Option<(Manifest, Vec<u8>)>, ManifestError> {
+    let path = dir.join(MANIFEST_FILE);
+    let text = match fs::read(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error(&path)(error)),
+    };
+    let corrupt = |reason: String| ManifestError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    let file: ManifestFile =
+        serde_json::from_slice(&text).map_err(|error| corrupt(error.to_string()))?;
+    if file.format != FORMAT {
+        return Err(corrupt(format!("unsupported format {}", file.format)));
+    }
+    let blob_name = &file.session_state.file;
+    if blob_name.contains('/') {
+        return Err(corrupt(format!("bad session state name {blob_name:?}")));
+    }
+    let blob_path = dir.join(blob_name);
+    let blob = fs::read(&blob_path)
+        .map_err(|error| corrupt(format!("cannot read {}: {error}", blob_path.display())))?;
+    let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&blob));
+    if blob.len() as u64 != file.session_state.bytes || hash != file.session_state.xxh3 {
+        return Err(corrupt(format!(
+            "{} does not match its checksum",
+            blob_path.display()
+        )));
+    }
+    Ok(Some((Manifest { files: file.files }, blob)))
 }
 
 /// Writes `bytes` to `path` through a temporary file, fsynced before the rename.
