@@ -15,6 +15,15 @@ use crate::signal::ContentPolicy;
 use crate::sink::{OtlpSettings, Protocol};
 
 /// Environment variables read as config keys, after the `CCOTEL_` prefix.
+/// Nested keys set by `CCOTEL_*` variables: `CCOTEL_CLICKHOUSE_URL` sets
+/// `clickhouse.url`.
+const NESTED_ENV_KEYS: &[(&str, &str)] = &[
+    ("CLICKHOUSE_URL", "clickhouse.url"),
+    ("CLICKHOUSE_USER", "clickhouse.user"),
+    ("CLICKHOUSE_PASSWORD", "clickhouse.password"),
+    ("CLICKHOUSE_DATABASE", "clickhouse.database"),
+];
+
 const ENV_KEYS: &[&str] = &[
     "state_dir",
     "data_dir",
@@ -53,6 +62,42 @@ pub struct Config {
     pub export: ExportConfig,
     /// OTLP destination; the standard `OTEL_EXPORTER_OTLP_*` variables override it.
     pub otlp: OtlpConfig,
+    /// Direct ClickHouse export.
+    pub clickhouse: ClickHouseConfig,
+}
+
+/// `[clickhouse]`: direct export to ClickHouse, on when `url` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    pub url: Option<String>,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+    pub table_prefix: String,
+    /// Rows older than this many days are dropped by ClickHouse.
+    pub ttl_days: Option<u32>,
+    /// Create tables `ON CLUSTER` with replicated engines.
+    pub cluster: Option<String>,
+    pub async_insert: bool,
+    /// Create missing tables and add missing columns at start.
+    pub create_schema: bool,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: None,
+            user: "default".to_owned(),
+            password: String::new(),
+            database: "otel".to_owned(),
+            table_prefix: String::new(),
+            ttl_days: None,
+            cluster: None,
+            async_insert: false,
+            create_schema: true,
+        }
+    }
 }
 
 /// `[export]`: reading, batching and span timing for `run` and `backfill`.
@@ -121,6 +166,7 @@ impl Default for Config {
             data_dir: None,
             export: ExportConfig::default(),
             otlp: OtlpConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
         }
     }
 }
@@ -134,6 +180,14 @@ pub struct Overrides {
     pub timezone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clickhouse: Option<ClickHouseOverrides>,
+}
+
+/// `--clickhouse-url`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ClickHouseOverrides {
+    pub url: String,
 }
 
 /// A config error, naming the key and where its value came from.
@@ -212,6 +266,16 @@ pub fn load(
     }
     let figment = figment
         .merge(Env::prefixed("CCOTEL_").only(ENV_KEYS))
+        .merge(
+            Env::prefixed("CCOTEL_")
+                .filter_map(|key| {
+                    NESTED_ENV_KEYS
+                        .iter()
+                        .find(|(name, _)| key.as_str().eq_ignore_ascii_case(name))
+                        .map(|(_, path)| (*path).into())
+                })
+                .split("."),
+        )
         .merge(CommandLine(overrides));
     let config: Config = figment.extract().map_err(|error| describe(&error))?;
     let file = file.map(|path| {
@@ -345,6 +409,25 @@ impl Loaded {
             .ok_or_else(|| {
                 ConfigError("no data directory: set data_dir, CCOTEL_DATA_DIR or HOME".into())
             })
+    }
+
+    /// The ClickHouse destination, or `None` when `clickhouse.url` is not set.
+    pub fn clickhouse_settings(&self) -> Option<crate::sink::clickhouse::ClickHouseSettings> {
+        let ch = &self.config.clickhouse;
+        let url = ch.url.clone()?;
+        Some(crate::sink::clickhouse::ClickHouseSettings {
+            url,
+            user: ch.user.clone(),
+            password: ch.password.clone(),
+            layout: crate::sink::clickhouse::schema::Layout {
+                database: ch.database.clone(),
+                table_prefix: ch.table_prefix.clone(),
+                ttl_days: ch.ttl_days,
+                cluster: ch.cluster.clone(),
+            },
+            async_insert: ch.async_insert,
+            create_schema: ch.create_schema,
+        })
     }
 
     /// The OTLP destination, or `None` when none is configured (the embedded
@@ -571,6 +654,7 @@ mod tests {
             timezone: Some("UTC".into()),
             state_dir: Some("/tmp/s".into()),
             content: None,
+            clickhouse: None,
         };
         let loaded = load(Some(&file), &overrides, &env).expect("load");
         assert_eq!(loaded.config.timezone.as_deref(), Some("UTC"));

@@ -18,6 +18,7 @@ use ccotel::report::{self, DateFilter, Grouping};
 use ccotel::session::PriceTable;
 use ccotel::session::TrackerOptions;
 use ccotel::signal::{ContentPolicy, Encoder, ResourceBase};
+use ccotel::sink::clickhouse::ClickHouseSink;
 use ccotel::sink::file::FileSink;
 use ccotel::sink::grpc::GrpcSink;
 use ccotel::sink::http::HttpSink;
@@ -67,6 +68,16 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the DDL of the tables ccotel writes.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// ClickHouse: database, tables and view, for the configured database,
+    /// prefix, TTL and cluster.
+    Clickhouse,
 }
 
 #[derive(clap::Args, Clone)]
@@ -81,6 +92,10 @@ struct ExportArgs {
     /// OTLP protocol: grpc or http/protobuf (overrides OTEL_EXPORTER_OTLP_PROTOCOL).
     #[arg(long, value_name = "PROTOCOL")]
     protocol: Option<String>,
+    /// Also (or only, without an OTLP endpoint) insert into ClickHouse at this
+    /// HTTP URL [env: CCOTEL_CLICKHOUSE_URL; config: clickhouse.url].
+    #[arg(long, value_name = "URL")]
+    clickhouse_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -176,14 +191,20 @@ fn run(cli: Cli, stats: Arc<PipelineStats>) -> Result<()> {
         Command::Report(args) => args.timezone.clone(),
         _ => None,
     };
-    let content = match &cli.command {
-        Command::Run(args) | Command::Backfill(args) => args.content.clone(),
-        _ => None,
+    let (content, clickhouse) = match &cli.command {
+        Command::Run(args) | Command::Backfill(args) => (
+            args.content.clone(),
+            args.clickhouse_url
+                .clone()
+                .map(|url| config::ClickHouseOverrides { url }),
+        ),
+        _ => (None, None),
     };
     let overrides = Overrides {
         state_dir: cli.state_dir.clone(),
         timezone,
         content,
+        clickhouse,
     };
     let loaded = config::load(cli.config.as_deref(), &overrides, &environment)?;
     match cli.command {
@@ -191,6 +212,14 @@ fn run(cli: Cli, stats: Arc<PipelineStats>) -> Result<()> {
         Command::Run(args) => run_export(&loaded, &environment, &args, Mode::Follow, stats),
         Command::Backfill(args) => run_export(&loaded, &environment, &args, Mode::Backfill, stats),
         Command::Config(ConfigCommand::Check) => config_check(&loaded, &environment),
+        Command::Schema(SchemaCommand::Clickhouse) => {
+            let layout = loaded
+                .clickhouse_settings()
+                .map(|s| s.layout)
+                .unwrap_or_else(|| default_layout(&loaded));
+            let ddl: Vec<String> = layout.ddl().iter().map(|s| format!("{s};\n")).collect();
+            emit(&ddl.join("\n"))
+        }
     }
 }
 
@@ -215,11 +244,17 @@ fn run_export(
         .build()
         .context("starting the async runtime")?;
     let _guard = runtime.enter();
+    let mut sinks = Vec::new();
+    if let Some(settings) = loaded.clickhouse_settings() {
+        let sink = runtime.block_on(ClickHouseSink::connect(settings))?;
+        sinks.push(Sink::ClickHouse(Box::new(sink)));
+    }
     let sink = match &otlp {
         Some(settings) if settings.protocol == Protocol::Grpc => {
-            Sink::Grpc(Box::new(GrpcSink::new(settings)?))
+            Some(Sink::Grpc(Box::new(GrpcSink::new(settings)?)))
         }
-        Some(settings) => Sink::Http(HttpSink::new(settings)?),
+        Some(settings) => Some(Sink::Http(HttpSink::new(settings)?)),
+        None if !sinks.is_empty() => None,
         None => {
             let dir = loaded.data_dir(environment)?.join("otlp");
             let sink = FileSink::open(&dir, export.file_max_bytes)?;
@@ -228,10 +263,13 @@ fn run_export(
                  writing OTLP-JSON to {}/{{logs,traces,metrics}}.jsonl",
                 dir.display()
             );
-            Sink::File(sink)
+            Some(Sink::File(sink))
         }
     };
-    let destination = sink.describe();
+    sinks.extend(sink);
+    let destination: Vec<String> = sinks.iter().map(Sink::describe).collect();
+    let destination = destination.join(" and ");
+    let rows = sinks.iter().any(Sink::wants_rows);
     let resource = ResourceBase::from_env(
         environment
             .otel
@@ -261,10 +299,11 @@ fn run_export(
             ContentPolicy::Full => ccotel::signal::content::FULL_CAP,
         },
         stats,
+        rows,
     };
     let stop = Arc::new(AtomicBool::new(false));
     runtime.spawn(stop_on_signal(stop.clone()));
-    let summary = runtime.block_on(ccotel::export::run(options, vec![sink], stop))?;
+    let summary = runtime.block_on(ccotel::export::run(options, sinks, stop))?;
     eprintln!(
         "ccotel: sent {} log records, {} spans, {} metric points from {} lines ({:.1} MB) to {destination}",
         summary.log_records,
@@ -411,6 +450,17 @@ fn warn_about(summary: &IngestSummary) {
         bytes = summary.bytes_read,
         "scan finished"
     );
+}
+
+/// The layout `[clickhouse]` describes even without a URL.
+fn default_layout(loaded: &Loaded) -> ccotel::sink::clickhouse::schema::Layout {
+    let ch = &loaded.config.clickhouse;
+    ccotel::sink::clickhouse::schema::Layout {
+        database: ch.database.clone(),
+        table_prefix: ch.table_prefix.clone(),
+        ttl_days: ch.ttl_days,
+        cluster: ch.cluster.clone(),
+    }
 }
 
 fn config_check(loaded: &Loaded, environment: &Environment) -> Result<()> {

@@ -61,6 +61,8 @@ pub struct ExportOptions {
     pub text_cap: usize,
     /// Live counters, for self-telemetry.
     pub stats: Arc<PipelineStats>,
+    /// Build table rows for a ClickHouse sink.
+    pub rows: bool,
 }
 
 /// What an export did.
@@ -180,7 +182,7 @@ async fn deliver(
     stopping_since: &mut Option<Instant>,
     summary: &mut ExportSummary,
 ) -> bool {
-    if batch.otlp.is_empty() {
+    if batch.otlp.is_empty() && batch.rows.as_ref().is_none_or(|r| r.is_empty()) {
         return true;
     }
     for sink in sinks.iter_mut() {
@@ -188,7 +190,10 @@ async fn deliver(
         let mut sent = Sent::default();
         loop {
             let started = Instant::now();
-            match sink.export(&batch.otlp, &mut sent).await {
+            match sink
+                .export(&batch.otlp, batch.rows.as_ref(), &mut sent)
+                .await
+            {
                 Ok(delivery) => {
                     tracing::debug!(sink = %sink.describe(), elapsed = ?started.elapsed(), bytes = batch.otlp.encoded_len(), "batch delivered");
                     if delivery.rejected > 0 || delivery.message.is_some() {

@@ -16,6 +16,7 @@ use super::stats::PipelineStats;
 use super::{ExportOptions, Mode};
 use crate::session::activity::Activity;
 use crate::session::{LineOrigin, Tracker};
+use crate::signal::rows::Rows;
 use crate::signal::{Encoder, OtlpBatch};
 use crate::source::tail::{Opened, Pending};
 use crate::source::watch::Watch;
@@ -25,6 +26,8 @@ use crate::transcript::{decode_line, decode_reader, Decoded, Entry, EntryKind, L
 /// A batch ready to send, and the state to commit once it is acknowledged.
 pub struct Batch {
     pub otlp: OtlpBatch,
+    /// Table rows, when a ClickHouse sink is configured.
+    pub rows: Option<Rows>,
     pub checkpoint: Checkpoint,
     /// Transcript bytes and lines this batch covers.
     pub bytes: u64,
@@ -299,6 +302,7 @@ impl Reader {
         }
         let activity = std::mem::take(&mut self.activity);
         let otlp = self.encoder.encode(&activity, now_ms());
+        let rows = self.options.rows.then(|| self.encoder.rows(&activity));
         let checkpoint = Checkpoint {
             files: self.dirty.drain().collect(),
             ledger: self.tracker.take_ledger_changes(),
@@ -307,6 +311,7 @@ impl Reader {
         };
         let batch = Batch {
             otlp,
+            rows,
             checkpoint,
             bytes: std::mem::take(&mut self.bytes),
             lines: std::mem::take(&mut self.lines),

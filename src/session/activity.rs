@@ -91,6 +91,11 @@ pub struct LogEntry {
     pub body: Option<String>,
     pub attributes: Vec<Attr>,
     pub version: Option<String>,
+    /// The kinds of content the entry carries (`text`, `tool_use`, …, joined by
+    /// `,`), or `string` for plain-text content.
+    pub content_type: String,
+    /// What this line added to its response's counted usage.
+    pub usage: Option<UsageDelta>,
 }
 
 /// Which series a counter delta belongs to.
@@ -142,7 +147,37 @@ pub struct ToolOutcome {
     pub project: String,
     pub tool: String,
     pub error: bool,
+    /// When the result arrived.
     pub time_ms: i64,
+    pub tool_use_id: String,
+    /// The assistant entry that asked for the call.
+    pub message_uuid: String,
+    pub start_ms: i64,
+    /// The call's input as JSON (cut at the tracker's text limit).
+    pub input: String,
+    pub result_size: u64,
+    /// The result text when the call failed.
+    pub error_message: Option<String>,
+}
+
+/// A session that finished (or went idle), with its totals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSummary {
+    pub session: String,
+    pub project: String,
+    pub cwd: Option<String>,
+    pub git_branch: Option<String>,
+    pub version: Option<String>,
+    pub start_ms: i64,
+    pub last_ms: i64,
+    pub entries: u64,
+    pub bytes: u64,
+    pub turns: u64,
+    pub input: i64,
+    pub output: i64,
+    pub cache_creation: i64,
+    pub cache_read: i64,
+    pub cost_usd: f64,
 }
 
 /// An API error Claude Code recorded.
@@ -161,6 +196,7 @@ pub struct Activity {
     pub usage: Vec<UsageDelta>,
     pub tools: Vec<ToolOutcome>,
     pub api_errors: Vec<ApiError>,
+    pub sessions: Vec<SessionSummary>,
 }
 
 impl Activity {
@@ -170,6 +206,7 @@ impl Activity {
             && self.usage.is_empty()
             && self.tools.is_empty()
             && self.api_errors.is_empty()
+            && self.sessions.is_empty()
     }
 
     /// Records counted, for batch sizing.

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::activity::{Activity, ApiError, Attr, LogEntry, SeriesKey, SpanKind, SpanRecord};
-use super::activity::{ToolOutcome, UsageDelta};
+use super::activity::{SessionSummary, ToolOutcome, UsageDelta};
 use super::ids::{span_id, trace_id, SpanId, TraceId};
 use super::{Ledger, Observation, PriceTable, ResponseKey, TokenCounts};
 use crate::transcript::{parse_timestamp_ms, ContentBlock, Entry, EntryKind, MessageContent};
@@ -150,6 +150,19 @@ struct SessionState {
     inline_roots: HashMap<String, String>,
     /// Trunk lines up to this time were already turned into spans (replays).
     replay_until_ms: i64,
+    /// Usage and bytes counted for this session, for its summary.
+    #[serde(default)]
+    totals: SessionTotals,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct SessionTotals {
+    bytes: u64,
+    input: i64,
+    output: i64,
+    cache_creation: i64,
+    cache_read: i64,
+    cost_usd: f64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -188,6 +201,8 @@ struct ToolState {
     name: String,
     start_ms: i64,
     input: String,
+    #[serde(default)]
+    message_uuid: String,
     /// Task/Agent tools: what the subagent was asked.
     task: Option<TaskInfo>,
     agent: Option<String>,
@@ -344,12 +359,13 @@ impl Tracker {
             agent,
             log_span: None,
             log_attrs: Vec::new(),
+            usage: None,
         };
         match entry.kind {
             // Lines a resumed session copies from a finished one: counted (the
             // ledger ignores what it has seen) and logged, but their spans were sent.
             EntryKind::Assistant if replay => {
-                self.count_usage(&session, &line, out);
+                self.count_usage(&mut session, &mut line, out);
             }
             EntryKind::User | EntryKind::Assistant if replay => {}
             EntryKind::User => self.on_user(&mut session, &mut line, out),
@@ -493,6 +509,7 @@ impl Tracker {
         if session.root_pending {
             out.spans.push(session.root_span(id));
         }
+        out.sessions.push(session.summary(id));
         self.open.closed_changes.push(id.to_owned());
         self.open.closed.insert(
             id.to_owned(),
@@ -554,6 +571,12 @@ impl Tracker {
                 tool: tool.name.clone(),
                 error,
                 time_ms: line.time_ms,
+                tool_use_id: tool_use_id.to_owned(),
+                message_uuid: tool.message_uuid.clone(),
+                start_ms: tool.start_ms,
+                input: tool.input.clone(),
+                result_size: result_size as u64,
+                error_message: error.then(|| truncate(&result_text, 4096).to_owned()),
             });
             if tool.task.is_some() {
                 if let Some(agent) = spawned_agent(entry, &result_text) {
@@ -718,8 +741,8 @@ impl Tracker {
     /// line's own token counts and cost when it is a billable response.
     fn count_usage(
         &mut self,
-        session: &SessionState,
-        line: &LineContext<'_>,
+        session: &mut SessionState,
+        line: &mut LineContext<'_>,
         out: &mut Activity,
     ) -> Option<Counted> {
         let entry = line.entry;
@@ -762,13 +785,16 @@ impl Tracker {
                 project: session.project.clone(),
                 model: model.to_owned(),
             };
-            out.usage.push(UsageDelta::between(
+            let delta = UsageDelta::between(
                 series,
                 line.time_ms,
                 &tokens,
                 &old_tokens,
                 line_cost.unwrap_or(0.0) - old_cost,
-            ));
+            );
+            session.totals.add(&delta);
+            line.usage = Some(delta.clone());
+            out.usage.push(delta);
         }
         Some(Counted {
             tokens,
@@ -799,6 +825,18 @@ struct LineContext<'a> {
     agent: Option<String>,
     log_span: Option<SpanId>,
     log_attrs: Vec<Attr>,
+    /// What this line added to its response's usage.
+    usage: Option<UsageDelta>,
+}
+
+impl SessionTotals {
+    fn add(&mut self, delta: &UsageDelta) {
+        self.input += delta.input;
+        self.output += delta.output;
+        self.cache_creation += delta.cache_creation;
+        self.cache_read += delta.cache_read;
+        self.cost_usd += delta.cost_usd;
+    }
 }
 
 impl SessionState {
@@ -824,6 +862,7 @@ impl SessionState {
             agents: BTreeMap::new(),
             inline_roots: HashMap::new(),
             replay_until_ms: 0,
+            totals: SessionTotals::default(),
         }
     }
 
@@ -838,6 +877,7 @@ impl SessionState {
 
     fn note_entry(&mut self, origin: &LineOrigin<'_>, entry: &Entry, time_ms: i64, now_ms: i64) {
         self.entries += 1;
+        self.totals.bytes += origin.line.len() as u64;
         if time_ms > 0 {
             self.start_ms = self.start_ms.min(time_ms);
             self.last_ms = self.last_ms.max(time_ms);
@@ -1112,6 +1152,31 @@ impl SessionState {
         }
     }
 
+    fn summary(&self, session_id: &str) -> SessionSummary {
+        let t = &self.totals;
+        SessionSummary {
+            session: session_id.to_owned(),
+            project: self.project.clone(),
+            cwd: self.cwd.clone(),
+            git_branch: self.git_branch.clone(),
+            version: self.version.clone(),
+            start_ms: if self.start_ms == i64::MAX {
+                self.last_ms
+            } else {
+                self.start_ms
+            },
+            last_ms: self.last_ms,
+            entries: self.entries,
+            bytes: t.bytes,
+            turns: self.turns,
+            input: t.input,
+            output: t.output,
+            cache_creation: t.cache_creation,
+            cache_read: t.cache_read,
+            cost_usd: t.cost_usd,
+        }
+    }
+
     fn root_span(&self, session_id: &str) -> SpanRecord {
         let mut attributes = vec![
             Attr::str("session.id", session_id),
@@ -1254,6 +1319,7 @@ fn open_tool(
             name,
             start_ms: line.time_ms,
             input: truncate(input, MAX_KEPT_TEXT).to_owned(),
+            message_uuid: line.entry.uuid.clone().unwrap_or_default(),
             task,
             agent: line.agent.clone(),
             version: line.entry.version.clone(),
@@ -1387,6 +1453,26 @@ fn log_entry(session: &SessionState, line: &LineContext<'_>) -> LogEntry {
         body: entry_text(entry),
         attributes,
         version: entry.version.clone(),
+        content_type: content_type(entry),
+        usage: line.usage.clone(),
+    }
+}
+
+/// The kinds of content an entry carries, e.g. `text,tool_use`.
+fn content_type(entry: &Entry) -> String {
+    match entry.message.as_ref().and_then(|m| m.content.as_ref()) {
+        Some(MessageContent::Text(_)) => "string".to_owned(),
+        Some(MessageContent::Blocks(_)) => {
+            let mut kinds: Vec<&str> = Vec::new();
+            for block in content_blocks(entry) {
+                let kind = block.kind.as_deref().unwrap_or("unknown");
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            kinds.join(",")
+        }
+        None => String::new(),
     }
 }
 

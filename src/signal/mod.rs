@@ -6,6 +6,7 @@ pub mod content;
 pub mod metrics;
 pub mod otlp;
 pub mod resource;
+pub mod rows;
 
 pub use content::{ContentPolicy, ContentPolicyError};
 pub use otlp::{Encoder, OtlpBatch};

@@ -88,8 +88,8 @@ impl OtlpBatch {
 /// Builds OTLP requests under one content policy and resource.
 #[derive(Debug, Clone)]
 pub struct Encoder {
-    policy: ContentPolicy,
-    resource: ResourceBase,
+    pub(crate) policy: ContentPolicy,
+    pub(crate) resource: ResourceBase,
 }
 
 impl Encoder {

@@ -29,6 +29,25 @@ impl ResourceBase {
         ResourceBase { attributes }
     }
 
+    /// The resource attributes as strings, for table rows.
+    pub fn pairs(&self, version: Option<&str>) -> Vec<(String, String)> {
+        let mut pairs = self.attributes.clone();
+        if let Some(version) = version {
+            if !pairs.iter().any(|(k, _)| k == "service.version") {
+                pairs.push(("service.version".to_owned(), version.to_owned()));
+            }
+        }
+        pairs
+    }
+
+    /// The service name rows are filed under.
+    pub fn service_name(&self) -> String {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == "service.name")
+            .map_or_else(|| "claude-code".to_owned(), |(_, v)| v.clone())
+    }
+
     /// The resource for records written by one Claude Code version.
     pub fn resource(&self, version: Option<&str>) -> Resource {
         let mut attributes: Vec<KeyValue> = self

@@ -6,6 +6,7 @@
 //! - [`file`]: the embedded default, OTLP-JSON lines files in the data directory.
 //! - [`retry`]: backoff with jitter, shared by all.
 
+pub mod clickhouse;
 pub mod file;
 pub mod grpc;
 pub mod http;
@@ -13,6 +14,7 @@ pub mod retry;
 
 use std::time::Duration;
 
+use crate::signal::rows::Rows;
 use crate::signal::OtlpBatch;
 
 /// What a destination said about a batch it took.
@@ -42,6 +44,8 @@ pub struct Sent {
     pub logs: bool,
     pub traces: bool,
     pub metrics: bool,
+    /// ClickHouse: tables inserted.
+    pub tables: clickhouse::TablesSent,
 }
 
 /// One signal's outcome in a concurrent send: not sent (absent or already
@@ -123,6 +127,7 @@ pub enum Sink {
     Grpc(Box<grpc::GrpcSink>),
     Http(http::HttpSink),
     File(file::FileSink),
+    ClickHouse(Box<clickhouse::ClickHouseSink>),
 }
 
 impl Sink {
@@ -132,20 +137,31 @@ impl Sink {
             Sink::Grpc(sink) => format!("OTLP/gRPC {}", sink.endpoint()),
             Sink::Http(sink) => format!("OTLP/HTTP {}", sink.endpoint()),
             Sink::File(sink) => format!("OTLP-JSON files in {}", sink.dir().display()),
+            Sink::ClickHouse(sink) => sink.describe(),
         }
     }
 
-    /// Sends the requests of a batch not yet in `sent`, once, and marks those
-    /// the destination took.
+    /// Whether this sink takes table rows rather than OTLP messages.
+    pub fn wants_rows(&self) -> bool {
+        matches!(self, Sink::ClickHouse(_))
+    }
+
+    /// Sends the parts of a batch not yet in `sent`, once, and marks those the
+    /// destination took.
     pub async fn export(
         &mut self,
         batch: &OtlpBatch,
+        rows: Option<&Rows>,
         sent: &mut Sent,
     ) -> Result<Delivery, SinkError> {
         match self {
             Sink::Grpc(sink) => sink.export(batch, sent).await,
             Sink::Http(sink) => sink.export(batch, sent).await,
             Sink::File(sink) => sink.export(batch, sent),
+            Sink::ClickHouse(sink) => match rows {
+                Some(rows) => sink.export(rows, &mut sent.tables).await,
+                None => Ok(Delivery::default()),
+            },
         }
     }
 }
