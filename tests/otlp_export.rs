@@ -10,9 +10,8 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use ccotel::transcript::{decode_line, Decoded, Entry};
 use common::collector::{Collector, Received};
-use common::{generate_corpus, truth_totals, ClaudeHome};
+use common::{decodable_lines, generate_corpus, truth_totals, ClaudeHome};
 
 /// Runs `ccotel backfill` on `home` with extra environment.
 fn backfill(home: &ClaudeHome, state: &Path, env: &[(&str, &str)]) -> Output {
@@ -28,25 +27,6 @@ fn backfill(home: &ClaudeHome, state: &Path, env: &[(&str, &str)]) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-/// Lines the decoder turns into an entry: one log record each.
-fn decodable_lines(home: &ClaudeHome) -> usize {
-    let mut count = 0;
-    let mut scratch = Vec::new();
-    for file in ccotel::source::discover(&[home.root()]).expect("discover") {
-        let bytes = std::fs::read(&file.path).expect("read");
-        let complete = match bytes.iter().rposition(|b| *b == b'\n') {
-            Some(end) => &bytes[..=end],
-            None => &bytes[..0],
-        };
-        for line in complete.split(|b| *b == b'\n') {
-            if let Ok(Decoded::Value { .. }) = decode_line::<Entry>(line, &mut scratch) {
-                count += 1;
-            }
-        }
-    }
-    count
 }
 
 fn uuid_hex(session: &str) -> Option<String> {

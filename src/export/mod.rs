@@ -135,6 +135,17 @@ pub async fn run(
             &mut summary,
         )
         .await;
+        let delivered = match delivered {
+            Ok(delivered) => delivered,
+            Err(fatal) => {
+                // Nothing after the last commit is committed: it is all read
+                // again once the destination is fixed.
+                receiver.close();
+                drop(receiver);
+                let _ = tokio::task::spawn_blocking(move || reading.join()).await;
+                anyhow::bail!("{fatal}");
+            }
+        };
         if !delivered {
             summary.abandoned_batches += 1 + receiver.len() as u64;
             receiver.close();
@@ -181,9 +192,9 @@ async fn deliver(
     stop: &AtomicBool,
     stopping_since: &mut Option<Instant>,
     summary: &mut ExportSummary,
-) -> bool {
+) -> Result<bool, String> {
     if batch.otlp.is_empty() && batch.rows.as_ref().is_none_or(|r| r.is_empty()) {
-        return true;
+        return Ok(true);
     }
     for sink in sinks.iter_mut() {
         let mut attempt = 0u32;
@@ -207,6 +218,10 @@ async fn deliver(
                     }
                     break;
                 }
+                Err(SinkError::Fatal(message)) => {
+                    PipelineStats::add(&options.stats.export_failures, 1);
+                    return Err(format!("{}: {message}", sink.describe()));
+                }
                 Err(SinkError::Permanent(message)) => {
                     summary.refused_batches += 1;
                     PipelineStats::add(&options.stats.export_failures, 1);
@@ -224,7 +239,7 @@ async fn deliver(
                         let since = *stopping_since.get_or_insert_with(Instant::now);
                         if since.elapsed() > options.shutdown_grace {
                             tracing::warn!(sink = %sink.describe(), "giving up on delivery at shutdown: {message}; it will be read again next run");
-                            return false;
+                            return Ok(false);
                         }
                     }
                     let delay = options.backoff.delay(attempt, retry_after);
@@ -236,5 +251,5 @@ async fn deliver(
             }
         }
     }
-    true
+    Ok(true)
 }

@@ -60,6 +60,20 @@ pub struct TraceRow {
     pub duration: u64,
     pub status_code: String,
     pub status_message: String,
+    #[serde(rename = "Events.Timestamp")]
+    pub events_timestamp: Vec<i64>,
+    #[serde(rename = "Events.Name")]
+    pub events_name: Vec<String>,
+    #[serde(rename = "Events.Attributes")]
+    pub events_attributes: Vec<Pairs>,
+    #[serde(rename = "Links.TraceId")]
+    pub links_trace_id: Vec<String>,
+    #[serde(rename = "Links.SpanId")]
+    pub links_span_id: Vec<String>,
+    #[serde(rename = "Links.TraceState")]
+    pub links_trace_state: Vec<String>,
+    #[serde(rename = "Links.Attributes")]
+    pub links_attributes: Vec<Pairs>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, clickhouse::Row)]
@@ -81,6 +95,16 @@ pub struct SumRow {
     pub time_unix: i64,
     pub value: f64,
     pub flags: u32,
+    #[serde(rename = "Exemplars.FilteredAttributes")]
+    pub exemplars_filtered_attributes: Vec<Pairs>,
+    #[serde(rename = "Exemplars.TimeUnix")]
+    pub exemplars_time_unix: Vec<i64>,
+    #[serde(rename = "Exemplars.Value")]
+    pub exemplars_value: Vec<f64>,
+    #[serde(rename = "Exemplars.SpanId")]
+    pub exemplars_span_id: Vec<String>,
+    #[serde(rename = "Exemplars.TraceId")]
+    pub exemplars_trace_id: Vec<String>,
     pub aggregation_temporality: i32,
     pub is_monotonic: bool,
 }
@@ -106,6 +130,16 @@ pub struct HistogramRow {
     pub sum: f64,
     pub bucket_counts: Vec<u64>,
     pub explicit_bounds: Vec<f64>,
+    #[serde(rename = "Exemplars.FilteredAttributes")]
+    pub exemplars_filtered_attributes: Vec<Pairs>,
+    #[serde(rename = "Exemplars.TimeUnix")]
+    pub exemplars_time_unix: Vec<i64>,
+    #[serde(rename = "Exemplars.Value")]
+    pub exemplars_value: Vec<f64>,
+    #[serde(rename = "Exemplars.SpanId")]
+    pub exemplars_span_id: Vec<String>,
+    #[serde(rename = "Exemplars.TraceId")]
+    pub exemplars_trace_id: Vec<String>,
     pub flags: u32,
     pub min: f64,
     pub max: f64,
@@ -309,6 +343,13 @@ impl Encoder {
                 .as_deref()
                 .map(|e| self.policy.apply(e).unwrap_or("error").to_owned())
                 .unwrap_or_default(),
+            events_timestamp: Vec::new(),
+            events_name: Vec::new(),
+            events_attributes: Vec::new(),
+            links_trace_id: Vec::new(),
+            links_span_id: Vec::new(),
+            links_trace_state: Vec::new(),
+            links_attributes: Vec::new(),
         }
     }
 
@@ -340,6 +381,11 @@ impl Encoder {
                             time_unix: point.time_unix_nano as i64,
                             value,
                             flags: point.flags,
+                            exemplars_filtered_attributes: Vec::new(),
+                            exemplars_time_unix: Vec::new(),
+                            exemplars_value: Vec::new(),
+                            exemplars_span_id: Vec::new(),
+                            exemplars_trace_id: Vec::new(),
                             aggregation_temporality: sum.aggregation_temporality,
                             is_monotonic: sum.is_monotonic,
                         });
@@ -366,6 +412,11 @@ impl Encoder {
                             sum: point.sum.unwrap_or(0.0),
                             bucket_counts: point.bucket_counts.clone(),
                             explicit_bounds: point.explicit_bounds.clone(),
+                            exemplars_filtered_attributes: Vec::new(),
+                            exemplars_time_unix: Vec::new(),
+                            exemplars_value: Vec::new(),
+                            exemplars_span_id: Vec::new(),
+                            exemplars_trace_id: Vec::new(),
                             flags: point.flags,
                             min: point.min.unwrap_or(0.0),
                             max: point.max.unwrap_or(0.0),

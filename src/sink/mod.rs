@@ -89,6 +89,10 @@ pub enum SinkError {
     /// misconfigured).
     #[error("{0}")]
     Permanent(String),
+    /// No batch can succeed until someone fixes the destination (credentials
+    /// revoked, table dropped): stop without committing, so nothing is lost.
+    #[error("{0}")]
+    Fatal(String),
 }
 
 impl SinkError {

@@ -3,6 +3,7 @@
 //! rule for missing external tools (a failure under `CI=true`, a skip elsewhere).
 #![allow(dead_code)]
 
+pub mod clickhouse;
 pub mod collector;
 
 use std::fs::{self, OpenOptions};
@@ -291,4 +292,25 @@ pub fn truth_totals(truth: &serde_json::Value) -> (u64, u64, u64, u64, u64) {
         sum("cache_read"),
         sum("calls"),
     )
+}
+
+/// Lines the decoder turns into an entry: one log record each.
+pub fn decodable_lines(home: &ClaudeHome) -> usize {
+    let mut count = 0;
+    let mut scratch = Vec::new();
+    for file in ccotel::source::discover(&[home.root()]).expect("discover") {
+        let bytes = std::fs::read(&file.path).expect("read");
+        let complete = match bytes.iter().rposition(|b| *b == b'\n') {
+            Some(end) => &bytes[..=end],
+            None => &bytes[..0],
+        };
+        for line in complete.split(|b| *b == b'\n') {
+            if let Ok(ccotel::transcript::Decoded::Value { .. }) =
+                ccotel::transcript::decode_line::<ccotel::transcript::Entry>(line, &mut scratch)
+            {
+                count += 1;
+            }
+        }
+    }
+    count
 }

@@ -39,6 +39,8 @@ pub type TablesSent = [bool; 8];
 /// Sends rows to ClickHouse.
 pub struct ClickHouseSink {
     client: Client,
+    /// The same, scoped to the database (which may not exist before the schema).
+    inserts: Client,
     settings: ClickHouseSettings,
 }
 
@@ -52,7 +54,12 @@ impl ClickHouseSink {
         if !settings.password.is_empty() {
             client = client.with_password(&settings.password);
         }
-        let sink = ClickHouseSink { client, settings };
+        let inserts = client.clone().with_database(&settings.layout.database);
+        let sink = ClickHouseSink {
+            client,
+            inserts,
+            settings,
+        };
         sink.check_connection().await?;
         if sink.settings.create_schema {
             sink.create_schema().await?;
@@ -74,7 +81,10 @@ impl ClickHouseSink {
             Ok(_) => Ok(()),
             Err(error) => {
                 let text = error.to_string();
-                let setting = if text.contains("516") || text.contains("AUTHENTICATION") {
+                let setting = if ["Code: 516.", "Code: 194.", "Authentication failed"]
+                    .iter()
+                    .any(|sign| text.contains(sign))
+                {
                     format!(
                         "clickhouse.user `{}` / clickhouse.password: authentication failed",
                         self.settings.user
@@ -85,7 +95,7 @@ impl ClickHouseSink {
                         self.settings.url
                     )
                 };
-                Err(SinkError::Permanent(format!("{setting} ({text})")))
+                Err(SinkError::Fatal(format!("{setting} ({text})")))
             }
         }
     }
@@ -100,7 +110,7 @@ impl ClickHouseSink {
             .await
             .map_err(|e| classify(e, "checking the database"))?;
         if exists == 0 {
-            return Err(SinkError::Permanent(format!(
+            return Err(SinkError::Fatal(format!(
                 "clickhouse.database `{database}` does not exist and clickhouse.create_schema is off"
             )));
         }
@@ -166,14 +176,10 @@ impl ClickHouseSink {
         if rows.is_empty() || *taken {
             return Ok(());
         }
-        let name = format!(
-            "{}.{}",
-            self.settings.layout.database,
-            self.settings.layout.table(table)
-        );
-        let what = format!("inserting into {name}");
+        let name = self.settings.layout.table(table);
+        let what = format!("inserting into {}.{name}", self.settings.layout.database);
         let mut insert = self
-            .client
+            .inserts
             .insert::<T>(&name)
             .await
             .map_err(|e| classify(e, &what))?
@@ -224,6 +230,8 @@ fn classify(error: clickhouse::error::Error, what: &str) -> SinkError {
     let message = format!("{what}: {error}");
     match &error {
         Error::Network(_) | Error::TimedOut => SinkError::retryable(message),
+        // The table is not what this version writes: every batch would fail.
+        Error::SchemaMismatch(_) => SinkError::Fatal(message),
         Error::BadResponse(text) => {
             let permanent = [
                 "Code: 516",

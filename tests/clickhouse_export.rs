@@ -1,0 +1,304 @@
+//! `ccotel backfill` straight into a real ClickHouse engine (chdb behind its HTTP
+//! interface, or the server named by `CCOTEL_TEST_CLICKHOUSE_URL`): the totals of
+//! a generated corpus, a row per entry and per span, exactly-once delivery across
+//! SIGKILLs, and one clear line for each misconfiguration.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::clickhouse::ClickHouse;
+use common::collector::Received;
+use common::{decodable_lines, generate_corpus, truth_totals, ClaudeHome};
+
+/// `ccotel backfill` into `database`, with extra environment.
+fn command(home: &ClaudeHome, state: &Path, ch: &ClickHouse, database: &str) -> Command {
+    let mut command = home.ccotel(state);
+    command
+        .arg("backfill")
+        .env("CCOTEL_CLICKHOUSE_URL", ch.url())
+        .env("CCOTEL_CLICKHOUSE_USER", ch.user())
+        .env("CCOTEL_CLICKHOUSE_PASSWORD", ch.password())
+        .env("CCOTEL_CLICKHOUSE_DATABASE", database);
+    command
+}
+
+fn backfill(home: &ClaudeHome, state: &Path, ch: &ClickHouse, database: &str) -> Output {
+    let output = command(home, state, ch, database)
+        .output()
+        .expect("run ccotel");
+    assert!(
+        output.status.success(),
+        "backfill failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn number(ch: &ClickHouse, sql: &str) -> u64 {
+    let text = ch.query(sql);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{sql} gave {text:?}"))
+}
+
+const TABLES: [&str; 8] = [
+    "otel_logs",
+    "otel_traces",
+    "otel_metrics_sum",
+    "otel_metrics_histogram",
+    "claude_messages",
+    "claude_sessions",
+    "claude_tool_usage",
+    "claude_file_access",
+];
+
+fn counts(ch: &ClickHouse, database: &str) -> Vec<(String, u64)> {
+    TABLES
+        .iter()
+        .map(|t| {
+            (
+                t.to_string(),
+                number(ch, &format!("SELECT count() FROM {database}.{t}")),
+            )
+        })
+        .collect()
+}
+
+fn corpus(files: u32, megabytes: f64, seed: u32) -> Option<(ClaudeHome, serde_json::Value)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let truth = generate_corpus(dir.path(), files, megabytes, seed)?;
+    Some((ClaudeHome { dir }, truth))
+}
+
+#[test]
+fn a_generated_corpus_lands_with_the_true_totals() {
+    let Some(ch) = ClickHouse::start() else {
+        return;
+    };
+    let Some((home, truth)) = corpus(120, 10.0, 42) else {
+        return;
+    };
+    let database = ch.create_database("ccotel_totals");
+    let state = tempfile::tempdir().expect("tempdir");
+    backfill(&home, state.path(), &ch, &database);
+
+    // Plain sums over the messages table are the truth.
+    let sums = ch.query(&format!(
+        "SELECT sum(input_tokens), sum(output_tokens), sum(cache_creation_input_tokens), sum(cache_read_input_tokens) FROM {database}.claude_messages"
+    ));
+    let (input, output, cache_creation, cache_read, _) = truth_totals(&truth);
+    assert_eq!(
+        sums.trim(),
+        format!("{input}\t{output}\t{cache_creation}\t{cache_read}")
+    );
+    // The cost equals the report's.
+    let cost: f64 = ch
+        .query(&format!(
+            "SELECT sum(cost_estimate) FROM {database}.claude_messages"
+        ))
+        .trim()
+        .parse()
+        .expect("cost");
+    let report = home.report_totals()["totalCost"].as_f64().expect("cost");
+    assert!((cost - report).abs() < 1e-6, "{cost} vs {report}");
+
+    // A row per entry and per span: the same as the OTLP-JSON export of the corpus.
+    let lines = decodable_lines(&home) as u64;
+    assert_eq!(
+        number(&ch, &format!("SELECT count() FROM {database}.otel_logs")),
+        lines
+    );
+    assert_eq!(
+        number(
+            &ch,
+            &format!("SELECT count() FROM {database}.claude_messages")
+        ),
+        lines
+    );
+    let data = tempfile::tempdir().expect("tempdir");
+    let files_state = tempfile::tempdir().expect("tempdir");
+    let status = home
+        .ccotel(files_state.path())
+        .arg("backfill")
+        .env("CCOTEL_DATA_DIR", data.path())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
+    assert!(status.success());
+    let exported = Received::from_otlp_json_dir(&data.path().join("otlp"));
+    assert_eq!(
+        number(&ch, &format!("SELECT count() FROM {database}.otel_traces")),
+        exported.spans.len() as u64
+    );
+    // The metrics table sums to the same totals.
+    let metric_output = number(
+        &ch,
+        &format!("SELECT toUInt64(sum(Value)) FROM {database}.otel_metrics_sum WHERE MetricName = 'ccotel.token.usage' AND Attributes['type'] = 'output'"),
+    );
+    assert_eq!(metric_output, output);
+    // The trace lookup view is filled.
+    assert!(
+        number(
+            &ch,
+            &format!("SELECT count() FROM {database}.otel_traces_trace_id_ts")
+        ) > 0
+    );
+    // Sessions and tool calls have rows.
+    for table in ["claude_sessions", "claude_tool_usage"] {
+        assert!(
+            number(&ch, &format!("SELECT count() FROM {database}.{table}")) > 0,
+            "{table}"
+        );
+    }
+    // Running again sends nothing new.
+    let before = counts(&ch, &database);
+    backfill(&home, state.path(), &ch, &database);
+    assert_eq!(counts(&ch, &database), before);
+}
+
+#[test]
+fn sigkill_during_a_backfill_adds_no_row_twice() {
+    let Some(ch) = ClickHouse::start() else {
+        return;
+    };
+    let Some((home, _)) = corpus(80, 8.0, 7) else {
+        return;
+    };
+    // Small batches, so a crash finds several in flight.
+    let settings = tempfile::tempdir().expect("tempdir");
+    let config = settings.path().join("config.toml");
+    std::fs::write(&config, "[export]\nbatch_max_records = 300\n").expect("config");
+    // A clean run gives the expected row counts.
+    let clean = ch.create_database("ccotel_clean");
+    let state = tempfile::tempdir().expect("tempdir");
+    let output = command(&home, state.path(), &ch, &clean)
+        .args(["--config"])
+        .arg(&config)
+        .output()
+        .expect("clean run");
+    assert!(output.status.success());
+    let expected = counts(&ch, &clean);
+
+    let crashed = ch.create_database("ccotel_crashed");
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut kills = 0;
+    for round in 0..40u64 {
+        let mut child = command(&home, &state.path().join("s"), &ch, &crashed)
+            .args(["--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start");
+        std::thread::sleep(Duration::from_millis(100 + (round * 37) % 400));
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        kills += 1;
+    }
+    // The kills landed mid-backfill: some rows arrived, not all.
+    let partial = number(&ch, &format!("SELECT count() FROM {crashed}.otel_logs"));
+    let all = expected[0].1;
+    eprintln!("before the last run: {partial} of {all} log rows");
+    assert!(partial > 0, "the runs that were killed made progress");
+    let output = command(&home, &state.path().join("s"), &ch, &crashed)
+        .args(["--config"])
+        .arg(&config)
+        .output()
+        .expect("finish");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("clickhouse crash test: {kills} SIGKILLs");
+    assert!(kills >= 20, "only {kills} kills landed during the backfill");
+    assert_eq!(counts(&ch, &crashed), expected);
+    let total = |db: &str| {
+        ch.query(&format!(
+            "SELECT sum(output_tokens), round(sum(cost_estimate), 6) FROM {db}.claude_messages"
+        ))
+    };
+    assert_eq!(total(&crashed), total(&clean));
+}
+
+#[test]
+fn samples_fill_the_tool_and_file_tables() {
+    let Some(ch) = ClickHouse::start() else {
+        return;
+    };
+    let home = ClaudeHome::with_samples();
+    let database = ch.create_database("ccotel_samples");
+    let state = tempfile::tempdir().expect("tempdir");
+    backfill(&home, state.path(), &ch, &database);
+    let reads = number(
+        &ch,
+        &format!("SELECT count() FROM {database}.claude_file_access WHERE operation = 'read' AND file_path != ''"),
+    );
+    assert!(reads > 0, "Read calls become file access rows");
+    let failed = number(
+        &ch,
+        &format!("SELECT count() FROM {database}.claude_tool_usage WHERE NOT success AND error_message != ''"),
+    );
+    assert!(failed > 0, "failed tool calls keep their error");
+    let bash = number(
+        &ch,
+        &format!("SELECT count() FROM {database}.claude_tool_usage WHERE tool_name = 'Bash' AND command != ''"),
+    );
+    assert!(bash > 0, "Bash calls keep their command");
+    // The session rows' totals equal the messages' sums.
+    let by_sessions = ch.query(&format!(
+        "SELECT sum(output_tokens) FROM {database}.claude_sessions"
+    ));
+    let by_messages = ch.query(&format!(
+        "SELECT sum(output_tokens) FROM {database}.claude_messages"
+    ));
+    assert_eq!(by_sessions, by_messages);
+}
+
+fn failure_line(mut command: Command) -> String {
+    let output = command.output().expect("run");
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).trim().to_owned()
+}
+
+#[test]
+fn misconfiguration_is_one_clear_line_naming_the_setting() {
+    let Some(ch) = ClickHouse::start() else {
+        return;
+    };
+    let home = ClaudeHome::with_samples();
+    let state = tempfile::tempdir().expect("tempdir");
+
+    let mut wrong_url = command(&home, state.path(), &ch, "otel");
+    wrong_url.env("CCOTEL_CLICKHOUSE_URL", "http://127.0.0.1:9");
+    let line = failure_line(wrong_url);
+    assert!(
+        line.contains("clickhouse.url `http://127.0.0.1:9`"),
+        "{line}"
+    );
+    assert_eq!(line.lines().count(), 1, "{line}");
+
+    if ch.is_embedded() {
+        let mut bad_password = command(&home, state.path(), &ch, "otel");
+        bad_password.env("CCOTEL_CLICKHOUSE_PASSWORD", "not-the-password");
+        let line = failure_line(bad_password);
+        assert!(line.contains("clickhouse.password"), "{line}");
+        assert!(line.contains("authentication failed"), "{line}");
+    }
+
+    let config = state.path().join("config.toml");
+    std::fs::write(&config, "[clickhouse]\ncreate_schema = false\n").expect("config");
+    let mut missing = command(&home, state.path(), &ch, "ccotel_no_such_db");
+    missing.args(["--config"]).arg(&config);
+    let line = failure_line(missing);
+    assert!(
+        line.contains("clickhouse.database `ccotel_no_such_db` does not exist"),
+        "{line}"
+    );
+}
