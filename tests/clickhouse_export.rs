@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::clickhouse::ClickHouse;
 use common::collector::Received;
-use common::{decodable_lines, generate_corpus, truth_totals, ClaudeHome};
+use common::{decodable_lines, generate_corpus, rss_kib, truth_totals, Appender, ClaudeHome};
 
 /// `ccotel backfill` into `database`, with extra environment.
 fn command(home: &ClaudeHome, state: &Path, ch: &ClickHouse, database: &str) -> Command {
@@ -301,4 +301,83 @@ fn misconfiguration_is_one_clear_line_naming_the_setting() {
         line.contains("clickhouse.database `ccotel_no_such_db` does not exist"),
         "{line}"
     );
+}
+
+#[test]
+fn clickhouse_down_for_30_seconds_loses_nothing() {
+    let Some(mut ch) = ClickHouse::start() else {
+        return;
+    };
+    if !ch.is_embedded() {
+        eprintln!("skipping: the outage test stops the embedded engine");
+        return;
+    }
+    let home = ClaudeHome::with_samples();
+    let database = ch.create_database("ccotel_outage");
+    let state = tempfile::tempdir().expect("tempdir");
+    let settings = tempfile::tempdir().expect("tempdir");
+    let config = settings.path().join("config.toml");
+    std::fs::write(&config, "[export]\npoll_interval_ms = 100\n").expect("config");
+    let mut appender = Appender::new(
+        &home,
+        "-appended/7d3f3c52-9d1e-4c55-9a4e-1b2c3d4e5f60.jsonl",
+    );
+    appender.append(10);
+    let mut child = home
+        .ccotel(state.path())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("CCOTEL_CLICKHOUSE_URL", ch.url())
+        .env("CCOTEL_CLICKHOUSE_DATABASE", &database)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ccotel run");
+    let rows = |ch: &ClickHouse| {
+        ch.try_query(&format!("SELECT count() FROM {database}.claude_messages"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    let wait_for = |ch: &ClickHouse, want: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while rows(ch) != Some(want) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        rows(ch)
+    };
+    let lines = decodable_lines(&home) as u64;
+    assert_eq!(
+        wait_for(&ch, lines),
+        Some(lines),
+        "delivered before the outage"
+    );
+
+    ch.stop();
+    let mut peak = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        appender.append(50);
+        std::thread::sleep(Duration::from_millis(250));
+        peak = peak.max(rss_kib(child.id()).unwrap_or(0));
+    }
+    ch.restart();
+    let lines = decodable_lines(&home) as u64;
+    let arrived = wait_for(&ch, lines);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        arrived,
+        Some(lines),
+        "every line arrived after the outage, once"
+    );
+    let distinct = number(
+        &ch,
+        &format!("SELECT count(DISTINCT (transcript_path, transcript_offset)) FROM {database}.claude_messages"),
+    );
+    assert_eq!(distinct, lines, "no line twice");
+    eprintln!(
+        "clickhouse outage: {} lines appended in 30 s down, peak RSS {peak} KiB",
+        appender.next - 10
+    );
+    assert!(peak > 0 && peak < 100 * 1024, "peak RSS {peak} KiB");
 }

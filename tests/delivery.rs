@@ -6,14 +6,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::collector::{Collector, Received};
-use common::{generate_corpus, ClaudeHome};
+use common::{generate_corpus, rss_kib, Appender, ClaudeHome};
 
 /// Small batches, so a crash finds several in flight; fast polling.
 const CONFIG: &str = "[export]\nbatch_max_records = 200\npoll_interval_ms = 100\nqueue_batches = 2\nshutdown_grace_secs = 2\n";
@@ -65,42 +63,6 @@ impl Setup {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("cannot read the committed state in {}", dir.display());
-    }
-}
-
-/// Appends numbered user prompts to a session file, returning where each went.
-struct Appender {
-    path: PathBuf,
-    session: String,
-    next: u64,
-}
-
-impl Appender {
-    fn new(home: &ClaudeHome, relative: &str) -> Appender {
-        let path = home.path(relative);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        Appender {
-            path,
-            session: "7d3f3c52-9d1e-4c55-9a4e-1b2c3d4e5f60".to_owned(),
-            next: 0,
-        }
-    }
-
-    fn append(&mut self, count: usize) {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .expect("open for append");
-        let mut text = String::new();
-        for _ in 0..count {
-            self.next += 1;
-            text.push_str(&format!(
-                "{{\"type\":\"user\",\"sessionId\":\"{}\",\"uuid\":\"00000000-0000-4000-8000-{:012}\",\"timestamp\":\"2026-01-01T00:00:00.000Z\",\"message\":{{\"role\":\"user\",\"content\":\"appended line {}\"}}}}\n",
-                self.session, self.next, self.next
-            ));
-        }
-        file.write_all(text.as_bytes()).expect("append");
     }
 }
 
@@ -229,17 +191,6 @@ fn sigkill_during_backfill_loses_nothing() {
         duplicates <= kills as usize * BATCH,
         "{duplicates} duplicates is more than one unacknowledged batch ({BATCH} records) per crash"
     );
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 fn offset_of(setup: &Setup, path: &Path) -> u64 {

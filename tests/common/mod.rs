@@ -314,3 +314,51 @@ pub fn decodable_lines(home: &ClaudeHome) -> usize {
     }
     count
 }
+
+/// Appends numbered, unique user prompts to one session file.
+pub struct Appender {
+    pub path: PathBuf,
+    pub session: String,
+    pub next: u64,
+}
+
+impl Appender {
+    pub fn new(home: &ClaudeHome, relative: &str) -> Appender {
+        let path = home.path(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        Appender {
+            path,
+            session: "7d3f3c52-9d1e-4c55-9a4e-1b2c3d4e5f60".to_owned(),
+            next: 0,
+        }
+    }
+
+    pub fn append(&mut self, count: usize) {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .expect("open for append");
+        let mut text = String::new();
+        for _ in 0..count {
+            self.next += 1;
+            text.push_str(&format!(
+                "{{\"type\":\"user\",\"sessionId\":\"{}\",\"uuid\":\"00000000-0000-4000-8000-{:012}\",\"timestamp\":\"2026-01-01T00:00:00.000Z\",\"message\":{{\"role\":\"user\",\"content\":\"appended line {}\"}}}}\n",
+                self.session, self.next, self.next
+            ));
+        }
+        file.write_all(text.as_bytes()).expect("append");
+    }
+}
+
+/// Resident memory of a process, from /proc.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
