@@ -270,6 +270,7 @@ fn run_export(
     let destination: Vec<String> = sinks.iter().map(Sink::describe).collect();
     let destination = destination.join(" and ");
     let rows = sinks.iter().any(Sink::wants_rows);
+    let otlp = sinks.iter().any(|sink| !sink.wants_rows());
     let resource = ResourceBase::from_env(
         environment
             .otel
@@ -300,6 +301,7 @@ fn run_export(
         },
         stats,
         rows,
+        otlp,
     };
     let stop = Arc::new(AtomicBool::new(false));
     runtime.spawn(stop_on_signal(stop.clone()));

@@ -63,6 +63,8 @@ pub struct ExportOptions {
     pub stats: Arc<PipelineStats>,
     /// Build table rows for a ClickHouse sink.
     pub rows: bool,
+    /// Build OTLP messages for an OTLP sink.
+    pub otlp: bool,
 }
 
 /// What an export did.
@@ -125,7 +127,7 @@ pub async fn run(
         if stop.load(Ordering::Relaxed) && stopping_since.is_none() {
             stopping_since = Some(Instant::now());
         }
-        let counts = batch.otlp.counts();
+        let counts = batch_counts(&batch);
         let delivered = deliver(
             &mut sinks,
             &batch,
@@ -184,7 +186,19 @@ pub async fn run(
 
 /// Sends a batch to every sink, retrying retryable failures. Returns false when
 /// shutting down and the grace period ran out before every sink took it.
-#[tracing::instrument(level = "debug", skip_all, fields(records = batch.otlp.counts().log_records, bytes = batch.bytes))]
+/// Records in a batch, from its OTLP messages or, with only ClickHouse, its rows.
+fn batch_counts(batch: &Batch) -> crate::signal::otlp::BatchCounts {
+    match &batch.rows {
+        Some(rows) if batch.otlp.is_empty() => crate::signal::otlp::BatchCounts {
+            log_records: rows.logs.len(),
+            spans: rows.traces.len(),
+            metric_points: rows.sums.len() + rows.histograms.len(),
+        },
+        _ => batch.otlp.counts(),
+    }
+}
+
+#[tracing::instrument(level = "debug", skip_all, fields(records = batch_counts(batch).log_records, bytes = batch.bytes))]
 async fn deliver(
     sinks: &mut [Sink],
     batch: &Batch,

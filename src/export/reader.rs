@@ -301,7 +301,11 @@ impl Reader {
             return Ok(());
         }
         let activity = std::mem::take(&mut self.activity);
-        let otlp = self.encoder.encode(&activity, now_ms());
+        let otlp = if self.options.otlp {
+            self.encoder.encode(&activity, now_ms())
+        } else {
+            OtlpBatch::default()
+        };
         let rows = self.options.rows.then(|| self.encoder.rows(&activity));
         let checkpoint = Checkpoint {
             files: self.dirty.drain().collect(),
