@@ -381,3 +381,48 @@ fn clickhouse_down_for_30_seconds_loses_nothing() {
     );
     assert!(peak > 0 && peak < 100 * 1024, "peak RSS {peak} KiB");
 }
+
+#[test]
+fn a_table_from_an_older_version_gains_the_new_columns() {
+    let Some(ch) = ClickHouse::start() else {
+        return;
+    };
+    let home = ClaudeHome::new();
+    home.copy_sample("spotter/tool_heavy.jsonl", "p/tool_heavy.jsonl");
+    let database = ch.create_database("ccotel_migrate");
+    let state = tempfile::tempdir().expect("tempdir");
+    backfill(&home, state.path(), &ch, &database);
+    // As if written by a version before `query` and `project` existed.
+    for column in ["query", "project"] {
+        ch.query(&format!(
+            "ALTER TABLE {database}.claude_tool_usage DROP COLUMN {column}"
+        ));
+    }
+    let columns = |ch: &ClickHouse| {
+        ch.query(&format!(
+            "SELECT name FROM system.columns WHERE database = '{database}' AND table = 'claude_tool_usage' ORDER BY position"
+        ))
+    };
+    assert!(!columns(&ch).contains("query"));
+    home.copy_sample("spotter/short.jsonl", "p/short.jsonl");
+    backfill(&home, state.path(), &ch, &database);
+    let after = columns(&ch);
+    let names: Vec<&str> = after.lines().collect();
+    let position = |name: &str| names.iter().position(|n| *n == name);
+    assert!(
+        position("query").is_some() && position("project").is_some(),
+        "{after}"
+    );
+    assert_eq!(
+        position("query"),
+        position("command").map(|p| p + 1),
+        "added in place"
+    );
+    // New rows fill the new column.
+    assert!(
+        number(
+            &ch,
+            &format!("SELECT count() FROM {database}.claude_tool_usage WHERE project = 'p'")
+        ) > 0
+    );
+}
