@@ -516,7 +516,7 @@ impl Loaded {
                     "OTEL_EXPORTER_OTLP_TIMEOUT `{text}` is not a number of milliseconds"
                 ))
             })?,
-            None => otlp.timeout_secs.map_or(10_000, |s| s * 1000),
+            None => otlp.timeout_secs.map_or(10_000, |s| s.saturating_mul(1000)),
         };
         Ok(Some(OtlpSettings {
             protocol,
@@ -526,7 +526,8 @@ impl Loaded {
             metrics_endpoint: metrics,
             headers,
             gzip,
-            timeout: std::time::Duration::from_millis(timeout_ms.max(1)),
+            // A day is more than any export needs; larger values overflow timers.
+            timeout: std::time::Duration::from_millis(timeout_ms.clamp(1, 86_400_000)),
         }))
     }
 

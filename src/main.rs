@@ -283,8 +283,8 @@ fn run_export(
         state_dir: loaded.state_dir(environment)?,
         prices: PriceTable::with_overrides(&config.pricing),
         tracker: TrackerOptions {
-            idle_ms: export.idle_timeout_secs as i64 * 1000,
-            response_linger_ms: export.response_linger_secs as i64 * 1000,
+            idle_ms: export.idle_timeout_secs.min(u32::MAX.into()) as i64 * 1000,
+            response_linger_ms: export.response_linger_secs.min(u32::MAX.into()) as i64 * 1000,
         },
         encoder: Encoder::new(policy, resource),
         max_inline_line: config.max_line_bytes,

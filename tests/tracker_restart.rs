@@ -62,8 +62,10 @@ fn run(home: &ClaudeHome, every: Option<usize>) -> Activity {
         if every.is_some_and(|n| index % n == 0) {
             let ledger = Ledger::decode(&tracker.ledger().encode()).expect("ledger round trip");
             let open = tracker.open_state();
-            tracker = Tracker::restore(PriceTable::embedded(), options, ledger, &open, &closed)
-                .expect("restore");
+            let (restored, error) =
+                Tracker::restore(PriceTable::embedded(), options, ledger, &open, &closed);
+            assert!(error.is_none(), "{error:?}");
+            tracker = restored;
         }
     }
     tracker.close_all(&mut out);

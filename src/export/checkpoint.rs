@@ -116,12 +116,15 @@ impl Committer {
 
     /// Records a batch's changes durably: one journal record, one fsync.
     pub fn commit(&mut self, checkpoint: Checkpoint) -> Result<(), ManifestError> {
-        let payload = encode_changes(&checkpoint);
+        let path = self.dir.path().join(JOURNAL_FILE);
+        let payload = encode_changes(&checkpoint).map_err(|e| ManifestError::Corrupt {
+            path: path.clone(),
+            reason: format!("cannot encode the offsets: {e}"),
+        })?;
         let mut record = Vec::with_capacity(12 + payload.len());
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         record.extend_from_slice(&xxh3_64(&payload).to_le_bytes());
         record.extend_from_slice(&payload);
-        let path = self.dir.path().join(JOURNAL_FILE);
         let journal = self.journal.as_mut().ok_or_else(|| ManifestError::Io {
             path: path.clone(),
             source: io::Error::other("the journal is not open"),
@@ -310,12 +313,9 @@ fn encode_base(
     blob
 }
 
-fn encode_changes(checkpoint: &Checkpoint) -> Vec<u8> {
+fn encode_changes(checkpoint: &Checkpoint) -> Result<Vec<u8>, serde_json::Error> {
     let mut payload = Vec::new();
-    put_section(
-        &mut payload,
-        &serde_json::to_vec(&checkpoint.files).unwrap_or_default(),
-    );
+    put_section(&mut payload, &serde_json::to_vec(&checkpoint.files)?);
     put_section(&mut payload, &checkpoint.ledger.encode());
     put_section(&mut payload, &checkpoint.open_state);
     put_pairs(
@@ -325,7 +325,7 @@ fn encode_changes(checkpoint: &Checkpoint) -> Vec<u8> {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_slice())),
     );
-    payload
+    Ok(payload)
 }
 
 fn decode_changes(payload: &[u8]) -> Result<Checkpoint, String> {

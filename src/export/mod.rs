@@ -97,17 +97,16 @@ pub async fn run(
         .with_context(|| format!("opening the state directory {}", state_path.display()))?;
     let (mut committer, restored) = Committer::open(dir)
         .with_context(|| format!("opening the export state in {}", state_path.display()))?;
-    let tracker = Tracker::restore(
+    let (tracker, error) = Tracker::restore(
         options.prices.clone(),
         options.tracker,
         restored.ledger,
         &restored.open_state,
         &restored.closed,
-    )
-    .unwrap_or_else(|error| {
-        tracing::warn!("{error}; open spans start afresh");
-        Tracker::new(options.prices.clone(), options.tracker)
-    });
+    );
+    if let Some(error) = error {
+        tracing::warn!("{error}; open spans start afresh (counted usage is kept)");
+    }
     let tailer = Tailer::new(restored.manifest);
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Batch>(options.queue_batches.max(1));
     let options = Arc::new(options);
@@ -142,6 +141,7 @@ pub async fn run(
             Err(fatal) => {
                 // Nothing after the last commit is committed: it is all read
                 // again once the destination is fixed.
+                stop.store(true, Ordering::SeqCst);
                 receiver.close();
                 drop(receiver);
                 let _ = tokio::task::spawn_blocking(move || reading.join()).await;
@@ -260,6 +260,13 @@ async fn deliver(
                     if attempt == 1 || attempt.is_multiple_of(10) {
                         tracing::warn!(sink = %sink.describe(), attempt, "delivery failed: {message}; retrying in {delay:?}");
                     }
+                    // Stopping: wait no longer than the grace that is left.
+                    let delay = match *stopping_since {
+                        Some(since) => {
+                            delay.min(options.shutdown_grace.saturating_sub(since.elapsed()))
+                        }
+                        None => delay,
+                    };
                     tokio::time::sleep(delay).await;
                 }
             }

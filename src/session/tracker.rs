@@ -7,7 +7,7 @@
 //! result). That open state is small, serialisable, and saved with the offsets it
 //! matches, so a restart continues exactly where the last acknowledged batch ended.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -26,6 +26,30 @@ pub const MAX_KEPT_TEXT: usize = 1 << 20;
 /// same response does not send the span twice.
 const COMPLETED_MEMORY: usize = 16;
 const AGENT_TOOLS: [&str; 2] = ["Task", "Agent"];
+
+fn parse_open_state(
+    open_state: &[u8],
+    closed: &[(String, Vec<u8>)],
+) -> Result<OpenState, TrackerStateError> {
+    let corrupt = |e: serde_json::Error| TrackerStateError(e.to_string());
+    let mut open = if open_state.is_empty() {
+        OpenState::default()
+    } else {
+        serde_json::from_slice::<OpenState>(open_state).map_err(corrupt)?
+    };
+    for (id, saved) in closed {
+        let session: ClosedSession = serde_json::from_slice(saved).map_err(corrupt)?;
+        open.closed.insert(id.clone(), session);
+    }
+    Ok(open)
+}
+
+/// A line's time, when it is between 1970 and 2100: outside that, timestamps
+/// are garbage (Go's zero time, a year 9999) and would overflow nanoseconds.
+fn plausible_timestamp_ms(text: &str) -> Option<i64> {
+    const YEAR_2100_MS: i64 = 4_102_444_800_000;
+    parse_timestamp_ms(text).filter(|ms| (0..YEAR_2100_MS).contains(ms))
+}
 
 /// Where a line came from.
 #[derive(Debug, Clone, Copy)]
@@ -48,8 +72,7 @@ impl LineOrigin<'_> {
     /// trunk file, or the `<session>` folder of a 2.1 subagent file.
     fn fallback_session(&self) -> &str {
         let path = std::path::Path::new(self.path);
-        if let Some(agent) = self.subagent() {
-            let _ = agent;
+        if self.subagent().is_some() {
             if let Some(folder) = path.parent().and_then(|p| p.parent()) {
                 if path.parent().and_then(|p| p.file_name()) == Some("subagents".as_ref()) {
                     return folder.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -98,8 +121,6 @@ pub struct Tracker {
     prices: PriceTable,
     options: TrackerOptions,
     open: OpenState,
-    /// Sessions touched since the last end of a file.
-    touched: HashSet<String>,
 }
 
 /// The persisted part of the tracker besides the ledger. What is open is saved
@@ -115,6 +136,10 @@ struct OpenState {
     /// The session of each file's latest line, for lines that do not name one.
     #[serde(default)]
     file_sessions: HashMap<String, String>,
+    /// Sessions touched since the last end of a file. Saved, and ordered, so a
+    /// restart closes the same sessions in the same order as an uninterrupted run.
+    #[serde(default)]
+    touched: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -238,36 +263,31 @@ impl Tracker {
             prices,
             options,
             open: OpenState::default(),
-            touched: HashSet::new(),
         }
     }
 
     /// Restores a tracker from a saved ledger, open state and finished sessions.
+    /// Unreadable open state is reported and dropped; the ledger is always kept,
+    /// so nothing already counted is counted again.
     pub fn restore(
         prices: PriceTable,
         options: TrackerOptions,
         ledger: Ledger,
         open_state: &[u8],
         closed: &[(String, Vec<u8>)],
-    ) -> Result<Tracker, TrackerStateError> {
-        let corrupt = |e: serde_json::Error| TrackerStateError(e.to_string());
-        let mut open = if open_state.is_empty() {
-            OpenState::default()
-        } else {
-            serde_json::from_slice::<OpenState>(open_state).map_err(corrupt)?
+    ) -> (Tracker, Option<TrackerStateError>) {
+        let (open, error) = match parse_open_state(open_state, closed) {
+            Ok(open) => (open, None),
+            Err(error) => (OpenState::default(), Some(error)),
         };
-        for (id, saved) in closed {
-            let session: ClosedSession = serde_json::from_slice(saved).map_err(corrupt)?;
-            open.closed.insert(id.clone(), session);
-        }
-        Ok(Tracker {
+        let tracker = Tracker {
             ledger,
             ledger_changes: Ledger::new(),
             prices,
             options,
             open,
-            touched: HashSet::new(),
-        })
+        };
+        (tracker, error)
     }
 
     /// The open state, serialised for the state directory.
@@ -325,9 +345,9 @@ impl Tracker {
                 .unwrap_or_else(|| origin.fallback_session().to_owned()),
         };
         let agent_file = origin.subagent().map(str::to_owned);
-        let stamped = entry.timestamp.as_deref().and_then(parse_timestamp_ms);
+        let stamped = entry.timestamp.as_deref().and_then(plausible_timestamp_ms);
         let mut session = self.take_session(&session_id, entry, stamped, agent_file.is_some());
-        self.touched.insert(session_id.clone());
+        self.open.touched.insert(session_id.clone());
         let before_ms = session.last_ms;
         let time_ms = stamped.unwrap_or(if session.last_ms > 0 {
             session.last_ms
@@ -384,7 +404,7 @@ impl Tracker {
         let trunk = subagent_of(path).is_none();
         // Kept only while a file is being read: its stem names the session anyway.
         self.open.file_sessions.remove(path);
-        let touched: Vec<String> = self.touched.drain().collect();
+        let touched = std::mem::take(&mut self.open.touched);
         for id in touched {
             let Some(session) = self.open.sessions.get(&id) else {
                 continue;
@@ -418,7 +438,7 @@ impl Tracker {
                 .map(|(file, _)| file.clone())
                 .collect();
             for file in quiet {
-                session.complete_chat(&file, &self.prices, out);
+                session.complete_chat(&file, out);
             }
         }
     }
@@ -491,7 +511,7 @@ impl Tracker {
         };
         let files: Vec<String> = session.chats.keys().cloned().collect();
         for file in files {
-            session.complete_chat(&file, &self.prices, out);
+            session.complete_chat(&file, out);
         }
         let tools: Vec<String> = session.tools.keys().cloned().collect();
         for tool_use_id in tools {
@@ -504,7 +524,7 @@ impl Tracker {
         session.end_turn(out);
         let keys: Vec<String> = session.agents.keys().cloned().collect();
         for key in &keys {
-            session.send_agent(key, None, out);
+            session.send_agent(key, out);
         }
         if session.root_pending {
             out.spans.push(session.root_span(id));
@@ -608,7 +628,7 @@ impl Tracker {
         let entry = line.entry;
         let files: Vec<String> = session.chats.keys().cloned().collect();
         for file in files {
-            session.complete_chat(&file, &self.prices, out);
+            session.complete_chat(&file, out);
         }
         session.end_turn(out);
         let uuid = entry
@@ -676,7 +696,11 @@ impl Tracker {
             .chats
             .get(&file)
             .is_some_and(|chat| chat.message_id == message_id);
-        if counted.as_ref().is_some_and(|c| c.seen_before) && !streaming_here {
+        let already_sent = session
+            .completed_chats
+            .get(&file)
+            .is_some_and(|done| done.contains(&message_id));
+        if counted.as_ref().is_some_and(|c| c.seen_before) && !streaming_here && !already_sent {
             // A response already seen elsewhere (a resumed or forked session
             // replaying it): its spans were sent from where it was first seen.
             return;
@@ -686,12 +710,10 @@ impl Tracker {
             .get(&file)
             .is_some_and(|chat| chat.message_id != message_id);
         if switching {
-            session.complete_chat(&file, &self.prices, out);
+            session.complete_chat(&file, out);
         }
-        let already_sent = session
-            .completed_chats
-            .get(&file)
-            .is_some_and(|done| done.contains(&message_id));
+        // A late line of a response whose span was already sent still opens
+        // its tool calls.
         for block in content_blocks(entry) {
             if block.kind.as_deref() == Some("tool_use") {
                 open_tool(session, block, parent, line);
@@ -762,7 +784,7 @@ impl Tracker {
             timestamp_ms: entry
                 .timestamp
                 .as_deref()
-                .and_then(parse_timestamp_ms)
+                .and_then(plausible_timestamp_ms)
                 .unwrap_or(0),
             model,
             session: line.session_id,
@@ -910,7 +932,7 @@ impl SessionState {
         }
     }
 
-    fn complete_chat(&mut self, file: &str, prices: &PriceTable, out: &mut Activity) {
+    fn complete_chat(&mut self, file: &str, out: &mut Activity) {
         let Some(chat) = self.chats.remove(file) else {
             return;
         };
@@ -919,7 +941,6 @@ impl SessionState {
         if done.len() > COMPLETED_MEMORY {
             done.pop_front();
         }
-        let _ = prices;
         out.spans.push(self.chat_span(chat));
     }
 
@@ -1095,7 +1116,7 @@ impl SessionState {
     }
 
     /// The invoke_agent span of a subagent not yet sent (closing the session).
-    fn send_agent(&mut self, key: &str, _unused: Option<()>, out: &mut Activity) {
+    fn send_agent(&mut self, key: &str, out: &mut Activity) {
         let Some(state) = self.agents.get_mut(key) else {
             return;
         };
@@ -1370,7 +1391,7 @@ fn compaction_span(session: &SessionState, line: &LineContext<'_>) -> SpanRecord
             .and_then(|m| m.get(key))
             .and_then(Value::as_i64)
     };
-    let duration = number("durationMs").unwrap_or(0).max(0);
+    let duration = number("durationMs").unwrap_or(0).clamp(0, 86_400_000);
     let mut attributes = vec![Attr::str("gen_ai.operation.name", "compaction")];
     if let Some(trigger) = metadata
         .as_ref()

@@ -226,7 +226,7 @@ fn tool_points(series: &BTreeMap<(String, String, String), IntSeries>) -> Vec<Nu
 }
 
 fn nanos(ms: i64) -> u64 {
-    (ms.max(0) as u64) * 1_000_000
+    (ms.max(0) as u64).saturating_mul(1_000_000)
 }
 
 fn int_point(attributes: Vec<KeyValue>, series: &IntSeries) -> NumberDataPoint {

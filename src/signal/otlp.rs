@@ -261,7 +261,7 @@ impl Encoder {
 }
 
 fn nanos(ms: i64) -> u64 {
-    (ms.max(0) as u64) * 1_000_000
+    (ms.max(0) as u64).saturating_mul(1_000_000)
 }
 
 fn kv(key: &str, value: AnyValue) -> KeyValue {

@@ -289,7 +289,7 @@ impl Encoder {
         let mut attributes = self.pairs(&entry.attributes);
         attributes.push(("event.name".to_owned(), entry.event_name.clone()));
         LogRow {
-            timestamp: entry.time_ms * 1_000_000,
+            timestamp: entry.time_ms.saturating_mul(1_000_000),
             trace_id: hex(&entry.trace_id),
             span_id: entry.span_id.map(|s| hex(&s)).unwrap_or_default(),
             trace_flags: 1,
@@ -315,7 +315,7 @@ impl Encoder {
 
     fn trace_row(&self, span: &SpanRecord) -> TraceRow {
         TraceRow {
-            timestamp: span.start_ms * 1_000_000,
+            timestamp: span.start_ms.saturating_mul(1_000_000),
             trace_id: hex(&span.trace_id),
             span_id: hex(&span.span_id),
             parent_span_id: span.parent_span_id.map(|p| hex(&p)).unwrap_or_default(),
@@ -331,7 +331,8 @@ impl Encoder {
             scope_name: "ccotel".to_owned(),
             scope_version: env!("CARGO_PKG_VERSION").to_owned(),
             span_attributes: self.pairs(&span.attributes),
-            duration: ((span.end_ms - span.start_ms).max(0) as u64) * 1_000_000,
+            duration: (span.end_ms.saturating_sub(span.start_ms).max(0) as u64)
+                .saturating_mul(1_000_000),
             status_code: if span.error.is_some() {
                 "Error"
             } else {
@@ -513,7 +514,7 @@ impl Encoder {
                 .unwrap_or_default()
                 .to_owned(),
             result_size: tool.result_size,
-            duration_ms: (tool.time_ms - tool.start_ms).max(0) as u64,
+            duration_ms: tool.time_ms.saturating_sub(tool.start_ms).max(0) as u64,
             project: tool.project.clone(),
         }
     }

@@ -68,8 +68,12 @@ impl FileSink {
             .append(true)
             .open(&path)
             .map_err(io)?;
-        file.write_all(&line).map_err(io)?;
-        file.sync_data().map_err(io)?;
+        let before = file.metadata().map_err(io)?.len();
+        if let Err(error) = file.write_all(&line).and_then(|()| file.sync_data()) {
+            // Never leave half a line for the reader of the file (a full disk).
+            let _ = file.set_len(before);
+            return Err(io(error));
+        }
         Ok(())
     }
 

@@ -168,6 +168,8 @@ fn status_error(status: Status) -> SinkError {
             message,
             retry_after,
         },
+        // Credentials that no retry will fix: stop rather than skip batches.
+        Code::Unauthenticated | Code::PermissionDenied => SinkError::Fatal(message),
         // A connection failure surfaces as Unknown with a transport error.
         Code::Unknown if status.message().contains("transport") => SinkError::Retryable {
             message,

@@ -157,6 +157,10 @@ impl HttpSink {
             "POST {url}: HTTP {status}: {}",
             String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
         );
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            // Credentials that no retry will fix: stop rather than skip batches.
+            return Err(SinkError::Fatal(message));
+        }
         if matches!(
             status,
             StatusCode::TOO_MANY_REQUESTS

@@ -56,7 +56,7 @@ pub(crate) type SignalOutcome = Option<Result<Option<(i64, String)>, SinkError>>
 /// rejections, and returns the last failure if any.
 pub(crate) fn settle(outcomes: [(SignalOutcome, &mut bool); 3]) -> Result<Delivery, SinkError> {
     let mut delivery = Delivery::default();
-    let mut failure = None;
+    let mut failure: Option<SinkError> = None;
     for (outcome, taken) in outcomes {
         match outcome {
             None => {}
@@ -66,7 +66,7 @@ pub(crate) fn settle(outcomes: [(SignalOutcome, &mut bool); 3]) -> Result<Delive
                     delivery.add_partial(rejected, &message);
                 }
             }
-            Some(Err(error)) => failure = Some(error),
+            Some(Err(error)) => failure = Some(SinkError::graver(failure, error)),
         }
     }
     match failure {
@@ -96,6 +96,24 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// How much an error decides about a batch: stopping beats retrying, and
+    /// retrying beats giving up on the batch (which would commit past it).
+    fn gravity(&self) -> u8 {
+        match self {
+            SinkError::Fatal(_) => 2,
+            SinkError::Retryable { .. } => 1,
+            SinkError::Permanent(_) => 0,
+        }
+    }
+
+    /// The graver of two errors.
+    pub fn graver(first: Option<SinkError>, second: SinkError) -> SinkError {
+        match first {
+            Some(first) if first.gravity() >= second.gravity() => first,
+            _ => second,
+        }
+    }
+
     pub fn retryable(message: impl Into<String>) -> SinkError {
         SinkError::Retryable {
             message: message.into(),

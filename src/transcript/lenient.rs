@@ -126,8 +126,15 @@ pub fn count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error
             Ok(0)
         }
     }
-    deserializer.deserialize_any(CountVisitor)
+    // No response has anywhere near 2^40 tokens; a larger number is garbage and
+    // must not overflow the sums it goes into.
+    deserializer
+        .deserialize_any(CountVisitor)
+        .map(|count| count.min(MAX_COUNT))
 }
+
+/// The largest token count taken as written.
+pub const MAX_COUNT: u64 = 1 << 40;
 
 /// Deserializes an optional value, treating a value of the wrong shape as absent.
 pub fn optional<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>

@@ -136,7 +136,11 @@ impl ClickHouseSink {
                 .fetch_all()
                 .await
                 .map_err(|e| classify(e, "reading the schema"))?;
-            for statement in self.settings.layout.migrations(table, &existing) {
+            let mut statements = self.settings.layout.migrations(table, &existing);
+            // A table created by the collector's exporter, or an older ccotel,
+            // lacks the deduplication window exactly-once relies on.
+            statements.extend(self.settings.layout.dedup_setting(table));
+            for statement in statements {
                 tracing::info!("migrating {name}: {statement}");
                 self.client
                     .query(&statement)
@@ -148,25 +152,46 @@ impl ClickHouseSink {
         Ok(())
     }
 
-    /// Inserts every table's rows not yet taken; marks those taken.
+    /// Inserts every table's rows not yet taken; marks those taken. A table
+    /// that fails does not keep the others from being tried.
     pub async fn export(&self, rows: &Rows, sent: &mut TablesSent) -> Result<Delivery, SinkError> {
         use schema::*;
-        self.insert(&OTEL_LOGS, &rows.logs, &mut sent[0]).await?;
-        self.insert(&OTEL_TRACES, &rows.traces, &mut sent[1])
-            .await?;
-        self.insert(&OTEL_METRICS_SUM, &rows.sums, &mut sent[2])
-            .await?;
-        self.insert(&OTEL_METRICS_HISTOGRAM, &rows.histograms, &mut sent[3])
-            .await?;
-        self.insert(&CLAUDE_MESSAGES, &rows.messages, &mut sent[4])
-            .await?;
-        self.insert(&CLAUDE_SESSIONS, &rows.sessions, &mut sent[5])
-            .await?;
-        self.insert(&CLAUDE_TOOL_USAGE, &rows.tools, &mut sent[6])
-            .await?;
-        self.insert(&CLAUDE_FILE_ACCESS, &rows.files, &mut sent[7])
-            .await?;
-        Ok(Delivery::default())
+        let mut failure: Option<SinkError> = None;
+        let mut note = |result: Result<(), SinkError>| {
+            if let Err(error) = result {
+                failure = Some(SinkError::graver(failure.take(), error));
+            }
+        };
+        note(self.insert(&OTEL_LOGS, &rows.logs, &mut sent[0]).await);
+        note(self.insert(&OTEL_TRACES, &rows.traces, &mut sent[1]).await);
+        note(
+            self.insert(&OTEL_METRICS_SUM, &rows.sums, &mut sent[2])
+                .await,
+        );
+        note(
+            self.insert(&OTEL_METRICS_HISTOGRAM, &rows.histograms, &mut sent[3])
+                .await,
+        );
+        note(
+            self.insert(&CLAUDE_MESSAGES, &rows.messages, &mut sent[4])
+                .await,
+        );
+        note(
+            self.insert(&CLAUDE_SESSIONS, &rows.sessions, &mut sent[5])
+                .await,
+        );
+        note(
+            self.insert(&CLAUDE_TOOL_USAGE, &rows.tools, &mut sent[6])
+                .await,
+        );
+        note(
+            self.insert(&CLAUDE_FILE_ACCESS, &rows.files, &mut sent[7])
+                .await,
+        );
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(Delivery::default()),
+        }
     }
 
     async fn insert<T>(&self, table: &Table, rows: &[T], taken: &mut bool) -> Result<(), SinkError>
@@ -187,9 +212,11 @@ impl ClickHouseSink {
             .with_setting("insert_deduplicate", "1")
             .with_timeouts(Some(Duration::from_secs(30)), Some(Duration::from_secs(60)));
         if self.settings.async_insert {
+            // Without async_insert_deduplicate the token is ignored.
             insert = insert
                 .with_setting("async_insert", "1")
-                .with_setting("wait_for_async_insert", "1");
+                .with_setting("wait_for_async_insert", "1")
+                .with_setting("async_insert_deduplicate", "1");
         }
         for row in rows {
             insert.write(row).await.map_err(|e| classify(e, &what))?;

@@ -449,6 +449,18 @@ impl Layout {
         )
     }
 
+    /// Sets the insert deduplication window on an existing MergeTree table
+    /// (replicated tables deduplicate by default).
+    pub fn dedup_setting(&self, table: &Table) -> Option<String> {
+        self.cluster.is_none().then(|| {
+            format!(
+                "ALTER TABLE {}.{} MODIFY SETTING non_replicated_deduplication_window = 10000",
+                quote(&self.database),
+                quote(&self.table(table))
+            )
+        })
+    }
+
     /// `ALTER TABLE … ADD COLUMN` for columns of `table` missing from `existing`
     /// (what a table created by an older ccotel lacks).
     pub fn migrations(&self, table: &Table, existing: &[String]) -> Vec<String> {
