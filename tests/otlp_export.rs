@@ -432,3 +432,34 @@ fn ccotel_sends_its_own_spans_and_metrics_when_asked() {
     // Its own telemetry never carries transcript records.
     assert!(received.logs.is_empty());
 }
+
+#[test]
+fn lines_over_the_inline_limit_are_streamed_and_sent_once() {
+    let home = ClaudeHome::new();
+    home.copy_sample("spotter/tool_heavy.jsonl", "p/tool_heavy.jsonl");
+    let state = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("tempdir");
+    // Most of this sample's lines are over 2 KB, so they take the streaming path.
+    backfill(
+        &home,
+        state.path(),
+        &[
+            ("CCOTEL_DATA_DIR", data.path().to_str().expect("utf-8")),
+            ("CCOTEL_MAX_LINE_BYTES", "2048"),
+        ],
+    );
+    let received = Received::from_otlp_json_dir(&data.path().join("otlp"));
+    assert_eq!(received.logs.len(), decodable_lines(&home));
+    let offsets: HashSet<&String> = received
+        .logs
+        .iter()
+        .map(|l| &l.attributes["transcript.offset"])
+        .collect();
+    assert_eq!(offsets.len(), received.logs.len(), "each line once");
+    let (tokens, _) = metric_sums(&received);
+    let totals = home.report_totals();
+    assert_eq!(
+        tokens["output"],
+        totals["outputTokens"].as_f64().expect("number")
+    );
+}

@@ -47,6 +47,9 @@ pub struct Reader {
     bytes: u64,
     lines: u64,
     scratch: Vec<u8>,
+    /// Log entries of the current batch already counted in `log_bytes`.
+    sized_logs: usize,
+    log_bytes: usize,
 }
 
 /// Why reading stopped.
@@ -81,6 +84,8 @@ impl Reader {
             bytes: 0,
             lines: 0,
             scratch: Vec::new(),
+            sized_logs: 0,
+            log_bytes: 0,
         }
     }
 
@@ -212,7 +217,14 @@ impl Reader {
         let mut last_cut_offset = start;
         let mut counted_bytes = 0;
         let mut counted_skipped = stats.skipped();
-        while let Some(line) = reader.next_line()? {
+        // Just after the last line fully processed: what a state may record.
+        let mut processed = start;
+        let failure = loop {
+            let line = match reader.next_line() {
+                Ok(Some(line)) => line,
+                Ok(None) => break None,
+                Err(error) => break Some(error),
+            };
             let (offset, entry, raw_line): (u64, Option<Entry>, Vec<u8>) = match line {
                 Line::Complete { bytes, offset } => {
                     let entry = decode_entry(bytes, &mut self.scratch, &mut stats);
@@ -220,10 +232,13 @@ impl Reader {
                 }
                 Line::Oversized { offset, len } => {
                     stats.oversized += 1;
-                    let entry = decode_oversized(path, offset, len, &mut stats)?;
-                    (offset, entry, offset.to_le_bytes().to_vec())
+                    match decode_oversized(&handle, offset, len, &mut stats) {
+                        Ok(entry) => (offset, entry, offset.to_le_bytes().to_vec()),
+                        Err(error) => break Some(error),
+                    }
                 }
             };
+            processed = reader.committed_offset();
             self.lines += 1;
             PipelineStats::add(&self.options.stats.lines, 1);
             PipelineStats::add(
@@ -246,17 +261,9 @@ impl Reader {
                     .observe(&origin, &entry, now_ms(), &mut self.activity);
             }
             if self.batch_full() {
-                let offset = reader.committed_offset();
-                self.bytes += offset - last_cut_offset;
-                last_cut_offset = offset;
-                // Recorded as if the file ended here: a restart must see it as
-                // changed and resume at this offset, not pass it over as unchanged.
-                let partial = FileIdentity {
-                    size: offset,
-                    ..identity
-                };
-                let state = file_state(&handle, &project, partial, offset, stats)?;
-                self.dirty.insert(path.clone(), Some(state));
+                self.bytes += processed - last_cut_offset;
+                last_cut_offset = processed;
+                self.record_partial(path, &handle, &project, identity, processed, stats)?;
                 if let Err(end) = self.cut() {
                     return Ok(Err(end));
                 }
@@ -264,11 +271,18 @@ impl Reader {
                     return Ok(Err(ReadEnd::Stopped));
                 }
             }
-        }
-        let offset = reader.committed_offset();
+        };
         drop(reader);
-        self.bytes += offset - last_cut_offset;
-        let state = file_state(&handle, &project, identity, offset, stats)?;
+        self.bytes += processed - last_cut_offset;
+        if let Some(error) = failure {
+            // What was read stays read: record the state at the last line
+            // processed, so the next pass resumes there instead of reading (and
+            // sending) those lines again.
+            tracing::warn!(file = %path.display(), "read stopped at byte {processed}: {error}; will resume there");
+            self.record_partial(path, &handle, &project, identity, processed, stats)?;
+            return Ok(Ok(()));
+        }
+        let state = file_state(&handle, &project, identity, processed, stats)?;
         self.tailer.update(path.clone(), state.clone());
         self.dirty.insert(path.clone(), Some(state));
         self.tracker
@@ -276,23 +290,43 @@ impl Reader {
         Ok(Ok(()))
     }
 
-    fn batch_full(&self) -> bool {
+    /// Records a file as read up to `offset` though it goes on: its identity
+    /// says the file ended there, so the next look sees it as changed and
+    /// resumes at this offset rather than passing it over as unchanged.
+    fn record_partial(
+        &mut self,
+        path: &Path,
+        handle: &std::fs::File,
+        project: &str,
+        identity: FileIdentity,
+        offset: u64,
+        stats: LineStats,
+    ) -> std::io::Result<()> {
+        let partial = FileIdentity {
+            size: offset,
+            ..identity
+        };
+        let state = file_state(handle, project, partial, offset, stats)?;
+        self.tailer.update(path.to_owned(), state.clone());
+        self.dirty.insert(path.to_owned(), Some(state));
+        Ok(())
+    }
+
+    fn batch_full(&mut self) -> bool {
         self.activity.len() >= self.options.batch_max_records
             || self.approximate_bytes() >= self.options.batch_max_bytes
     }
 
-    fn approximate_bytes(&self) -> usize {
-        self.activity
-            .logs
+    /// A rough size of the batch so far, kept up as log entries are added.
+    fn approximate_bytes(&mut self) -> usize {
+        let cap = self.options.text_cap;
+        let new = &self.activity.logs[self.sized_logs.min(self.activity.logs.len())..];
+        self.log_bytes += new
             .iter()
-            .map(|l| {
-                256 + l
-                    .body
-                    .as_ref()
-                    .map_or(0, |b| b.len().min(self.options.text_cap))
-            })
-            .sum::<usize>()
-            + self.activity.spans.len() * 512
+            .map(|l| 256 + l.body.as_ref().map_or(0, |b| b.len().min(cap)))
+            .sum::<usize>();
+        self.sized_logs = self.activity.logs.len();
+        self.log_bytes + self.activity.spans.len() * 512
     }
 
     /// Sends what has accumulated as one batch with its checkpoint.
@@ -301,6 +335,8 @@ impl Reader {
             return Ok(());
         }
         let activity = std::mem::take(&mut self.activity);
+        self.sized_logs = 0;
+        self.log_bytes = 0;
         let otlp = if self.options.otlp {
             self.encoder.encode(&activity, now_ms())
         } else {
@@ -360,15 +396,23 @@ fn decode_entry(bytes: &[u8], scratch: &mut Vec<u8>, stats: &mut LineStats) -> O
     }
 }
 
+/// Decodes a line too long to hold in memory by streaming it from the file
+/// already open (not by path, which may now name another file). Positional
+/// reads leave the handle's own position, which the line reader uses, alone.
 fn decode_oversized(
-    path: &Path,
+    handle: &std::fs::File,
     offset: u64,
     len: u64,
     stats: &mut LineStats,
 ) -> std::io::Result<Option<Entry>> {
-    let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let reader = BufReader::with_capacity(64 << 10, file.take(len));
+    let reader = BufReader::with_capacity(
+        64 << 10,
+        ReadAt {
+            file: handle,
+            position: offset,
+            end: offset + len,
+        },
+    );
     let outcome = decode_reader::<_, Entry>(reader).map(|value| Decoded::Value {
         value,
         repair: None,
@@ -378,6 +422,27 @@ fn decode_oversized(
         Decoded::Value { value, .. } => Some(value),
         Decoded::Blank => None,
     }))
+}
+
+/// Reads `[position, end)` of a file with `pread`.
+struct ReadAt<'a> {
+    file: &'a std::fs::File,
+    position: u64,
+    end: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let left = self.end.saturating_sub(self.position);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let read = self.file.read_at(&mut buf[..want], self.position)?;
+        self.position += read as u64;
+        Ok(read)
+    }
 }
 
 pub fn now_ms() -> i64 {
