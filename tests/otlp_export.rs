@@ -154,6 +154,12 @@ fn check_signals(received: &Received, home: &ClaudeHome) {
             assert_eq!(span.kind, "client");
             assert_eq!(span.attributes["gen_ai.operation.name"], "chat");
             assert!(span.attributes.contains_key("gen_ai.usage.output_tokens"));
+            let conversation = &span.attributes["gen_ai.conversation.id"];
+            if let Some(hex) = uuid_hex(conversation) {
+                assert_eq!(hex, span.trace_id, "the conversation is the session");
+            } else {
+                assert!(!conversation.is_empty());
+            }
         }
     }
     let by_id: HashMap<&str, &common::collector::SpanRec> = received

@@ -152,6 +152,9 @@ struct ClosedSession {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SessionState {
+    /// The session id as written in the transcript.
+    #[serde(default)]
+    id: String,
     trace_id: TraceId,
     span_id: SpanId,
     /// False when the root span was already sent and late lines are attached to it.
@@ -479,19 +482,19 @@ impl Tracker {
         }
         let trace = trace_id(id);
         let Some(closed) = self.open.closed.get(id) else {
-            return SessionState::new(trace, span_id(&trace, "session", id), true);
+            return SessionState::new(id, trace, span_id(&trace, "session", id), true);
         };
         let late_subagent = agent_file || entry.is_sidechain;
         let replayed = time_ms.is_none_or(|t| t <= closed.last_ms);
         let mut session = if late_subagent || replayed {
             // Under the root already sent: late subagent lines, or a resumed
             // session replaying lines of this one.
-            let mut session = SessionState::new(trace, closed.span_id, false);
+            let mut session = SessionState::new(id, trace, closed.span_id, false);
             session.replay_until_ms = closed.last_ms;
             session
         } else {
             let anchor = format!("{id}/{}", entry.uuid.as_deref().unwrap_or_default());
-            SessionState::new(trace, span_id(&trace, "session", &anchor), true)
+            SessionState::new(id, trace, span_id(&trace, "session", &anchor), true)
         };
         for key in &closed.agents_sent {
             session.agents.insert(
@@ -862,8 +865,9 @@ impl SessionTotals {
 }
 
 impl SessionState {
-    fn new(trace_id: TraceId, span_id: SpanId, root_pending: bool) -> SessionState {
+    fn new(id: &str, trace_id: TraceId, span_id: SpanId, root_pending: bool) -> SessionState {
         SessionState {
+            id: id.to_owned(),
             trace_id,
             span_id,
             root_pending,
@@ -953,7 +957,7 @@ impl SessionState {
             Attr::str("gen_ai.request.model", chat.model.clone()),
             Attr::str("gen_ai.response.model", chat.model.clone()),
             Attr::str("gen_ai.response.id", chat.message_id.clone()),
-            Attr::str("gen_ai.conversation.id", self.session_id_hint()),
+            Attr::str("gen_ai.conversation.id", self.id.clone()),
             Attr::int(
                 "gen_ai.usage.input_tokens",
                 (t.input + t.cache_read + t.cache_creation) as i64,
@@ -998,19 +1002,6 @@ impl SessionState {
             error: None,
             version: chat.version,
         }
-    }
-
-    /// The session id as written in the trace id (for attributes on spans).
-    fn session_id_hint(&self) -> String {
-        let h = super::ids::hex(&self.trace_id);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
     }
 
     fn end_turn(&mut self, out: &mut Activity) {
