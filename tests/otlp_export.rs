@@ -382,6 +382,14 @@ fn a_generated_corpus_exports_the_true_totals() {
         .filter(|s| s.name.starts_with("chat "))
         .count();
     assert_eq!(chats as u64, calls, "one chat span per API call");
+    let observed: u64 = received
+        .metrics
+        .iter()
+        .filter(|m| m.name == "gen_ai.client.token.usage")
+        .filter(|m| m.attributes["gen_ai.token.type"] == "output")
+        .map(|m| m.count)
+        .sum();
+    assert_eq!(observed, calls, "one histogram observation per call");
     let ids: HashSet<_> = received
         .spans
         .iter()

@@ -160,6 +160,17 @@ pub struct ToolOutcome {
     pub error_message: Option<String>,
 }
 
+/// A model call whose response is complete, with its final usage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCall {
+    pub model: String,
+    /// Input as the semantic conventions count it: fresh input plus cache
+    /// reads and writes.
+    pub input: u64,
+    pub output: u64,
+    pub time_ms: i64,
+}
+
 /// A session that finished (or went idle), with its totals.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionSummary {
@@ -197,6 +208,7 @@ pub struct Activity {
     pub tools: Vec<ToolOutcome>,
     pub api_errors: Vec<ApiError>,
     pub sessions: Vec<SessionSummary>,
+    pub calls: Vec<ModelCall>,
 }
 
 impl Activity {
@@ -207,6 +219,7 @@ impl Activity {
             && self.tools.is_empty()
             && self.api_errors.is_empty()
             && self.sessions.is_empty()
+            && self.calls.is_empty()
     }
 
     /// Records counted, for batch sizing.

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::activity::{Activity, ApiError, Attr, LogEntry, SeriesKey, SpanKind, SpanRecord};
-use super::activity::{SessionSummary, ToolOutcome, UsageDelta};
+use super::activity::{ModelCall, SessionSummary, ToolOutcome, UsageDelta};
 use super::ids::{span_id, trace_id, SpanId, TraceId};
 use super::{Ledger, Observation, PriceTable, ResponseKey, TokenCounts};
 use crate::transcript::{parse_timestamp_ms, ContentBlock, Entry, EntryKind, MessageContent};
@@ -944,6 +944,15 @@ impl SessionState {
         done.push_back(chat.message_id.clone());
         if done.len() > COMPLETED_MEMORY {
             done.pop_front();
+        }
+        let t = chat.tokens;
+        if t.total() > 0 {
+            out.calls.push(ModelCall {
+                model: chat.model.clone(),
+                input: t.input + t.cache_read + t.cache_creation,
+                output: t.output,
+                time_ms: chat.end_ms,
+            });
         }
         out.spans.push(self.chat_span(chat));
     }

@@ -81,27 +81,21 @@ pub fn metrics(activity: &Activity) -> Vec<Metric> {
         let series = cost.entry(delta.series.clone()).or_default();
         series.value += delta.cost_usd;
         series.window.widen(delta.time_ms);
-        let semconv = [
-            (
-                "input",
-                delta.input + delta.cache_read + delta.cache_creation,
-            ),
-            ("output", delta.output),
-        ];
-        for (kind, value) in semconv {
-            if value > 0 {
-                let series = histogram
-                    .entry((delta.series.model.clone(), kind))
-                    .or_insert_with(|| HistogramSeries {
-                        buckets: vec![0; TOKEN_BUCKETS.len() + 1],
-                        ..HistogramSeries::default()
-                    });
-                series.count += 1;
-                series.sum += value as f64;
-                let bucket = TOKEN_BUCKETS.partition_point(|bound| (value as f64) > *bound);
-                series.buckets[bucket] += 1;
-                series.window.widen(delta.time_ms);
-            }
+    }
+    // One observation per model call, when its response is complete.
+    for call in &activity.calls {
+        for (kind, value) in [("input", call.input), ("output", call.output)] {
+            let series = histogram
+                .entry((call.model.clone(), kind))
+                .or_insert_with(|| HistogramSeries {
+                    buckets: vec![0; TOKEN_BUCKETS.len() + 1],
+                    ..HistogramSeries::default()
+                });
+            series.count += 1;
+            series.sum += value as f64;
+            let bucket = TOKEN_BUCKETS.partition_point(|bound| (value as f64) > *bound);
+            series.buckets[bucket] += 1;
+            series.window.widen(call.time_ms);
         }
     }
     let mut tools: BTreeMap<(String, String, String), IntSeries> = BTreeMap::new();
