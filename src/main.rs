@@ -24,7 +24,7 @@ use ccotel::sink::grpc::GrpcSink;
 use ccotel::sink::http::HttpSink;
 use ccotel::sink::retry::Backoff;
 use ccotel::sink::{Protocol, Sink};
-use ccotel::source::{discover, StateDir};
+use ccotel::source::{discover, warn_if_none_found, StateDir};
 use ccotel::telemetry::{self, LogFormat};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -359,13 +359,7 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
     let started = std::time::Instant::now();
     let list_files = || {
         let files = discover(&roots)?;
-        if files.is_empty() {
-            let list: Vec<String> = roots
-                .iter()
-                .map(|r| r.join("projects").display().to_string())
-                .collect();
-            tracing::warn!("no transcripts found under {}", list.join(", "));
-        }
+        warn_if_none_found(&roots, &files);
         Ok(files)
     };
     let options = IngestOptions {

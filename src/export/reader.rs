@@ -100,7 +100,7 @@ impl Reader {
         };
         let mut first_pass = true;
         loop {
-            if let Err(end) = self.pass() {
+            if let Err(end) = self.pass(first_pass) {
                 return end;
             }
             let now = now_ms();
@@ -135,7 +135,7 @@ impl Reader {
     }
 
     /// One look at every file: reads what is new.
-    fn pass(&mut self) -> Result<(), ReadEnd> {
+    fn pass(&mut self, first: bool) -> Result<(), ReadEnd> {
         let listed = match discover(&self.options.roots) {
             Ok(files) => files,
             Err(error) => {
@@ -143,6 +143,9 @@ impl Reader {
                 return Ok(());
             }
         };
+        if first {
+            crate::source::warn_if_none_found(&self.options.roots, &listed);
+        }
         let (pending, gone) = self.tailer.changes(listed);
         let unread: u64 = pending
             .iter()

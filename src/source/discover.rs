@@ -21,6 +21,17 @@ pub struct TranscriptFile {
     pub identity: FileIdentity,
 }
 
+/// Warns, naming the folders searched, when a listing found no transcript.
+pub fn warn_if_none_found(roots: &[PathBuf], files: &[TranscriptFile]) {
+    if files.is_empty() {
+        let searched: Vec<String> = roots
+            .iter()
+            .map(|r| r.join("projects").display().to_string())
+            .collect();
+        tracing::warn!("no transcripts found under {}", searched.join(", "));
+    }
+}
+
 /// The roots named by `CLAUDE_CONFIG_DIR` (a comma-separated list), if it is set.
 pub fn roots_from_env(value: Option<&str>) -> Option<Vec<PathBuf>> {
     let value = value?;

@@ -11,7 +11,7 @@ mod reader;
 pub mod tail;
 pub mod watch;
 
-pub use discover::{default_roots, discover, roots_from_env, TranscriptFile};
+pub use discover::{default_roots, discover, roots_from_env, warn_if_none_found, TranscriptFile};
 pub use identity::{FileIdentity, Marker, MARKER_WINDOW};
 pub use manifest::{FileState, Manifest, ManifestError, StateDir};
 pub use reader::{Line, LineReader, DEFAULT_MAX_INLINE_LINE};
