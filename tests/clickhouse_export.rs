@@ -13,20 +13,9 @@ use common::clickhouse::ClickHouse;
 use common::collector::Received;
 use common::{decodable_lines, generate_corpus, rss_kib, truth_totals, Appender, ClaudeHome};
 
-/// `ccotel backfill` into `database`, with extra environment.
-fn command(home: &ClaudeHome, state: &Path, ch: &ClickHouse, database: &str) -> Command {
-    let mut command = home.ccotel(state);
-    command
-        .arg("backfill")
-        .env("CCOTEL_CLICKHOUSE_URL", ch.url())
-        .env("CCOTEL_CLICKHOUSE_USER", ch.user())
-        .env("CCOTEL_CLICKHOUSE_PASSWORD", ch.password())
-        .env("CCOTEL_CLICKHOUSE_DATABASE", database);
-    command
-}
-
 fn backfill(home: &ClaudeHome, state: &Path, ch: &ClickHouse, database: &str) -> Output {
-    let output = command(home, state, ch, database)
+    let output = home
+        .backfill_into_clickhouse(state, ch, database)
         .output()
         .expect("run ccotel");
     assert!(
@@ -174,7 +163,8 @@ fn sigkill_during_a_backfill_adds_no_row_twice() {
     // A clean run gives the expected row counts.
     let clean = ch.create_database("ccotel_clean");
     let state = tempfile::tempdir().expect("tempdir");
-    let output = command(&home, state.path(), &ch, &clean)
+    let output = home
+        .backfill_into_clickhouse(state.path(), &ch, &clean)
         .args(["--config"])
         .arg(&config)
         .output()
@@ -186,7 +176,8 @@ fn sigkill_during_a_backfill_adds_no_row_twice() {
     let state = tempfile::tempdir().expect("tempdir");
     let mut kills = 0;
     for round in 0..40u64 {
-        let mut child = command(&home, &state.path().join("s"), &ch, &crashed)
+        let mut child = home
+            .backfill_into_clickhouse(&state.path().join("s"), &ch, &crashed)
             .args(["--config"])
             .arg(&config)
             .stdout(Stdio::null())
@@ -206,7 +197,8 @@ fn sigkill_during_a_backfill_adds_no_row_twice() {
     let all = expected[0].1;
     eprintln!("before the last run: {partial} of {all} log rows");
     assert!(partial > 0, "the runs that were killed made progress");
-    let output = command(&home, &state.path().join("s"), &ch, &crashed)
+    let output = home
+        .backfill_into_clickhouse(&state.path().join("s"), &ch, &crashed)
         .args(["--config"])
         .arg(&config)
         .output()
@@ -275,7 +267,7 @@ fn misconfiguration_is_one_clear_line_naming_the_setting() {
     let home = ClaudeHome::with_samples();
     let state = tempfile::tempdir().expect("tempdir");
 
-    let mut wrong_url = command(&home, state.path(), &ch, "otel");
+    let mut wrong_url = home.backfill_into_clickhouse(state.path(), &ch, "otel");
     wrong_url.env("CCOTEL_CLICKHOUSE_URL", "http://127.0.0.1:9");
     let line = failure_line(wrong_url);
     assert!(
@@ -285,7 +277,7 @@ fn misconfiguration_is_one_clear_line_naming_the_setting() {
     assert_eq!(line.lines().count(), 1, "{line}");
 
     if ch.is_embedded() {
-        let mut bad_password = command(&home, state.path(), &ch, "otel");
+        let mut bad_password = home.backfill_into_clickhouse(state.path(), &ch, "otel");
         bad_password.env("CCOTEL_CLICKHOUSE_PASSWORD", "not-the-password");
         let line = failure_line(bad_password);
         assert!(line.contains("clickhouse.password"), "{line}");
@@ -294,7 +286,7 @@ fn misconfiguration_is_one_clear_line_naming_the_setting() {
 
     let config = state.path().join("config.toml");
     std::fs::write(&config, "[clickhouse]\ncreate_schema = false\n").expect("config");
-    let mut missing = command(&home, state.path(), &ch, "ccotel_no_such_db");
+    let mut missing = home.backfill_into_clickhouse(state.path(), &ch, "ccotel_no_such_db");
     missing.args(["--config"]).arg(&config);
     let line = failure_line(missing);
     assert!(

@@ -49,6 +49,18 @@ fn render(sql: &str, database: &str, variables: &BTreeMap<&str, String>) -> Stri
     sql
 }
 
+fn backfill(home: &ClaudeHome, state: &std::path::Path, ch: &ClickHouse, database: &str) {
+    let output = home
+        .backfill_into_clickhouse(state, ch, database)
+        .output()
+        .expect("backfill");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn every_panel_runs_and_matches_the_report() {
     let Some(ch) = ClickHouse::start() else {
@@ -61,20 +73,7 @@ fn every_panel_runs_and_matches_the_report() {
     let home = ClaudeHome { dir: corpus };
     let database = ch.create_database("ccotel_dashboards");
     let state = tempfile::tempdir().expect("tempdir");
-    let output = home
-        .ccotel(state.path())
-        .arg("backfill")
-        .env("CCOTEL_CLICKHOUSE_URL", ch.url())
-        .env("CCOTEL_CLICKHOUSE_USER", ch.user())
-        .env("CCOTEL_CLICKHOUSE_PASSWORD", ch.password())
-        .env("CCOTEL_CLICKHOUSE_DATABASE", &database)
-        .output()
-        .expect("backfill");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    backfill(&home, state.path(), &ch, &database);
 
     let session = ch
         .query(&format!(
@@ -173,20 +172,7 @@ fn every_panel_runs_and_matches_the_report() {
     // The samples add what the generated corpus lacks (file reads and edits).
     let samples = ClaudeHome::with_samples();
     let state = tempfile::tempdir().expect("tempdir");
-    let output = samples
-        .ccotel(state.path())
-        .arg("backfill")
-        .env("CCOTEL_CLICKHOUSE_URL", ch.url())
-        .env("CCOTEL_CLICKHOUSE_USER", ch.user())
-        .env("CCOTEL_CLICKHOUSE_PASSWORD", ch.password())
-        .env("CCOTEL_CLICKHOUSE_DATABASE", &database)
-        .output()
-        .expect("backfill samples");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    backfill(&samples, state.path(), &ch, &database);
     let mut panels = 0;
     for (path, dashboard) in dashboards() {
         for panel in dashboard["panels"].as_array().expect("panels") {

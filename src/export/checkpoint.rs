@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::session::Ledger;
-use crate::source::manifest::write_atomically;
+use crate::source::manifest::{io_error, write_atomically};
 use crate::source::{FileState, Manifest, ManifestError, StateDir};
 
 const BASE_MAGIC: &[u8; 16] = b"ccotel-export-2\n";
@@ -198,13 +198,6 @@ impl Restored {
             open_state: Vec::new(),
             closed: Vec::new(),
         }
-    }
-}
-
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ManifestError + '_ {
-    move |source| ManifestError::Io {
-        path: path.to_owned(),
-        source,
     }
 }
 

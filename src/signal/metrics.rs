@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     NumberDataPoint, Sum,
 };
 
+use super::nanos;
 use super::resource::string_kv;
 use crate::session::activity::{Activity, SeriesKey};
 
@@ -217,10 +218,6 @@ fn tool_points(series: &BTreeMap<(String, String, String), IntSeries>) -> Vec<Nu
             )
         })
         .collect()
-}
-
-fn nanos(ms: i64) -> u64 {
-    (ms.max(0) as u64).saturating_mul(1_000_000)
 }
 
 fn int_point(attributes: Vec<KeyValue>, series: &IntSeries) -> NumberDataPoint {

@@ -11,3 +11,8 @@ pub mod rows;
 pub use content::{ContentPolicy, ContentPolicyError};
 pub use otlp::{Encoder, OtlpBatch};
 pub use resource::ResourceBase;
+
+/// Unix milliseconds as OTLP's nanoseconds (times before 1970 become 0).
+pub(crate) fn nanos(ms: i64) -> u64 {
+    (ms.max(0) as u64).saturating_mul(1_000_000)
+}

@@ -15,6 +15,7 @@ use prost::Message;
 
 use super::content::ContentPolicy;
 use super::metrics::metrics;
+use super::nanos;
 use super::resource::{scope, ResourceBase};
 use crate::session::activity::{Activity, Attr, AttrValue, LogEntry, SpanKind, SpanRecord};
 
@@ -258,10 +259,6 @@ impl Encoder {
             })
             .collect()
     }
-}
-
-fn nanos(ms: i64) -> u64 {
-    (ms.max(0) as u64).saturating_mul(1_000_000)
 }
 
 fn kv(key: &str, value: AnyValue) -> KeyValue {

@@ -27,7 +27,8 @@ pub enum ManifestError {
     Corrupt { path: PathBuf, reason: String },
 }
 
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ManifestError + '_ {
+/// Wraps an I/O error with the path it concerns.
+pub fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ManifestError + '_ {
     move |source| ManifestError::Io {
         path: path.to_owned(),
         source,

@@ -199,6 +199,23 @@ impl ClaudeHome {
         home
     }
 
+    /// `ccotel backfill` of this home into `database` of a test ClickHouse.
+    pub fn backfill_into_clickhouse(
+        &self,
+        state_dir: &Path,
+        ch: &clickhouse::ClickHouse,
+        database: &str,
+    ) -> Command {
+        let mut command = self.ccotel(state_dir);
+        command
+            .arg("backfill")
+            .env("CCOTEL_CLICKHOUSE_URL", ch.url())
+            .env("CCOTEL_CLICKHOUSE_USER", ch.user())
+            .env("CCOTEL_CLICKHOUSE_PASSWORD", ch.password())
+            .env("CCOTEL_CLICKHOUSE_DATABASE", database);
+        command
+    }
+
     /// `ccotel report daily --json --full` totals for this home.
     pub fn report_totals(&self) -> serde_json::Value {
         let state = tempfile::tempdir().expect("tempdir");

@@ -21,8 +21,9 @@
 pub struct Table {
     /// Name without the configured prefix.
     pub name: &'static str,
-    /// `(name, type and codec)`, in order.
-    pub columns: &'static [(&'static str, &'static str)],
+    /// `(name, type and codec)`, in order, in groups (the metric tables share
+    /// their leading columns).
+    pub columns: &'static [&'static [Column]],
     pub indexes: &'static [&'static str],
     pub partition_by: &'static str,
     pub primary_key: Option<&'static str>,
@@ -31,9 +32,12 @@ pub struct Table {
     pub ttl_time: &'static str,
 }
 
+/// A column's name and its type with codec.
+pub type Column = (&'static str, &'static str);
+
 const MAP: &str = "Map(LowCardinality(String), String) CODEC(ZSTD(1))";
 const EXEMPLARS: &str = "Nested (FilteredAttributes Map(LowCardinality(String), String), TimeUnix DateTime64(9), Value Float64, SpanId String, TraceId String) CODEC(ZSTD(1))";
-const METRIC_HEAD: [(&str, &str); 15] = [
+const METRIC_HEAD: [Column; 14] = [
     ("ResourceAttributes", MAP),
     ("ResourceSchemaUrl", "String CODEC(ZSTD(1))"),
     ("ScopeName", "String CODEC(ZSTD(1))"),
@@ -48,7 +52,6 @@ const METRIC_HEAD: [(&str, &str); 15] = [
     ("Attributes", MAP),
     ("StartTimeUnix", "DateTime64(9) CODEC(Delta, ZSTD(1))"),
     ("TimeUnix", "DateTime64(9) CODEC(Delta, ZSTD(1))"),
-    ("Value", "Float64 CODEC(ZSTD(1))"),
 ];
 const MAP_INDEXES: [&str; 6] = [
     "INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1",
@@ -62,7 +65,7 @@ const METRIC_ORDER: &str = "(ServiceName, MetricName, Attributes, toUnixTimestam
 
 pub const OTEL_LOGS: Table = Table {
     name: "otel_logs",
-    columns: &[
+    columns: &[&[
         ("Timestamp", "DateTime64(9) CODEC(Delta(8), ZSTD(1))"),
         ("TimestampTime", "DateTime DEFAULT toDateTime(Timestamp)"),
         ("TraceId", "String CODEC(ZSTD(1))"),
@@ -80,7 +83,7 @@ pub const OTEL_LOGS: Table = Table {
         ("ScopeAttributes", MAP),
         ("LogAttributes", MAP),
         ("EventName", "String CODEC(ZSTD(1))"),
-    ],
+    ]],
     indexes: &[
         "INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
         "INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1",
@@ -99,7 +102,7 @@ pub const OTEL_LOGS: Table = Table {
 
 pub const OTEL_TRACES: Table = Table {
     name: "otel_traces",
-    columns: &[
+    columns: &[&[
         ("Timestamp", "DateTime64(9) CODEC(Delta, ZSTD(1))"),
         ("TraceId", "String CODEC(ZSTD(1))"),
         ("SpanId", "String CODEC(ZSTD(1))"),
@@ -117,7 +120,7 @@ pub const OTEL_TRACES: Table = Table {
         ("StatusMessage", "String CODEC(ZSTD(1))"),
         ("Events", "Nested (Timestamp DateTime64(9), Name LowCardinality(String), Attributes Map(LowCardinality(String), String)) CODEC(ZSTD(1))"),
         ("Links", "Nested (TraceId String, SpanId String, TraceState String, Attributes Map(LowCardinality(String), String)) CODEC(ZSTD(1))"),
-    ],
+    ]],
     indexes: &[
         "INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
         "INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1",
@@ -134,11 +137,11 @@ pub const OTEL_TRACES: Table = Table {
 
 pub const OTEL_TRACES_TRACE_ID_TS: Table = Table {
     name: "otel_traces_trace_id_ts",
-    columns: &[
+    columns: &[&[
         ("TraceId", "String CODEC(ZSTD(1))"),
         ("Start", "DateTime CODEC(Delta, ZSTD(1))"),
         ("End", "DateTime CODEC(Delta, ZSTD(1))"),
-    ],
+    ]],
     indexes: &["INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1"],
     partition_by: "toDate(Start)",
     primary_key: None,
@@ -149,25 +152,14 @@ pub const OTEL_TRACES_TRACE_ID_TS: Table = Table {
 pub const OTEL_METRICS_SUM: Table = Table {
     name: "otel_metrics_sum",
     columns: &[
-        METRIC_HEAD[0],
-        METRIC_HEAD[1],
-        METRIC_HEAD[2],
-        METRIC_HEAD[3],
-        METRIC_HEAD[4],
-        METRIC_HEAD[5],
-        METRIC_HEAD[6],
-        METRIC_HEAD[7],
-        METRIC_HEAD[8],
-        METRIC_HEAD[9],
-        METRIC_HEAD[10],
-        METRIC_HEAD[11],
-        METRIC_HEAD[12],
-        METRIC_HEAD[13],
-        METRIC_HEAD[14],
-        ("Flags", "UInt32  CODEC(ZSTD(1))"),
-        ("Exemplars", EXEMPLARS),
-        ("AggregationTemporality", "Int32 CODEC(ZSTD(1))"),
-        ("IsMonotonic", "Boolean CODEC(Delta, ZSTD(1))"),
+        &METRIC_HEAD,
+        &[
+            ("Value", "Float64 CODEC(ZSTD(1))"),
+            ("Flags", "UInt32  CODEC(ZSTD(1))"),
+            ("Exemplars", EXEMPLARS),
+            ("AggregationTemporality", "Int32 CODEC(ZSTD(1))"),
+            ("IsMonotonic", "Boolean CODEC(Delta, ZSTD(1))"),
+        ],
     ],
     indexes: &MAP_INDEXES,
     partition_by: "toDate(TimeUnix)",
@@ -179,23 +171,12 @@ pub const OTEL_METRICS_SUM: Table = Table {
 pub const OTEL_METRICS_GAUGE: Table = Table {
     name: "otel_metrics_gauge",
     columns: &[
-        METRIC_HEAD[0],
-        METRIC_HEAD[1],
-        METRIC_HEAD[2],
-        METRIC_HEAD[3],
-        METRIC_HEAD[4],
-        METRIC_HEAD[5],
-        METRIC_HEAD[6],
-        METRIC_HEAD[7],
-        METRIC_HEAD[8],
-        METRIC_HEAD[9],
-        METRIC_HEAD[10],
-        METRIC_HEAD[11],
-        METRIC_HEAD[12],
-        METRIC_HEAD[13],
-        METRIC_HEAD[14],
-        ("Flags", "UInt32 CODEC(ZSTD(1))"),
-        ("Exemplars", EXEMPLARS),
+        &METRIC_HEAD,
+        &[
+            ("Value", "Float64 CODEC(ZSTD(1))"),
+            ("Flags", "UInt32 CODEC(ZSTD(1))"),
+            ("Exemplars", EXEMPLARS),
+        ],
     ],
     indexes: &MAP_INDEXES,
     partition_by: "toDate(TimeUnix)",
@@ -207,29 +188,18 @@ pub const OTEL_METRICS_GAUGE: Table = Table {
 pub const OTEL_METRICS_HISTOGRAM: Table = Table {
     name: "otel_metrics_histogram",
     columns: &[
-        METRIC_HEAD[0],
-        METRIC_HEAD[1],
-        METRIC_HEAD[2],
-        METRIC_HEAD[3],
-        METRIC_HEAD[4],
-        METRIC_HEAD[5],
-        METRIC_HEAD[6],
-        METRIC_HEAD[7],
-        METRIC_HEAD[8],
-        METRIC_HEAD[9],
-        METRIC_HEAD[10],
-        METRIC_HEAD[11],
-        METRIC_HEAD[12],
-        METRIC_HEAD[13],
-        ("Count", "UInt64 CODEC(Delta, ZSTD(1))"),
-        ("Sum", "Float64 CODEC(ZSTD(1))"),
-        ("BucketCounts", "Array(UInt64) CODEC(ZSTD(1))"),
-        ("ExplicitBounds", "Array(Float64) CODEC(ZSTD(1))"),
-        ("Exemplars", EXEMPLARS),
-        ("Flags", "UInt32 CODEC(ZSTD(1))"),
-        ("Min", "Float64 CODEC(ZSTD(1))"),
-        ("Max", "Float64 CODEC(ZSTD(1))"),
-        ("AggregationTemporality", "Int32 CODEC(ZSTD(1))"),
+        &METRIC_HEAD,
+        &[
+            ("Count", "UInt64 CODEC(Delta, ZSTD(1))"),
+            ("Sum", "Float64 CODEC(ZSTD(1))"),
+            ("BucketCounts", "Array(UInt64) CODEC(ZSTD(1))"),
+            ("ExplicitBounds", "Array(Float64) CODEC(ZSTD(1))"),
+            ("Exemplars", EXEMPLARS),
+            ("Flags", "UInt32 CODEC(ZSTD(1))"),
+            ("Min", "Float64 CODEC(ZSTD(1))"),
+            ("Max", "Float64 CODEC(ZSTD(1))"),
+            ("AggregationTemporality", "Int32 CODEC(ZSTD(1))"),
+        ],
     ],
     indexes: &MAP_INDEXES,
     partition_by: "toDate(TimeUnix)",
@@ -242,7 +212,7 @@ pub const OTEL_METRICS_HISTOGRAM: Table = Table {
 /// its response's counted usage, so a plain `sum()` is the true total.
 pub const CLAUDE_MESSAGES: Table = Table {
     name: "claude_messages",
-    columns: &[
+    columns: &[&[
         ("uuid", "String"),
         ("session_id", "String"),
         ("parent_uuid", "String"),
@@ -268,7 +238,7 @@ pub const CLAUDE_MESSAGES: Table = Table {
         ("cost_estimate", "Float64"),
         ("transcript_path", "String CODEC(ZSTD(1))"),
         ("transcript_offset", "UInt64"),
-    ],
+    ]],
     indexes: &["INDEX idx_uuid uuid TYPE bloom_filter(0.001) GRANULARITY 1"],
     partition_by: "toYYYYMM(timestamp)",
     primary_key: None,
@@ -280,7 +250,7 @@ pub const CLAUDE_MESSAGES: Table = Table {
 /// read with `argMax(…, last_activity)` or `FINAL`).
 pub const CLAUDE_SESSIONS: Table = Table {
     name: "claude_sessions",
-    columns: &[
+    columns: &[&[
         ("session_id", "String"),
         ("project", "LowCardinality(String)"),
         ("cwd", "String"),
@@ -296,7 +266,7 @@ pub const CLAUDE_SESSIONS: Table = Table {
         ("cache_creation_input_tokens", "UInt64"),
         ("cache_read_input_tokens", "UInt64"),
         ("cost_estimate", "Float64"),
-    ],
+    ]],
     indexes: &[],
     partition_by: "toYYYYMM(start)",
     primary_key: None,
@@ -307,7 +277,7 @@ pub const CLAUDE_SESSIONS: Table = Table {
 /// One row per finished tool call.
 pub const CLAUDE_TOOL_USAGE: Table = Table {
     name: "claude_tool_usage",
-    columns: &[
+    columns: &[&[
         ("tool_use_id", "String"),
         ("session_id", "String"),
         ("message_uuid", "String"),
@@ -321,7 +291,7 @@ pub const CLAUDE_TOOL_USAGE: Table = Table {
         ("result_size", "UInt64"),
         ("duration_ms", "UInt64"),
         ("project", "LowCardinality(String)"),
-    ],
+    ]],
     indexes: &[],
     partition_by: "toYYYYMM(timestamp)",
     primary_key: None,
@@ -332,7 +302,7 @@ pub const CLAUDE_TOOL_USAGE: Table = Table {
 /// One row per file a tool read, wrote, edited or searched.
 pub const CLAUDE_FILE_ACCESS: Table = Table {
     name: "claude_file_access",
-    columns: &[
+    columns: &[&[
         ("session_id", "String"),
         ("timestamp", "DateTime64(3) CODEC(Delta, ZSTD(1))"),
         ("file_path", "String"),
@@ -342,7 +312,7 @@ pub const CLAUDE_FILE_ACCESS: Table = Table {
         ("sensitive", "Bool"),
         ("tool_use_id", "String"),
         ("project", "LowCardinality(String)"),
-    ],
+    ]],
     indexes: &[],
     partition_by: "toYYYYMM(timestamp)",
     primary_key: None,
@@ -372,6 +342,13 @@ pub struct Layout {
     pub ttl_days: Option<u32>,
     /// `ON CLUSTER` and replicated engines.
     pub cluster: Option<String>,
+}
+
+impl Table {
+    /// Every column, in order.
+    pub fn all_columns(&self) -> impl Iterator<Item = &'static Column> {
+        self.columns.iter().flat_map(|group| group.iter())
+    }
 }
 
 impl Layout {
@@ -408,8 +385,7 @@ impl Layout {
 
     pub fn create_table(&self, table: &Table) -> String {
         let mut body: Vec<String> = table
-            .columns
-            .iter()
+            .all_columns()
             .map(|(name, kind)| format!("    {} {kind}", quote(name)))
             .collect();
         body.extend(table.indexes.iter().map(|index| format!("    {index}")));
@@ -466,7 +442,7 @@ impl Layout {
     pub fn migrations(&self, table: &Table, existing: &[String]) -> Vec<String> {
         let mut after: Option<&str> = None;
         let mut statements = Vec::new();
-        for (name, kind) in table.columns {
+        for (name, kind) in table.all_columns() {
             if !existing.iter().any(|c| c == name) {
                 let position = after
                     .map(|a| format!(" AFTER {}", quote(a)))
@@ -524,8 +500,7 @@ mod tests {
     #[test]
     fn migrations_add_only_missing_columns_in_place() {
         let existing: Vec<String> = CLAUDE_TOOL_USAGE
-            .columns
-            .iter()
+            .all_columns()
             .map(|(n, _)| n.to_string())
             .filter(|n| n != "query" && n != "project")
             .collect();
