@@ -22,6 +22,8 @@ const NESTED_ENV_KEYS: &[(&str, &str)] = &[
     ("CLICKHOUSE_USER", "clickhouse.user"),
     ("CLICKHOUSE_PASSWORD", "clickhouse.password"),
     ("CLICKHOUSE_DATABASE", "clickhouse.database"),
+    ("RECEIVER_GRPC", "receiver.grpc"),
+    ("RECEIVER_HTTP", "receiver.http"),
 ];
 
 const ENV_KEYS: &[&str] = &[
@@ -64,6 +66,45 @@ pub struct Config {
     pub otlp: OtlpConfig,
     /// Direct ClickHouse export.
     pub clickhouse: ClickHouseConfig,
+    /// Claude Code's own telemetry in, enriched (`run --receiver`).
+    pub receiver: ReceiverConfig,
+}
+
+/// `[receiver]`: an OTLP endpoint for Claude Code's own telemetry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiverConfig {
+    /// Start the receiver with `run` (the `--receiver` flag sets it too).
+    pub enabled: bool,
+    /// OTLP/gRPC address (`host:port`), or `off`. Loopback by default: another
+    /// address lets other machines send through ccotel.
+    pub grpc: String,
+    /// OTLP/HTTP address (`host:port`), or `off`.
+    pub http: String,
+    /// How long an event waits for its transcript line before it goes on
+    /// unenriched.
+    pub wait_ms: u64,
+    /// Transcript facts kept for joining: how long after they are read...
+    pub index_max_age_secs: u64,
+    /// ...how many...
+    pub index_max_facts: usize,
+    /// ...and about how many bytes.
+    pub index_max_bytes: usize,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        let defaults = crate::receiver::ReceiverSettings::default();
+        ReceiverConfig {
+            enabled: false,
+            grpc: crate::receiver::DEFAULT_GRPC.to_owned(),
+            http: crate::receiver::DEFAULT_HTTP.to_owned(),
+            wait_ms: defaults.wait.as_millis() as u64,
+            index_max_age_secs: defaults.index.max_age.as_secs(),
+            index_max_facts: defaults.index.max_facts,
+            index_max_bytes: defaults.index.max_bytes,
+        }
+    }
 }
 
 /// `[clickhouse]`: direct export to ClickHouse, on when `url` is set.
@@ -167,6 +208,7 @@ impl Default for Config {
             export: ExportConfig::default(),
             otlp: OtlpConfig::default(),
             clickhouse: ClickHouseConfig::default(),
+            receiver: ReceiverConfig::default(),
         }
     }
 }
@@ -182,6 +224,30 @@ pub struct Overrides {
     pub content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clickhouse: Option<ClickHouseOverrides>,
+    #[serde(skip_serializing_if = "ReceiverOverrides::is_empty")]
+    pub receiver: ReceiverOverrides,
+}
+
+/// `--receiver`, `--receiver-grpc`, `--receiver-http`, `--receiver-wait-ms`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ReceiverOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+}
+
+impl ReceiverOverrides {
+    fn is_empty(&self) -> bool {
+        self.enabled.is_none()
+            && self.grpc.is_none()
+            && self.http.is_none()
+            && self.wait_ms.is_none()
+    }
 }
 
 /// `--clickhouse-url`.
@@ -411,6 +477,49 @@ impl Loaded {
             })
     }
 
+    /// The receiver's settings, or `None` when it is off.
+    pub fn receiver_settings(
+        &self,
+    ) -> Result<Option<crate::receiver::ReceiverSettings>, ConfigError> {
+        let receiver = &self.config.receiver;
+        if !receiver.enabled {
+            return Ok(None);
+        }
+        let address =
+            |key: &str, value: &str| -> Result<Option<std::net::SocketAddr>, ConfigError> {
+                if value.trim().eq_ignore_ascii_case("off") {
+                    return Ok(None);
+                }
+                value.trim().parse().map(Some).map_err(|_| {
+                    ConfigError(format!(
+                        "config key `{key}` in {}: `{value}` is not an address (ip:port) or `off`",
+                        self.source_of(key)
+                    ))
+                })
+            };
+        let grpc = address("receiver.grpc", &receiver.grpc)?;
+        let http = address("receiver.http", &receiver.http)?;
+        if grpc.is_none() && http.is_none() {
+            return Err(ConfigError(format!(
+                "config keys `receiver.grpc` and `receiver.http` in {} are both `off`: the receiver would take nothing",
+                self.source_of("receiver.grpc")
+            )));
+        }
+        let defaults = crate::receiver::ReceiverSettings::default();
+        Ok(Some(crate::receiver::ReceiverSettings {
+            grpc,
+            http,
+            wait: std::time::Duration::from_millis(receiver.wait_ms),
+            index: crate::receiver::index::IndexLimits {
+                max_age: std::time::Duration::from_secs(receiver.index_max_age_secs),
+                max_facts: receiver.index_max_facts.max(1),
+                max_bytes: receiver.index_max_bytes,
+                ..defaults.index
+            },
+            ..defaults
+        }))
+    }
+
     /// The ClickHouse destination, or `None` when `clickhouse.url` is not set.
     pub fn clickhouse_settings(&self) -> Option<crate::sink::clickhouse::ClickHouseSettings> {
         let ch = &self.config.clickhouse;
@@ -617,6 +726,35 @@ mod tests {
     }
 
     #[test]
+    fn receiver_addresses_are_checked_and_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("config.toml");
+        std::fs::write(
+            &file,
+            "[receiver]\nenabled = true\ngrpc = \"localhost:x\"\n",
+        )
+        .expect("write");
+        let env = environment(dir.path());
+        let loaded = load(Some(&file), &Overrides::default(), &env).expect("load");
+        let message = loaded.receiver_settings().expect_err("error").to_string();
+        assert!(message.contains("`receiver.grpc`"), "{message}");
+        assert!(message.contains(&file.display().to_string()), "{message}");
+
+        std::fs::write(&file, "[receiver]\nenabled = true\nhttp = \"off\"\n").expect("write");
+        let loaded = load(Some(&file), &Overrides::default(), &env).expect("load");
+        let settings = loaded.receiver_settings().expect("valid").expect("on");
+        assert_eq!(settings.http, None);
+        assert_eq!(settings.grpc, "127.0.0.1:4317".parse().ok());
+
+        std::fs::write(&file, "[receiver]\nwait_secs = 3\n").expect("write");
+        let message = load(Some(&file), &Overrides::default(), &env)
+            .err()
+            .expect("unknown key")
+            .to_string();
+        assert!(message.contains("wait_secs"), "{message}");
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("config.toml");
@@ -654,8 +792,7 @@ mod tests {
         let overrides = Overrides {
             timezone: Some("UTC".into()),
             state_dir: Some("/tmp/s".into()),
-            content: None,
-            clickhouse: None,
+            ..Overrides::default()
         };
         let loaded = load(Some(&file), &overrides, &env).expect("load");
         assert_eq!(loaded.config.timezone.as_deref(), Some("UTC"));

@@ -12,6 +12,7 @@
 //! | [`session`] | state across lines and files: the dedup ledger, pricing, and the tracker that turns lines into spans, log entries and counter deltas |
 //! | [`signal`] | OTLP messages built from the tracker's output, under the content policy |
 //! | [`sink`] | destinations: OTLP/gRPC, OTLP/HTTP, OTLP-JSON files; retries |
+//! | [`receiver`] | Claude Code's own OTLP in (gRPC, HTTP), joined to recent transcript facts, content policy applied |
 //! | [`export`] | `run` and `backfill`: the reader thread, the bounded queue, delivery and commits |
 //! | [`ingest`] | a report's scan: which bytes are new, worker threads, merging into the ledger |
 //! | [`report`] | daily, monthly, session, project and model reports |
@@ -22,6 +23,7 @@ pub mod config;
 pub mod export;
 pub mod ingest;
 pub mod progress;
+pub mod receiver;
 pub mod report;
 pub mod session;
 pub mod signal;

@@ -14,6 +14,7 @@ use ccotel::ingest::{
     full_scan, ingest_incremental, Ingest, IngestOptions, IngestSummary, PriorState, Progress,
 };
 use ccotel::progress::ProgressLine;
+use ccotel::receiver::ReceiverSettings;
 use ccotel::report::{self, DateFilter, Grouping};
 use ccotel::session::PriceTable;
 use ccotel::session::TrackerOptions;
@@ -62,7 +63,7 @@ enum Command {
     Report(ReportArgs),
     /// Send every transcript's logs, spans and metrics (OTLP), then keep following
     /// new lines. Without an OTLP endpoint, writes OTLP-JSON files locally.
-    Run(ExportArgs),
+    Run(RunArgs),
     /// Like `run`, but exit once everything on disk has been sent.
     Backfill(ExportArgs),
     /// Inspect the configuration.
@@ -96,6 +97,28 @@ struct ExportArgs {
     /// HTTP URL [env: CCOTEL_CLICKHOUSE_URL; config: clickhouse.url].
     #[arg(long, value_name = "URL")]
     clickhouse_url: Option<String>,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    export: ExportArgs,
+    /// Also take Claude Code's own telemetry (OTLP on gRPC and HTTP), enrich it
+    /// from the transcripts, and send it on [config: receiver.enabled].
+    #[arg(long)]
+    receiver: bool,
+    /// OTLP/gRPC address for the receiver, or `off` [env: CCOTEL_RECEIVER_GRPC;
+    /// default: 127.0.0.1:4317].
+    #[arg(long, value_name = "ADDR")]
+    receiver_grpc: Option<String>,
+    /// OTLP/HTTP address for the receiver, or `off` [env: CCOTEL_RECEIVER_HTTP;
+    /// default: 127.0.0.1:4318].
+    #[arg(long, value_name = "ADDR")]
+    receiver_http: Option<String>,
+    /// How long an event waits for its transcript line before going on
+    /// unenriched [config: receiver.wait_ms; default: 5000].
+    #[arg(long, value_name = "MS")]
+    receiver_wait_ms: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -191,8 +214,13 @@ fn run(cli: Cli, stats: Arc<PipelineStats>) -> Result<()> {
         Command::Report(args) => args.timezone.clone(),
         _ => None,
     };
-    let (content, clickhouse) = match &cli.command {
-        Command::Run(args) | Command::Backfill(args) => (
+    let export_args = match &cli.command {
+        Command::Run(args) => Some(&args.export),
+        Command::Backfill(args) => Some(args),
+        _ => None,
+    };
+    let (content, clickhouse) = match export_args {
+        Some(args) => (
             args.content.clone(),
             args.clickhouse_url
                 .clone()
@@ -200,17 +228,39 @@ fn run(cli: Cli, stats: Arc<PipelineStats>) -> Result<()> {
         ),
         _ => (None, None),
     };
+    let receiver = match &cli.command {
+        Command::Run(args) => config::ReceiverOverrides {
+            enabled: args.receiver.then_some(true),
+            grpc: args.receiver_grpc.clone(),
+            http: args.receiver_http.clone(),
+            wait_ms: args.receiver_wait_ms,
+        },
+        _ => config::ReceiverOverrides::default(),
+    };
     let overrides = Overrides {
         state_dir: cli.state_dir.clone(),
         timezone,
         content,
         clickhouse,
+        receiver,
     };
     let loaded = config::load(cli.config.as_deref(), &overrides, &environment)?;
     match cli.command {
         Command::Report(args) => run_report(&loaded, &environment, &args),
-        Command::Run(args) => run_export(&loaded, &environment, &args, Mode::Follow, stats),
-        Command::Backfill(args) => run_export(&loaded, &environment, &args, Mode::Backfill, stats),
+        Command::Run(args) => {
+            let receiver = loaded.receiver_settings()?;
+            run_export(
+                &loaded,
+                &environment,
+                &args.export,
+                Mode::Follow,
+                receiver,
+                stats,
+            )
+        }
+        Command::Backfill(args) => {
+            run_export(&loaded, &environment, &args, Mode::Backfill, None, stats)
+        }
         Command::Config(ConfigCommand::Check) => config_check(&loaded, &environment),
         Command::Schema(SchemaCommand::Clickhouse) => {
             let layout = loaded
@@ -228,6 +278,7 @@ fn run_export(
     environment: &Environment,
     args: &ExportArgs,
     mode: Mode,
+    receiver: Option<ReceiverSettings>,
     stats: Arc<PipelineStats>,
 ) -> Result<()> {
     let config = &loaded.config;
@@ -302,6 +353,7 @@ fn run_export(
         stats,
         rows,
         otlp,
+        receiver,
     };
     let stop = Arc::new(AtomicBool::new(false));
     runtime.spawn(stop_on_signal(stop.clone()));
@@ -318,6 +370,18 @@ fn run_export(
         eprintln!(
             "ccotel: the destination rejected {} records and refused {} batches (see warnings above)",
             summary.rejected, summary.refused_batches
+        );
+    }
+    if summary.native_requests > 0 || summary.native_dropped > 0 {
+        eprintln!(
+            "ccotel: forwarded {} requests from Claude Code ({} records joined to the transcript, {} unmatched after the wait){}",
+            summary.native_requests,
+            summary.native_joined,
+            summary.native_unmatched,
+            match summary.native_dropped {
+                0 => String::new(),
+                dropped => format!("; {dropped} were not delivered before shutdown and are lost"),
+            }
         );
     }
     if summary.abandoned_batches > 0 {

@@ -17,7 +17,7 @@ pub mod stats;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -25,8 +25,11 @@ use anyhow::Context;
 use checkpoint::Committer;
 use reader::{Batch, ReadEnd, Reader};
 
+use crate::receiver::index::RecentIndex;
+use crate::receiver::{ReceiverSettings, ReceiverStats};
 use crate::session::{PriceTable, Tracker, TrackerOptions};
-use crate::signal::Encoder;
+use crate::signal::rows::Rows;
+use crate::signal::{Encoder, OtlpBatch};
 use crate::sink::retry::Backoff;
 use crate::sink::{Sent, Sink, SinkError};
 use crate::source::{StateDir, Tailer};
@@ -65,6 +68,8 @@ pub struct ExportOptions {
     pub rows: bool,
     /// Build OTLP messages for an OTLP sink.
     pub otlp: bool,
+    /// Take Claude Code's own telemetry too (`run --receiver`).
+    pub receiver: Option<ReceiverSettings>,
 }
 
 /// What an export did.
@@ -84,6 +89,13 @@ pub struct ExportSummary {
     pub refused_batches: u64,
     /// Batches read but not delivered before shutdown; read again next time.
     pub abandoned_batches: u64,
+    /// Requests from Claude Code delivered, and those dropped at shutdown.
+    pub native_requests: u64,
+    pub native_dropped: u64,
+    /// Native records joined to the transcript, and those that went on
+    /// unjoined after the wait.
+    pub native_joined: u64,
+    pub native_unmatched: u64,
 }
 
 /// Runs an export until done (backfill) or stopped.
@@ -108,9 +120,30 @@ pub async fn run(
         tracing::warn!("{error}; open spans start afresh (counted usage is kept)");
     }
     let tailer = Tailer::new(restored.manifest);
+    let policy = options.encoder.policy();
+    let index = options
+        .receiver
+        .as_ref()
+        .map(|settings| Arc::new(Mutex::new(RecentIndex::new(settings.index_limits(policy)))));
+    let mut native = match (&options.receiver, &index) {
+        (Some(settings), Some(index)) => Some(
+            crate::receiver::start(settings, index.clone(), policy, stop.clone())
+                .await
+                .context("starting the receiver")?,
+        ),
+        _ => None,
+    };
+    let native_stats: Option<Arc<ReceiverStats>> = native.as_ref().map(|n| n.stats.clone());
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Batch>(options.queue_batches.max(1));
     let options = Arc::new(options);
-    let reader = Reader::new(options.clone(), tracker, tailer, sender, stop.clone());
+    let reader = Reader::new(
+        options.clone(),
+        tracker,
+        tailer,
+        sender,
+        stop.clone(),
+        index,
+    );
     let reading = std::thread::Builder::new()
         .name("ccotel-reader".into())
         .spawn(move || reader.run())
@@ -119,17 +152,61 @@ pub async fn run(
     let mut summary = ExportSummary::default();
     let mut stopping_since: Option<Instant> = None;
     let stats = options.stats.clone();
-    while let Some(batch) = receiver.recv().await {
-        stats
-            .queue_depth
-            .store(receiver.len() as u64, Ordering::Relaxed);
+    let mut reading_open = true;
+    loop {
+        let work = tokio::select! {
+            batch = receiver.recv(), if reading_open => match batch {
+                Some(batch) => Work::Transcript(Box::new(batch)),
+                None => {
+                    reading_open = false;
+                    continue;
+                }
+            },
+            request = next_native(&mut native), if native.is_some() => match request {
+                Some(request) => Work::Native(request),
+                None => {
+                    native = None;
+                    continue;
+                }
+            },
+            else => break,
+        };
         if stop.load(Ordering::Relaxed) && stopping_since.is_none() {
             stopping_since = Some(Instant::now());
         }
+        let batch = match work {
+            Work::Native(request) => {
+                let rows = native_rows(&sinks, &request);
+                let delivered = deliver(
+                    &mut sinks,
+                    &request,
+                    rows.as_ref(),
+                    &options,
+                    &stop,
+                    &mut stopping_since,
+                    &mut summary,
+                )
+                .await;
+                match delivered {
+                    Ok(true) => summary.native_requests += 1,
+                    Ok(false) => {
+                        summary.native_dropped += 1;
+                        tracing::warn!("a request from Claude Code was not delivered before shutdown and is dropped");
+                    }
+                    Err(fatal) => return Err(abort(fatal, &stop, receiver, reading).await),
+                }
+                continue;
+            }
+            Work::Transcript(batch) => *batch,
+        };
+        stats
+            .queue_depth
+            .store(receiver.len() as u64, Ordering::Relaxed);
         let counts = batch_counts(&batch);
         let delivered = deliver(
             &mut sinks,
-            &batch,
+            &batch.otlp,
+            batch.rows.as_ref(),
             &options,
             &stop,
             &mut stopping_since,
@@ -138,20 +215,13 @@ pub async fn run(
         .await;
         let delivered = match delivered {
             Ok(delivered) => delivered,
-            Err(fatal) => {
-                // Nothing after the last commit is committed: it is all read
-                // again once the destination is fixed.
-                stop.store(true, Ordering::SeqCst);
-                receiver.close();
-                drop(receiver);
-                let _ = tokio::task::spawn_blocking(move || reading.join()).await;
-                anyhow::bail!("{fatal}");
-            }
+            Err(fatal) => return Err(abort(fatal, &stop, receiver, reading).await),
         };
         if !delivered {
             summary.abandoned_batches += 1 + receiver.len() as u64;
             receiver.close();
-            break;
+            reading_open = false;
+            continue;
         }
         let Batch {
             checkpoint,
@@ -172,6 +242,11 @@ pub async fn run(
         summary.bytes += bytes;
         summary.lines += lines;
     }
+    if let Some(stats) = native_stats {
+        report_receiver(&stats);
+        summary.native_joined = stats.joined.load(Ordering::Relaxed);
+        summary.native_unmatched = stats.unmatched.load(Ordering::Relaxed);
+    }
     drop(receiver);
     let end = tokio::task::spawn_blocking(move || reading.join())
         .await
@@ -184,8 +259,58 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Sends a batch to every sink, retrying retryable failures. Returns false when
-/// shutting down and the grace period ran out before every sink took it.
+/// Stops everything after an error no retry can fix. Nothing after the last
+/// commit is committed: it is all read again once the destination is fixed.
+async fn abort(
+    fatal: String,
+    stop: &AtomicBool,
+    mut receiver: tokio::sync::mpsc::Receiver<Batch>,
+    reading: std::thread::JoinHandle<ReadEnd>,
+) -> anyhow::Error {
+    stop.store(true, Ordering::SeqCst);
+    receiver.close();
+    drop(receiver);
+    let _ = tokio::task::spawn_blocking(move || reading.join()).await;
+    anyhow::anyhow!("{fatal}")
+}
+
+/// Work for the exporter: a batch read from the transcripts, or a request
+/// from Claude Code.
+enum Work {
+    Transcript(Box<Batch>),
+    Native(OtlpBatch),
+}
+
+/// The next request from the receiver; pending forever when there is none.
+async fn next_native(native: &mut Option<crate::receiver::Receiver>) -> Option<OtlpBatch> {
+    match native {
+        Some(native) => native.ready.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Table rows for a native request, when a sink takes rows.
+fn native_rows(sinks: &[Sink], request: &OtlpBatch) -> Option<Rows> {
+    sinks
+        .iter()
+        .any(Sink::wants_rows)
+        .then(|| crate::signal::rows_from_otlp::from_otlp(request))
+}
+
+/// Logs what the receiver did, once it stopped.
+fn report_receiver(stats: &ReceiverStats) {
+    let load = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    tracing::info!(
+        requests = load(&stats.requests),
+        records = load(&stats.records),
+        joined = load(&stats.joined),
+        unmatched = load(&stats.unmatched),
+        refused = load(&stats.refused),
+        malformed = load(&stats.malformed),
+        "receiver stopped"
+    );
+}
+
 /// Records in a batch, from its OTLP messages or, with only ClickHouse, its rows.
 fn batch_counts(batch: &Batch) -> crate::signal::otlp::BatchCounts {
     match &batch.rows {
@@ -198,16 +323,19 @@ fn batch_counts(batch: &Batch) -> crate::signal::otlp::BatchCounts {
     }
 }
 
-#[tracing::instrument(level = "debug", skip_all, fields(records = batch_counts(batch).log_records, bytes = batch.bytes))]
+/// Sends a batch to every sink, retrying retryable failures. Returns false when
+/// shutting down and the grace period ran out before every sink took it.
+#[tracing::instrument(level = "debug", skip_all, fields(bytes = otlp.encoded_len()))]
 async fn deliver(
     sinks: &mut [Sink],
-    batch: &Batch,
+    otlp: &OtlpBatch,
+    rows: Option<&Rows>,
     options: &ExportOptions,
     stop: &AtomicBool,
     stopping_since: &mut Option<Instant>,
     summary: &mut ExportSummary,
 ) -> Result<bool, String> {
-    if batch.otlp.is_empty() && batch.rows.as_ref().is_none_or(|r| r.is_empty()) {
+    if otlp.is_empty() && rows.is_none_or(|r| r.is_empty()) {
         return Ok(true);
     }
     for sink in sinks.iter_mut() {
@@ -215,12 +343,9 @@ async fn deliver(
         let mut sent = Sent::default();
         loop {
             let started = Instant::now();
-            match sink
-                .export(&batch.otlp, batch.rows.as_ref(), &mut sent)
-                .await
-            {
+            match sink.export(otlp, rows, &mut sent).await {
                 Ok(delivery) => {
-                    tracing::debug!(sink = %sink.describe(), elapsed = ?started.elapsed(), bytes = batch.otlp.encoded_len(), "batch delivered");
+                    tracing::debug!(sink = %sink.describe(), elapsed = ?started.elapsed(), bytes = otlp.encoded_len(), "batch delivered");
                     if delivery.rejected > 0 || delivery.message.is_some() {
                         summary.rejected += delivery.rejected;
                         tracing::warn!(

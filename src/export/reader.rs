@@ -14,6 +14,7 @@ use tokio::sync::mpsc::Sender;
 use super::checkpoint::Checkpoint;
 use super::stats::PipelineStats;
 use super::{ExportOptions, Mode};
+use crate::receiver::SharedIndex;
 use crate::session::activity::Activity;
 use crate::session::{LineOrigin, Tracker};
 use crate::signal::rows::Rows;
@@ -42,6 +43,8 @@ pub struct Reader {
     encoder: Encoder,
     sender: Sender<Batch>,
     stop: Arc<AtomicBool>,
+    /// Recent facts for the receiver to join Claude Code's events to.
+    index: Option<SharedIndex>,
     activity: Activity,
     dirty: HashMap<PathBuf, Option<FileState>>,
     bytes: u64,
@@ -70,9 +73,11 @@ impl Reader {
         tailer: Tailer,
         sender: Sender<Batch>,
         stop: Arc<AtomicBool>,
+        index: Option<SharedIndex>,
     ) -> Reader {
         let encoder = options.encoder.clone();
         Reader {
+            index,
             options,
             tracker,
             tailer,
@@ -262,6 +267,13 @@ impl Reader {
                 };
                 self.tracker
                     .observe(&origin, &entry, now_ms(), &mut self.activity);
+                if let (Some(index), Some(log)) = (&self.index, self.activity.logs.last()) {
+                    let mut index = match index.lock() {
+                        Ok(index) => index,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                    index.observe(&entry, log, Instant::now());
+                }
             }
             if self.batch_full() {
                 self.bytes += processed - last_cut_offset;

@@ -1497,7 +1497,7 @@ fn content_type(entry: &Entry) -> String {
     }
 }
 
-fn content_blocks(entry: &Entry) -> Vec<&ContentBlock> {
+pub(crate) fn content_blocks(entry: &Entry) -> Vec<&ContentBlock> {
     match entry.message.as_ref().and_then(|m| m.content.as_ref()) {
         Some(MessageContent::Blocks(blocks)) => blocks.iter().filter_map(|b| b.valid()).collect(),
         _ => Vec::new(),
@@ -1506,7 +1506,7 @@ fn content_blocks(entry: &Entry) -> Vec<&ContentBlock> {
 
 /// A prompt the human typed: a user line that is not a tool result, not injected
 /// by the harness, and not a compaction summary.
-fn is_human_prompt(entry: &Entry, has_tool_results: bool) -> bool {
+pub(crate) fn is_human_prompt(entry: &Entry, has_tool_results: bool) -> bool {
     !has_tool_results
         && !entry.is_meta
         && !entry.is_sidechain
@@ -1514,7 +1514,7 @@ fn is_human_prompt(entry: &Entry, has_tool_results: bool) -> bool {
         && entry.message.as_ref().is_some_and(|m| m.content.is_some())
 }
 
-fn user_text(entry: &Entry) -> String {
+pub(crate) fn user_text(entry: &Entry) -> String {
     match entry.message.as_ref().and_then(|m| m.content.as_ref()) {
         Some(MessageContent::Text(text)) => text.clone(),
         Some(MessageContent::Blocks(_)) => content_blocks(entry)
@@ -1527,7 +1527,7 @@ fn user_text(entry: &Entry) -> String {
 }
 
 /// The text of a `tool_result` content: a string, or the text of its blocks.
-fn tool_result_text(content: &RawValue) -> String {
+pub(crate) fn tool_result_text(content: &RawValue) -> String {
     match serde_json::from_str::<Value>(content.get()) {
         Ok(Value::String(text)) => text,
         Ok(Value::Array(blocks)) => blocks

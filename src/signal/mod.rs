@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod resource;
 pub mod rows;
+pub mod rows_from_otlp;
 
 pub use content::{ContentPolicy, ContentPolicyError};
 pub use otlp::{Encoder, OtlpBatch};

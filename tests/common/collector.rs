@@ -506,7 +506,7 @@ fn make_executable(_: &Path) -> Result<(), String> {
 }
 
 /// Two distinct ports that were free a moment ago.
-fn free_ports() -> io::Result<(u16, u16)> {
+pub fn free_ports() -> io::Result<(u16, u16)> {
     let first = TcpListener::bind(loopback(0))?;
     let second = TcpListener::bind(loopback(0))?;
     Ok((first.local_addr()?.port(), second.local_addr()?.port()))

@@ -5,6 +5,7 @@
 
 pub mod clickhouse;
 pub mod collector;
+pub mod native;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

@@ -1,0 +1,149 @@
+//! Holds native requests until the transcript lines they refer to are read, or
+//! the wait runs out; joins them, applies the content policy, and hands them on.
+//!
+//! Claude Code batches its events for seconds before sending, so their lines
+//! are nearly always read first and a request goes straight through. One that
+//! came early waits at most [`super::ReceiverSettings::wait`]; what is still
+//! unjoined then goes on as it came, and is counted.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use tokio::sync::mpsc;
+
+use super::enrich::{apply_policy_to_log, apply_policy_to_span, join_log, join_span, Join};
+use super::{Native, ReceiverStats, SharedIndex};
+use crate::signal::content::ContentPolicy;
+use crate::signal::OtlpBatch;
+
+/// How often held requests look again for their lines.
+const RETRY_EVERY: Duration = Duration::from_millis(50);
+
+/// The holding stage's settings and handles.
+pub struct Hold {
+    pub index: SharedIndex,
+    pub policy: ContentPolicy,
+    pub wait: Duration,
+    pub stats: Arc<ReceiverStats>,
+}
+
+struct Held {
+    request: Native,
+    deadline: Instant,
+}
+
+impl Hold {
+    /// Runs until `incoming` closes, then sends on what it still holds.
+    pub async fn run(self, mut incoming: mpsc::Receiver<Native>, out: mpsc::Sender<OtlpBatch>) {
+        let mut held: VecDeque<Held> = VecDeque::new();
+        let mut retry = tokio::time::interval(RETRY_EVERY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                request = incoming.recv() => {
+                    let Some(request) = request else { break };
+                    let mut request = Held { request, deadline: Instant::now() + self.wait };
+                    if self.settle(&mut request, false) {
+                        if out.send(request.request.into_batch()).await.is_err() {
+                            return;
+                        }
+                    } else {
+                        held.push_back(request);
+                    }
+                }
+                _ = retry.tick(), if !held.is_empty() => {
+                    let mut waiting = VecDeque::with_capacity(held.len());
+                    for mut request in held.drain(..) {
+                        if self.settle(&mut request, false) {
+                            if out.send(request.request.into_batch()).await.is_err() {
+                                return;
+                            }
+                        } else {
+                            waiting.push_back(request);
+                        }
+                    }
+                    held = waiting;
+                }
+            }
+        }
+        for mut request in held {
+            self.settle(&mut request, true);
+            if out.send(request.request.into_batch()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Joins what can be joined. True when the request is ready to go on:
+    /// nothing waits, its time is up, or `give_up`.
+    fn settle(&self, held: &mut Held, give_up: bool) -> bool {
+        let expired = give_up || Instant::now() >= held.deadline;
+        let index = match self.index.lock() {
+            Ok(index) => index,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut waiting = 0u64;
+        let mut joined = 0u64;
+        let mut tally = |join: Join| match join {
+            Join::Joined(_) => joined += 1,
+            Join::Waiting => waiting += 1,
+            Join::AlreadyJoined | Join::NotApplicable => {}
+        };
+        match &mut held.request {
+            Native::Logs(request) => {
+                log_records(request).for_each(|r| tally(join_log(r, &index, self.policy)));
+            }
+            Native::Traces(request) => spans(request).for_each(|s| tally(join_span(s, &index))),
+            Native::Metrics(_) => {}
+        }
+        drop(index);
+        self.stats.joined.fetch_add(joined, Ordering::Relaxed);
+        if waiting > 0 && !expired {
+            return false;
+        }
+        self.stats.unmatched.fetch_add(waiting, Ordering::Relaxed);
+        if waiting > 0 {
+            tracing::debug!(
+                waiting,
+                "native records go on unenriched: their transcript lines were not read in time"
+            );
+        }
+        self.apply_policy(&mut held.request);
+        true
+    }
+
+    fn apply_policy(&self, request: &mut Native) {
+        match request {
+            Native::Logs(request) => {
+                log_records(request).for_each(|r| apply_policy_to_log(r, self.policy));
+            }
+            Native::Traces(request) => {
+                spans(request).for_each(|s| apply_policy_to_span(s, self.policy));
+            }
+            // Metrics carry counts and names, no transcript content.
+            Native::Metrics(_) => {}
+        }
+    }
+}
+
+fn log_records(request: &mut ExportLogsServiceRequest) -> impl Iterator<Item = &mut LogRecord> {
+    request
+        .resource_logs
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_logs)
+        .flat_map(|s| &mut s.log_records)
+}
+
+fn spans(request: &mut ExportTraceServiceRequest) -> impl Iterator<Item = &mut Span> {
+    request
+        .resource_spans
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans)
+}
