@@ -21,8 +21,10 @@ if [ ! -x "$agent" ]; then
     python3 -m pip install --quiet --disable-pip-version-check --no-deps \
         --only-binary=:all: --python-version 3.11 --target "$staging" "rotel==$version"
     chmod +x "$staging/rotel/rotel-agent"
-    # Another run may have finished first; `mv` onto a folder would nest.
+    # Another run may have finished first; `mv` onto a folder would nest, and
+    # still does if that run wins between the test and the `mv`: drop the copy.
     [ -e "$dir" ] || mv "$staging" "$dir"
+    rm -rf "$dir/${staging##*/}"
     [ -x "$agent" ]
 fi
 "$agent" --version >&2

@@ -9,6 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::clickhouse::ClickHouse;
 use common::collector::{Collector, LogRec, Received, SpanRec};
 use common::native::{fixture, tagged_fixture, NativeClient, ReceiverRun, FIXTURE_TRANSCRIPT};
 use common::ClaudeHome;
@@ -448,4 +449,70 @@ fn receiver_misconfiguration_names_the_setting() {
         stderr.contains(&format!("receiver.http `{addr}`")) && stderr.contains("cannot listen"),
         "{stderr}"
     );
+}
+
+#[test]
+fn enriched_events_land_in_clickhouse_beside_the_transcript() {
+    let (Some(ch), Some(client)) = (ClickHouse::start(), NativeClient::install()) else {
+        return;
+    };
+    let database = ch.create_database("receiver");
+    let home = home_with_fixture();
+    let state = tempfile::tempdir().expect("tempdir");
+    let run = ReceiverRun::start(
+        &home,
+        state.path(),
+        &["--clickhouse-url", &ch.url()],
+        &[
+            ("CCOTEL_CLICKHOUSE_USER", ch.user()),
+            ("CCOTEL_CLICKHOUSE_PASSWORD", ch.password()),
+            ("CCOTEL_CLICKHOUSE_DATABASE", &database),
+            ("CCOTEL_RECEIVER_HTTP", "off"),
+        ],
+    );
+    let count = |sql: &str| -> u64 { ch.query(sql).trim().parse().unwrap_or(0) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let transcript_rows =
+        format!("SELECT count() FROM {database}.otel_logs WHERE ScopeName = 'ccotel'");
+    while count(&transcript_rows) < TRANSCRIPT_LINES as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = tagged_fixture(dir.path(), "redacted.json", "test.send", "clickhouse");
+    client.send(&fixture, "grpc", &run.grpc, true);
+    let native_rows = format!(
+        "SELECT count() FROM {database}.otel_logs WHERE ResourceAttributes['test.send'] = 'clickhouse'"
+    );
+    while count(&native_rows) < NATIVE_LOGS as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run.stop();
+    assert_eq!(count(&native_rows), NATIVE_LOGS as u64);
+    // A joined prompt sits in ccotel's trace, next to the transcript's records.
+    let joined = ch.query(&format!(
+        "SELECT LogAttributes['prompt'], LogAttributes['ccotel.match'], TraceId, SpanId \
+         FROM {database}.otel_logs WHERE ResourceAttributes['test.send'] = 'clickhouse' \
+         AND LogAttributes['event.name'] = 'user_prompt' AND LogAttributes['message.uuid'] = 'u-0001' \
+         FORMAT TabSeparated"
+    ));
+    let fields: Vec<&str> = joined.trim().split('\t').collect();
+    assert_eq!(fields.len(), 4, "{joined}");
+    assert!(fields[0].contains("PROMPT-ALPHA-7731"), "{joined}");
+    assert_eq!(fields[1], "message.uuid");
+    assert_eq!(fields[2], SESSION_HEX);
+    let turn = count(&format!(
+        "SELECT count() FROM {database}.otel_traces WHERE SpanId = '{}' AND SpanName = 'turn'",
+        fields[3]
+    ));
+    assert_eq!(turn, 1, "the prompt's span id is ccotel's turn span");
+    // Native spans and counters have their rows too.
+    let spans = count(&format!(
+        "SELECT count() FROM {database}.otel_traces WHERE ResourceAttributes['test.send'] = 'clickhouse' \
+         AND length(Links.SpanId) = 1"
+    ));
+    assert_eq!(spans, 4);
+    let tokens = ch.query(&format!(
+        "SELECT sum(Value) FROM {database}.otel_metrics_sum WHERE MetricName = 'claude_code.token.usage'"
+    ));
+    assert_eq!(tokens.trim(), "142");
 }
