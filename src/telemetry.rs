@@ -128,7 +128,7 @@ type Instrument = (
 
 fn register_instruments(meters: &SdkMeterProvider, stats: Arc<PipelineStats>) {
     let meter = meters.meter("ccotel");
-    let counters: [Instrument; 4] = [
+    let counters: [Instrument; 8] = [
         (
             "ccotel.self.lines",
             "{line}",
@@ -149,6 +149,30 @@ fn register_instruments(meters: &SdkMeterProvider, stats: Arc<PipelineStats>) {
             "{attempt}",
             "Failed delivery attempts.",
             |s| s.export_failures.load(Ordering::Relaxed),
+        ),
+        (
+            "ccotel.self.receiver.records",
+            "{record}",
+            "Log records, spans and metrics received from Claude Code.",
+            |s| s.receiver.records.load(Ordering::Relaxed),
+        ),
+        (
+            "ccotel.self.receiver.joined",
+            "{record}",
+            "Received records joined to the transcript.",
+            |s| s.receiver.joined.load(Ordering::Relaxed),
+        ),
+        (
+            "ccotel.self.receiver.unmatched",
+            "{record}",
+            "Received records sent on unjoined after the wait.",
+            |s| s.receiver.unmatched.load(Ordering::Relaxed),
+        ),
+        (
+            "ccotel.self.receiver.refused",
+            "{request}",
+            "Requests refused because the queue stayed full.",
+            |s| s.receiver.refused.load(Ordering::Relaxed),
         ),
     ];
     for (name, unit, description, read) in counters {

@@ -127,9 +127,15 @@ pub async fn run(
         .map(|settings| Arc::new(Mutex::new(RecentIndex::new(settings.index_limits(policy)))));
     let mut native = match (&options.receiver, &index) {
         (Some(settings), Some(index)) => Some(
-            crate::receiver::start(settings, index.clone(), policy, stop.clone())
-                .await
-                .context("starting the receiver")?,
+            crate::receiver::start(
+                settings,
+                index.clone(),
+                policy,
+                options.stats.receiver.clone(),
+                stop.clone(),
+            )
+            .await
+            .context("starting the receiver")?,
         ),
         _ => None,
     };

@@ -2,6 +2,9 @@
 //! telemetry and by the end-of-run summary.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::receiver::ReceiverStats;
 
 /// Live figures of a running export. Plain atomics: updating them costs nothing
 /// whether or not self-telemetry is on.
@@ -21,6 +24,8 @@ pub struct PipelineStats {
     pub unread_bytes: AtomicU64,
     /// Bytes read whose batch is not yet acknowledged and committed.
     pub uncommitted_bytes: AtomicU64,
+    /// The receiver's counters (all zero without `--receiver`).
+    pub receiver: Arc<ReceiverStats>,
 }
 
 impl PipelineStats {

@@ -25,6 +25,11 @@ use crate::signal::OtlpBatch;
 /// How often held requests look again for their lines.
 const RETRY_EVERY: Duration = Duration::from_millis(50);
 
+/// The most requests held at once. Beyond it (events for sessions whose
+/// transcripts this machine never sees, arriving fast), the oldest goes on
+/// unenriched early, so memory stays bounded.
+const MAX_HELD: usize = 256;
+
 /// The holding stage's settings and handles.
 pub struct Hold {
     pub index: SharedIndex,
@@ -55,6 +60,13 @@ impl Hold {
                         }
                     } else {
                         held.push_back(request);
+                    }
+                    while held.len() > MAX_HELD {
+                        let Some(mut oldest) = held.pop_front() else { break };
+                        self.settle(&mut oldest, true);
+                        if out.send(oldest.request.into_batch()).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 _ = retry.tick(), if !held.is_empty() => {
@@ -146,4 +158,102 @@ fn spans(request: &mut ExportTraceServiceRequest) -> impl Iterator<Item = &mut S
         .iter_mut()
         .flat_map(|r| &mut r.scope_spans)
         .flat_map(|s| &mut s.spans)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+
+    use super::*;
+    use crate::receiver::enrich::{string_value, MATCH_KEY};
+    use crate::receiver::fixture::{index, SESSION};
+    use crate::receiver::index::IndexLimits;
+
+    fn tool_result(tool_use_id: &str) -> Native {
+        let attr = |key: &str, value: &str| KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.to_owned())),
+            }),
+            ..Default::default()
+        };
+        let record = LogRecord {
+            attributes: vec![
+                attr("event.name", "tool_result"),
+                attr("session.id", SESSION),
+                attr("tool_use_id", tool_use_id),
+            ],
+            ..Default::default()
+        };
+        Native::Logs(ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![record],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    }
+
+    fn joined(batch: &OtlpBatch) -> bool {
+        let record =
+            &batch.logs.as_ref().expect("logs").resource_logs[0].scope_logs[0].log_records[0];
+        string_value(&record.attributes, MATCH_KEY).is_some()
+    }
+
+    #[tokio::test]
+    async fn joined_requests_go_straight_on_and_held_ones_stay_bounded() {
+        let index = index(8, IndexLimits::default(), Instant::now());
+        let stats = Arc::new(ReceiverStats::default());
+        let hold = Hold {
+            index: Arc::new(Mutex::new(index)),
+            policy: ContentPolicy::default(),
+            wait: Duration::from_secs(60),
+            stats: stats.clone(),
+        };
+        let (sender, incoming) = mpsc::channel(8);
+        let (out, mut ready) = mpsc::channel(1024);
+        let running = tokio::spawn(hold.run(incoming, out));
+
+        sender.send(tool_result("toolu_01AAA")).await.expect("send");
+        let first = tokio::time::timeout(Duration::from_secs(5), ready.recv())
+            .await
+            .expect("not held")
+            .expect("a batch");
+        assert!(joined(&first));
+
+        // Unknown calls wait their 60 s, but no more than MAX_HELD of them.
+        for n in 0..MAX_HELD + 10 {
+            sender
+                .send(tool_result(&format!("toolu_unknown_{n}")))
+                .await
+                .expect("send");
+        }
+        for _ in 0..10 {
+            let early = tokio::time::timeout(Duration::from_secs(5), ready.recv())
+                .await
+                .expect("the oldest go on early")
+                .expect("a batch");
+            assert!(!joined(&early));
+        }
+        assert!(ready.try_recv().is_err(), "the rest are still held");
+
+        // Closing the intake sends on everything held.
+        drop(sender);
+        running.await.expect("hold finished");
+        let mut rest = 0;
+        while ready.try_recv().is_ok() {
+            rest += 1;
+        }
+        assert_eq!(rest, MAX_HELD);
+        assert_eq!(stats.joined.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            stats.unmatched.load(Ordering::Relaxed),
+            (MAX_HELD + 10) as u64
+        );
+    }
 }

@@ -165,9 +165,9 @@ pub async fn start(
     settings: &ReceiverSettings,
     index: SharedIndex,
     policy: ContentPolicy,
+    stats: Arc<ReceiverStats>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Receiver> {
-    let stats = Arc::new(ReceiverStats::default());
     let (sender, incoming) = mpsc::channel::<Native>(64);
     let (ready_sender, ready) = mpsc::channel::<OtlpBatch>(16);
     let intake = server::Intake::new(sender, stats.clone(), settings.max_request_bytes);
