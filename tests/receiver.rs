@@ -467,7 +467,6 @@ fn enriched_events_land_in_clickhouse_beside_the_transcript() {
             ("CCOTEL_CLICKHOUSE_USER", ch.user()),
             ("CCOTEL_CLICKHOUSE_PASSWORD", ch.password()),
             ("CCOTEL_CLICKHOUSE_DATABASE", &database),
-            ("CCOTEL_RECEIVER_HTTP", "off"),
         ],
     );
     let count = |sql: &str| -> u64 { ch.query(sql).trim().parse().unwrap_or(0) };
