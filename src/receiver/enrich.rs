@@ -47,6 +47,14 @@ const CONTENT_KEYS: &[&str] = &[
     "full_command",
     "bash_command",
     "file_path",
+    // Error messages can quote tool output or the request.
+    "error",
+    // The GenAI conventions' opt-in content attributes.
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
 ];
 
 /// What became of one record.
@@ -92,7 +100,17 @@ pub fn event_name(record: &LogRecord) -> Option<&str> {
 }
 
 /// Joins one log record to the transcript, adding what the index knows.
-pub fn join_log(record: &mut LogRecord, index: &RecentIndex, policy: ContentPolicy) -> Join {
+///
+/// An event that carries a key is joined by it or not at all, with one
+/// exception: an `api_error`'s request id is never in the transcript (the
+/// error line has none), so once `expired` it is joined by time. An event
+/// without keys is joined by time at once.
+pub fn join_log(
+    record: &mut LogRecord,
+    index: &RecentIndex,
+    policy: ContentPolicy,
+    expired: bool,
+) -> Join {
     if string_value(&record.attributes, MATCH_KEY).is_some() {
         return Join::AlreadyJoined;
     }
@@ -117,15 +135,18 @@ pub fn join_log(record: &mut LogRecord, index: &RecentIndex, policy: ContentPoli
     let attrs = &record.attributes;
     let joined = match event.as_str() {
         "user_prompt" => join_prompt(attrs, index, &session, time_ms, policy),
-        "tool_result" | "tool_decision" => join_tool(
+        "tool_result" | "tool_decision" => {
+            let decision = event == "tool_decision";
+            join_tool(attrs, index, &session, time_ms, decision, policy)
+        }
+        _ => join_response(
             attrs,
             index,
             &session,
             time_ms,
-            event == "tool_decision",
-            policy,
+            event == "api_error",
+            expired,
         ),
-        _ => join_response(attrs, index, &session, time_ms, event == "api_error"),
     };
     let Some((key, link, added)) = joined else {
         return Join::Waiting;
@@ -150,19 +171,19 @@ fn join_prompt(
     time_ms: i64,
     policy: ContentPolicy,
 ) -> Option<(&'static str, SpanLink, Added)> {
-    let (key, prompt) = if let Some(found) =
-        string_value(attrs, "message.uuid").and_then(|uuid| index.prompt_by_uuid(session, uuid))
-    {
+    let uuid = string_value(attrs, "message.uuid");
+    let prompt_id = string_value(attrs, "prompt.id");
+    let (key, prompt) = if let Some(found) = uuid.and_then(|u| index.prompt_by_uuid(session, u)) {
         ("message.uuid", found)
-    } else if let Some(found) =
-        string_value(attrs, "prompt.id").and_then(|id| index.prompt_by_id(session, id))
-    {
+    } else if let Some(found) = prompt_id.and_then(|id| index.prompt_by_id(session, id)) {
         ("prompt.id", found)
+    } else if uuid.is_none() && prompt_id.is_none() {
+        let near = index.prompt_near(session, time_ms, TIME_TOLERANCE_MS)?;
+        ("time", near)
     } else {
-        (
-            "time",
-            index.prompt_near(session, time_ms, TIME_TOLERANCE_MS)?,
-        )
+        // Its keys name a prompt not read (yet): another prompt near in time
+        // would be the wrong one.
+        return None;
     };
     let mut added = Added::new();
     if withheld(attrs, "prompt") {
@@ -194,8 +215,12 @@ fn join_tool(
     decision: bool,
     policy: ContentPolicy,
 ) -> Option<(&'static str, SpanLink, Added)> {
-    let (key, tool) = match string_value(attrs, "tool_use_id") {
-        Some(id) => ("tool_use_id", index.tool(session, id)?),
+    let by_id = string_value(attrs, "tool_use_id").map(|id| index.tool(session, id));
+    let (key, tool) = match by_id {
+        Some(Some(found)) => ("tool_use_id", found),
+        // Its id names a call not read (yet), or one the index no longer
+        // holds: a call near in time would be another call.
+        Some(None) => return None,
         None => {
             let name = string_value(attrs, "tool_name");
             let near = index.tool_near(session, name, decision, time_ms, TIME_TOLERANCE_MS)?;
@@ -230,12 +255,13 @@ fn join_response(
     session: &str,
     time_ms: i64,
     api_error: bool,
+    expired: bool,
 ) -> Option<(&'static str, SpanLink, Added)> {
     let by_request = string_value(attrs, "request_id").filter(|id| !id.is_empty());
     let (key, response) = match by_request.and_then(|id| index.response(session, id)) {
         Some(found) => ("request_id", found),
         // An error may have no request id, or one the transcript never saw.
-        None if api_error || by_request.is_none() => {
+        None if by_request.is_none() || (api_error && expired) => {
             let model = string_value(attrs, "model");
             let near =
                 index.response_near(session, model, api_error, time_ms, TIME_TOLERANCE_MS)?;
@@ -294,47 +320,68 @@ pub fn join_span(span: &mut Span, index: &RecentIndex) -> Join {
 }
 
 /// Holds the content a native record carries to the policy: cut to its limit,
-/// or replaced by `<REDACTED>` under `none`.
-pub fn apply_policy(attributes: &mut [KeyValue], policy: ContentPolicy, extra: &[&str]) {
+/// or replaced by `<REDACTED>` under `none`. A content key whose value is not
+/// a string (a list, a map, bytes) cannot be cut, so it is replaced unless the
+/// policy is `full`.
+pub fn apply_policy(attributes: &mut [KeyValue], policy: ContentPolicy) {
     for attr in attributes.iter_mut() {
-        if !CONTENT_KEYS.contains(&attr.key.as_str()) && !extra.contains(&attr.key.as_str()) {
-            continue;
-        }
-        let Some(any_value::Value::StringValue(text)) =
-            attr.value.as_mut().and_then(|v| v.value.as_mut())
-        else {
-            continue;
-        };
-        if text == REDACTED {
-            continue;
-        }
-        match policy.apply(text) {
-            Some(kept) if kept.len() == text.len() => {}
-            Some(kept) => *text = kept.to_owned(),
-            None => *text = REDACTED.to_owned(),
+        if CONTENT_KEYS.contains(&attr.key.as_str()) {
+            hold_to_policy(&mut attr.value, policy);
         }
     }
 }
 
-/// The policy for a log record: `error` carries tool output on `tool_result`.
-pub fn apply_policy_to_log(record: &mut LogRecord, policy: ContentPolicy) {
-    let extra: &[&str] = if event_name(record) == Some("tool_result") {
-        &["error"]
-    } else {
-        &[]
-    };
-    apply_policy(&mut record.attributes, policy, extra);
+fn hold_to_policy(value: &mut Option<AnyValue>, policy: ContentPolicy) {
+    match value.as_mut().and_then(|v| v.value.as_mut()) {
+        Some(any_value::Value::StringValue(text)) => {
+            if text == REDACTED {
+                return;
+            }
+            match policy.apply(text) {
+                Some(kept) if kept.len() == text.len() => {}
+                Some(kept) => *text = kept.to_owned(),
+                None => *text = REDACTED.to_owned(),
+            }
+        }
+        Some(
+            any_value::Value::ArrayValue(_)
+            | any_value::Value::KvlistValue(_)
+            | any_value::Value::BytesValue(_),
+        ) if policy != ContentPolicy::Full => *value = Some(string(REDACTED)),
+        _ => {}
+    }
 }
 
-/// The policy for a span and its events (tool content arrives as span events).
+/// The policy for a log record's content attributes and, for the raw API
+/// body events, its body.
+pub fn apply_policy_to_log(record: &mut LogRecord, policy: ContentPolicy) {
+    apply_policy(&mut record.attributes, policy);
+    if matches!(
+        event_name(record),
+        Some("api_request_body" | "api_response_body")
+    ) {
+        hold_to_policy(&mut record.body, policy);
+    }
+}
+
+/// The policy for a span: its content attributes, its status message, and its
+/// events (tool content arrives as span events, under names not documented:
+/// under `none` every text value of an event goes).
 pub fn apply_policy_to_span(span: &mut Span, policy: ContentPolicy) {
-    apply_policy(&mut span.attributes, policy, &[]);
+    apply_policy(&mut span.attributes, policy);
+    if let Some(status) = span.status.as_mut() {
+        if let Some(kept) = policy.apply(&status.message) {
+            if kept.len() != status.message.len() {
+                status.message = kept.to_owned();
+            }
+        } else if !status.message.is_empty() {
+            status.message = REDACTED.to_owned();
+        }
+    }
     for event in &mut span.events {
-        apply_policy(
-            &mut event.attributes,
-            policy,
-            &["content", "output", "input"],
-        );
+        for attr in &mut event.attributes {
+            hold_to_policy(&mut attr.value, policy);
+        }
     }
 }
 
@@ -421,7 +468,7 @@ mod tests {
         );
         let policy = ContentPolicy::Truncate(6);
         assert_eq!(
-            join_log(&mut prompt, &index, policy),
+            join_log(&mut prompt, &index, policy, false),
             Join::Joined("message.uuid")
         );
         assert_eq!(
@@ -439,7 +486,10 @@ mod tests {
             value(&prompt, "ccotel.span_id"),
             Some(hex(&turn.span_id).as_str())
         );
-        assert_eq!(join_log(&mut prompt, &index, policy), Join::AlreadyJoined);
+        assert_eq!(
+            join_log(&mut prompt, &index, policy, false),
+            Join::AlreadyJoined
+        );
     }
 
     #[test]
@@ -451,7 +501,7 @@ mod tests {
             &[("prompt", "typed by hand"), ("prompt.id", "p-0001")],
         );
         assert_eq!(
-            join_log(&mut prompt, &index, ContentPolicy::None),
+            join_log(&mut prompt, &index, ContentPolicy::None, false),
             Join::Joined("prompt.id")
         );
         assert_eq!(
@@ -476,7 +526,7 @@ mod tests {
             "2026-03-01T10:00:06.400Z",
             &[("tool_use_id", "toolu_01AAA"), ("error", "stack trace")],
         );
-        join_log(&mut result, &index, ContentPolicy::None);
+        join_log(&mut result, &index, ContentPolicy::None, false);
         apply_policy_to_log(&mut result, ContentPolicy::None);
         assert_eq!(value(&result, "ccotel.tool.result"), None);
         assert_eq!(value(&result, "error"), Some(REDACTED));
@@ -491,7 +541,10 @@ mod tests {
             "2026-03-01T10:01:04.300Z",
             &[("tool_name", "Read")],
         );
-        assert_eq!(join_log(&mut failed, &index, policy), Join::Joined("time"));
+        assert_eq!(
+            join_log(&mut failed, &index, policy, false),
+            Join::Joined("time")
+        );
         assert_eq!(value(&failed, "tool_use_id"), Some("toolu_01CCC"));
         assert_eq!(
             failed
@@ -507,7 +560,7 @@ mod tests {
             "2026-03-01T10:01:04.300Z",
             &[("tool_use_id", "toolu_X")],
         );
-        assert_eq!(join_log(&mut unknown, &index, policy), Join::Waiting);
+        assert_eq!(join_log(&mut unknown, &index, policy, false), Join::Waiting);
         assert_eq!(
             value(&unknown, MATCH_KEY),
             None,
@@ -518,9 +571,12 @@ mod tests {
             "2026-03-01T10:00:04.100Z",
             &[("request_id", "req_011ZZZ")],
         );
-        assert_eq!(join_log(&mut later, &index, policy), Join::Waiting);
+        assert_eq!(join_log(&mut later, &index, policy, false), Join::Waiting);
         let mut other = record("permission_mode_changed", "2026-03-01T10:00:04.100Z", &[]);
-        assert_eq!(join_log(&mut other, &index, policy), Join::NotApplicable);
+        assert_eq!(
+            join_log(&mut other, &index, policy, false),
+            Join::NotApplicable
+        );
     }
 
     #[test]
@@ -534,7 +590,7 @@ mod tests {
             &[("tool_use_id", "toolu_01AAA")],
         );
         assert_eq!(
-            join_log(&mut decision, &index, policy),
+            join_log(&mut decision, &index, policy, false),
             Join::Joined("tool_use_id")
         );
         let mut result = record(
@@ -542,7 +598,7 @@ mod tests {
             "2026-03-01T10:00:06.400Z",
             &[("tool_use_id", "toolu_01AAA")],
         );
-        assert_eq!(join_log(&mut result, &index, policy), Join::Waiting);
+        assert_eq!(join_log(&mut result, &index, policy, false), Join::Waiting);
     }
 
     #[test]
@@ -568,6 +624,85 @@ mod tests {
         assert_eq!(
             string_value(&span.attributes, "user_prompt"),
             Some(REDACTED)
+        );
+    }
+
+    #[test]
+    fn an_api_error_falls_back_to_time_only_after_its_wait() {
+        let index = index(8, IndexLimits::default(), Instant::now());
+        let policy = ContentPolicy::default();
+        let mut error = record(
+            "api_error",
+            "2026-03-01T10:01:20.100Z",
+            &[("request_id", "req_never_written")],
+        );
+        assert_eq!(join_log(&mut error, &index, policy, false), Join::Waiting);
+        assert_eq!(
+            join_log(&mut error, &index, policy, true),
+            Join::Joined("time")
+        );
+        assert_eq!(value(&error, "message.id"), Some("a2c1e7d4-api-error"));
+        // A prompt whose uuid was never read is not joined to a neighbour.
+        let mut prompt = record(
+            "user_prompt",
+            "2026-03-01T10:01:00.100Z",
+            &[("message.uuid", "u-never")],
+        );
+        assert_eq!(join_log(&mut prompt, &index, policy, true), Join::Waiting);
+    }
+
+    #[test]
+    fn none_covers_span_status_events_and_structured_values() {
+        use opentelemetry_proto::tonic::common::v1::ArrayValue;
+        use opentelemetry_proto::tonic::trace::v1::{span::Event, Status};
+        let mut span = Span {
+            attributes: vec![
+                key_value("error", string("cat: secret.txt: RESULT-DELTA")),
+                key_value(
+                    "gen_ai.input.messages",
+                    AnyValue {
+                        value: Some(any_value::Value::ArrayValue(ArrayValue {
+                            values: vec![string("PROMPT-ALPHA")],
+                        })),
+                    },
+                ),
+                key_value("tool_name", string("Bash")),
+            ],
+            status: Some(Status {
+                message: "failed on PROMPT-ALPHA".to_owned(),
+                ..Default::default()
+            }),
+            events: vec![Event {
+                name: "tool.output".to_owned(),
+                attributes: vec![key_value("whatever", string("RESULT-DELTA"))],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut truncated = span.clone();
+        apply_policy_to_span(&mut span, ContentPolicy::None);
+        assert_eq!(string_value(&span.attributes, "error"), Some(REDACTED));
+        assert_eq!(
+            string_value(&span.attributes, "gen_ai.input.messages"),
+            Some(REDACTED)
+        );
+        assert_eq!(
+            string_value(&span.attributes, "tool_name"),
+            Some("Bash"),
+            "names stay"
+        );
+        assert_eq!(
+            span.status.as_ref().map(|s| s.message.as_str()),
+            Some(REDACTED)
+        );
+        assert_eq!(
+            string_value(&span.events[0].attributes, "whatever"),
+            Some(REDACTED)
+        );
+        apply_policy_to_span(&mut truncated, ContentPolicy::Truncate(6));
+        assert_eq!(
+            truncated.status.as_ref().map(|s| s.message.as_str()),
+            Some("failed")
         );
     }
 }

@@ -7,7 +7,7 @@
 //! unjoined then goes on as it came, and is counted.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ const MAX_HELD: usize = 256;
 /// The holding stage's settings and handles.
 pub struct Hold {
     pub index: SharedIndex,
+    /// Set at shutdown: take nothing more, send on what is held.
+    pub stop: Arc<AtomicBool>,
     pub policy: ContentPolicy,
     pub wait: Duration,
     pub stats: Arc<ReceiverStats>,
@@ -49,11 +51,18 @@ impl Hold {
         let mut held: VecDeque<Held> = VecDeque::new();
         let mut retry = tokio::time::interval(RETRY_EVERY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stopping = super::server::stopped(self.stop.clone());
+        tokio::pin!(stopping);
         loop {
             tokio::select! {
+                // A client stalled mid-request must not keep ccotel from
+                // stopping: close the intake and drain what is queued.
+                () = &mut stopping, if !incoming.is_closed() => incoming.close(),
                 request = incoming.recv() => {
                     let Some(request) = request else { break };
-                    let mut request = Held { request, deadline: Instant::now() + self.wait };
+                    let now = Instant::now();
+                    let deadline = now.checked_add(self.wait).unwrap_or(now);
+                    let mut request = Held { request, deadline };
                     if self.settle(&mut request, false) {
                         if out.send(request.request.into_batch()).await.is_err() {
                             return;
@@ -109,7 +118,7 @@ impl Hold {
         };
         match &mut held.request {
             Native::Logs(request) => {
-                log_records(request).for_each(|r| tally(join_log(r, &index, self.policy)));
+                log_records(request).for_each(|r| tally(join_log(r, &index, self.policy, expired)));
             }
             Native::Traces(request) => spans(request).for_each(|s| tally(join_span(s, &index))),
             Native::Metrics(_) => {}
@@ -211,6 +220,7 @@ mod tests {
         let stats = Arc::new(ReceiverStats::default());
         let hold = Hold {
             index: Arc::new(Mutex::new(index)),
+            stop: Arc::new(AtomicBool::new(false)),
             policy: ContentPolicy::default(),
             wait: Duration::from_secs(60),
             stats: stats.clone(),

@@ -201,7 +201,6 @@ impl RecentIndex {
                 is_error: block.is_error == Some(true),
                 time_ms: log.time_ms,
             };
-            let added = result.summary.as_ref().map_or(0, String::len) + 32;
             let known = self
                 .sessions
                 .get_mut(session)
@@ -212,10 +211,15 @@ impl RecentIndex {
                         .rev()
                         .find(|t| t.tool_use_id == tool_use_id)
                 })
-                .map(|tool| tool.result = Some(result.clone()))
-                .is_some();
-            if known {
-                self.bytes += added;
+                .map(|tool| {
+                    // A result read again (a replay, a re-read file) replaces
+                    // the one held: count the change, not the sum.
+                    let before = tool_size(tool);
+                    tool.result = Some(result.clone());
+                    tool_size(tool) as isize - before as isize
+                });
+            if let Some(change) = known {
+                self.bytes = self.bytes.saturating_add_signed(change);
                 continue;
             }
             let tool = ToolCall {

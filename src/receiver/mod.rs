@@ -202,6 +202,7 @@ pub async fn start(
     drop(intake);
     let hold = hold::Hold {
         index,
+        stop: stop.clone(),
         policy,
         wait: settings.wait,
         stats,

@@ -356,7 +356,7 @@ where
 
 /// Inflates a gzip body, refusing one that grows past `max` bytes.
 fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, (StatusCode, String)> {
-    let mut out = Vec::with_capacity(body.len() * 4);
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max + 1));
     let read = flate2::read::GzDecoder::new(body)
         .take(max as u64 + 1)
         .read_to_end(&mut out);

@@ -30,7 +30,7 @@ pub fn from_otlp(batch: &OtlpBatch) -> Rows {
                     record.observed_time_unix_nano
                 };
                 rows.logs.push(LogRow {
-                    timestamp: time as i64,
+                    timestamp: ns(time),
                     trace_id: hex(&record.trace_id),
                     span_id: hex(&record.span_id),
                     trace_flags: (record.flags & 0xff) as u8,
@@ -126,7 +126,7 @@ fn trace_row(span: &Span, resource: &Described, scope: Option<&InstrumentationSc
         None => ("Unset", String::new()),
     };
     TraceRow {
-        timestamp: span.start_time_unix_nano as i64,
+        timestamp: ns(span.start_time_unix_nano),
         trace_id: hex(&span.trace_id),
         span_id: hex(&span.span_id),
         parent_span_id: hex(&span.parent_span_id),
@@ -143,11 +143,7 @@ fn trace_row(span: &Span, resource: &Described, scope: Option<&InstrumentationSc
             .saturating_sub(span.start_time_unix_nano),
         status_code: status_code.to_owned(),
         status_message,
-        events_timestamp: span
-            .events
-            .iter()
-            .map(|e| e.time_unix_nano as i64)
-            .collect(),
+        events_timestamp: span.events.iter().map(|e| ns(e.time_unix_nano)).collect(),
         events_name: span.events.iter().map(|e| e.name.clone()).collect(),
         events_attributes: span.events.iter().map(|e| pairs(&e.attributes)).collect(),
         links_trace_id: span.links.iter().map(|l| hex(&l.trace_id)).collect(),
@@ -175,8 +171,8 @@ fn metric_rows(metric: &Metric, header: &MetricHeader<'_>, rows: &mut Rows) {
                     metric_description: metric.description.clone(),
                     metric_unit: metric.unit.clone(),
                     attributes: pairs(&point.attributes),
-                    start_time_unix: point.start_time_unix_nano as i64,
-                    time_unix: point.time_unix_nano as i64,
+                    start_time_unix: ns(point.start_time_unix_nano),
+                    time_unix: ns(point.time_unix_nano),
                     value: number(point.value.as_ref()),
                     flags: point.flags,
                     exemplars_filtered_attributes: Vec::new(),
@@ -204,8 +200,8 @@ fn metric_rows(metric: &Metric, header: &MetricHeader<'_>, rows: &mut Rows) {
                     metric_description: metric.description.clone(),
                     metric_unit: metric.unit.clone(),
                     attributes: pairs(&point.attributes),
-                    start_time_unix: point.start_time_unix_nano as i64,
-                    time_unix: point.time_unix_nano as i64,
+                    start_time_unix: ns(point.start_time_unix_nano),
+                    time_unix: ns(point.time_unix_nano),
                     count: point.count,
                     sum: point.sum.unwrap_or(0.0),
                     bucket_counts: point.bucket_counts.clone(),
@@ -241,6 +237,11 @@ fn number(
         Some(Value::AsInt(v)) => *v as f64,
         None => 0.0,
     }
+}
+
+/// OTLP's unsigned nanoseconds as the tables' signed ones, clamped.
+fn ns(nanos: u64) -> i64 {
+    i64::try_from(nanos).unwrap_or(i64::MAX)
 }
 
 fn scope_pairs(scope: Option<&InstrumentationScope>) -> Pairs {
