@@ -9,11 +9,9 @@ scripts/install-chdb.sh). Backfills the corpus into a fresh database, reports ro
 per table, rows/s and transcript MB/s; then runs every panel of deploy/grafana/*.json
 --runs times (macros filled in for all time) and reports each panel's p50 and p95.
 """
-import argparse, glob, json, os, re, socket, subprocess, sys, tempfile, time, urllib.request, urllib.parse
+import argparse, glob, json, os, re, subprocess, sys, tempfile, time, urllib.request, urllib.parse
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+from ports import free_port
 
 def query(url, sql):
     request = urllib.request.Request(url + "/?" + urllib.parse.urlencode({"default_format": "TabSeparated"}), data=sql.encode(), method="POST")

@@ -12,31 +12,15 @@ Prints p50, p90, p99 and max in milliseconds.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
+from ports import free_port, wait_port
+
 SESSION = "5a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, limit=20):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"port {port} never opened")
 
 
 def line(n):

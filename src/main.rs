@@ -18,7 +18,7 @@ use ccotel::receiver::ReceiverSettings;
 use ccotel::report::{self, DateFilter, Grouping};
 use ccotel::session::PriceTable;
 use ccotel::session::TrackerOptions;
-use ccotel::signal::{ContentPolicy, Encoder, ResourceBase};
+use ccotel::signal::{Encoder, ResourceBase};
 use ccotel::sink::clickhouse::ClickHouseSink;
 use ccotel::sink::file::FileSink;
 use ccotel::sink::grpc::GrpcSink;
@@ -345,11 +345,7 @@ fn run_export(
         poll_interval: Duration::from_millis(export.poll_interval_ms.max(10)),
         shutdown_grace: Duration::from_secs(export.shutdown_grace_secs),
         backoff: Backoff::default(),
-        text_cap: match policy {
-            ContentPolicy::None => 0,
-            ContentPolicy::Truncate(n) => n,
-            ContentPolicy::Full => ccotel::signal::content::FULL_CAP,
-        },
+        text_cap: policy.max_bytes().unwrap_or(0),
         stats,
         rows,
         otlp,

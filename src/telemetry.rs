@@ -153,7 +153,7 @@ fn register_instruments(meters: &SdkMeterProvider, stats: Arc<PipelineStats>) {
         (
             "ccotel.self.receiver.records",
             "{record}",
-            "Log records, spans and metrics received from Claude Code.",
+            "Log records, spans and metric points received from Claude Code.",
             |s| s.receiver.records.load(Ordering::Relaxed),
         ),
         (

@@ -23,6 +23,7 @@ use opentelemetry_proto::tonic::trace::v1::{span, Span};
 use super::index::{RecentIndex, SpanLink};
 use crate::session::ids::hex;
 use crate::signal::content::ContentPolicy;
+use crate::signal::otlp::{kv, string_value as string};
 use crate::transcript::parse_timestamp_ms;
 
 /// How far apart in time an event and a transcript line may be and still be
@@ -313,7 +314,7 @@ pub fn join_span(span: &mut Span, index: &RecentIndex) -> Join {
     span.links.push(span::Link {
         trace_id: link.trace_id.to_vec(),
         span_id: link.span_id.to_vec(),
-        attributes: vec![key_value("ccotel.link", string("transcript"))],
+        attributes: vec![kv("ccotel.link", string("transcript"))],
         ..Default::default()
     });
     Join::Joined(key)
@@ -408,21 +409,7 @@ pub fn string_value<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
 fn set(attributes: &mut Vec<KeyValue>, key: &str, value: AnyValue) {
     match attributes.iter_mut().find(|kv| kv.key == key) {
         Some(existing) => existing.value = Some(value),
-        None => attributes.push(key_value(key, value)),
-    }
-}
-
-fn key_value(key: &str, value: AnyValue) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(value),
-        ..Default::default()
-    }
-}
-
-fn string(text: &str) -> AnyValue {
-    AnyValue {
-        value: Some(any_value::Value::StringValue(text.to_owned())),
+        None => attributes.push(kv(key, value)),
     }
 }
 
@@ -442,11 +429,11 @@ mod tests {
 
     fn record(event: &str, time: &str, attrs: &[(&str, &str)]) -> LogRecord {
         let mut attributes = vec![
-            key_value("event.name", string(event)),
-            key_value("session.id", string(SESSION)),
-            key_value("event.timestamp", string(time)),
+            kv("event.name", string(event)),
+            kv("session.id", string(SESSION)),
+            kv("event.timestamp", string(time)),
         ];
-        attributes.extend(attrs.iter().map(|(k, v)| key_value(k, string(v))));
+        attributes.extend(attrs.iter().map(|(k, v)| kv(k, string(v))));
         LogRecord {
             body: Some(string(&format!("claude_code.{event}"))),
             attributes,
@@ -607,9 +594,9 @@ mod tests {
         let mut span = Span {
             name: "claude_code.llm_request".to_owned(),
             attributes: vec![
-                key_value("session.id", string(SESSION)),
-                key_value("request_id", string("req_011BBB")),
-                key_value("user_prompt", string("PROMPT-ALPHA-7731")),
+                kv("session.id", string(SESSION)),
+                kv("request_id", string("req_011BBB")),
+                kv("user_prompt", string("PROMPT-ALPHA-7731")),
             ],
             ..Default::default()
         };
@@ -657,8 +644,8 @@ mod tests {
         use opentelemetry_proto::tonic::trace::v1::{span::Event, Status};
         let mut span = Span {
             attributes: vec![
-                key_value("error", string("cat: secret.txt: RESULT-DELTA")),
-                key_value(
+                kv("error", string("cat: secret.txt: RESULT-DELTA")),
+                kv(
                     "gen_ai.input.messages",
                     AnyValue {
                         value: Some(any_value::Value::ArrayValue(ArrayValue {
@@ -666,7 +653,7 @@ mod tests {
                         })),
                     },
                 ),
-                key_value("tool_name", string("Bash")),
+                kv("tool_name", string("Bash")),
             ],
             status: Some(Status {
                 message: "failed on PROMPT-ALPHA".to_owned(),
@@ -674,7 +661,7 @@ mod tests {
             }),
             events: vec![Event {
                 name: "tool.output".to_owned(),
-                attributes: vec![key_value("whatever", string("RESULT-DELTA"))],
+                attributes: vec![kv("whatever", string("RESULT-DELTA"))],
                 ..Default::default()
             }],
             ..Default::default()

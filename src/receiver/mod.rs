@@ -29,6 +29,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::mpsc;
 
 use crate::signal::content::ContentPolicy;
+use crate::signal::otlp::{log_record_count, metric_point_count, span_count};
 use crate::signal::OtlpBatch;
 use index::{IndexLimits, RecentIndex};
 
@@ -70,13 +71,8 @@ impl Default for ReceiverSettings {
 impl ReceiverSettings {
     /// The index limits, with text kept only as far as the policy lets it out.
     pub fn index_limits(&self, policy: ContentPolicy) -> IndexLimits {
-        let text_cap = match policy {
-            ContentPolicy::None => None,
-            ContentPolicy::Truncate(max) => Some(max.min(crate::signal::content::FULL_CAP)),
-            ContentPolicy::Full => Some(crate::signal::content::FULL_CAP),
-        };
         IndexLimits {
-            text_cap,
+            text_cap: policy.max_bytes(),
             ..self.index
         }
     }
@@ -91,27 +87,12 @@ pub enum Native {
 }
 
 impl Native {
-    /// Log records, spans or metrics in it.
+    /// Log records, spans or metric points in it.
     pub fn records(&self) -> u64 {
-        let count: usize = match self {
-            Native::Logs(logs) => logs
-                .resource_logs
-                .iter()
-                .flat_map(|r| &r.scope_logs)
-                .map(|s| s.log_records.len())
-                .sum(),
-            Native::Traces(traces) => traces
-                .resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .map(|s| s.spans.len())
-                .sum(),
-            Native::Metrics(metrics) => metrics
-                .resource_metrics
-                .iter()
-                .flat_map(|r| &r.scope_metrics)
-                .map(|s| s.metrics.len())
-                .sum(),
+        let count = match self {
+            Native::Logs(logs) => log_record_count(logs),
+            Native::Traces(traces) => span_count(traces),
+            Native::Metrics(metrics) => metric_point_count(metrics),
         };
         count as u64
     }

@@ -28,12 +28,16 @@ impl Default for ContentPolicy {
 impl ContentPolicy {
     /// The text to send for `text`, or `None` when the policy sends none.
     pub fn apply<'a>(&self, text: &'a str) -> Option<&'a str> {
-        let max = match self {
-            ContentPolicy::None => return None,
-            ContentPolicy::Truncate(max) => (*max).min(FULL_CAP),
-            ContentPolicy::Full => FULL_CAP,
-        };
-        Some(crate::session::tracker::truncate(text, max))
+        Some(crate::session::tracker::truncate(text, self.max_bytes()?))
+    }
+
+    /// The most bytes of text one value may carry; `None` when none may.
+    pub fn max_bytes(&self) -> Option<usize> {
+        match self {
+            ContentPolicy::None => None,
+            ContentPolicy::Truncate(max) => Some((*max).min(FULL_CAP)),
+            ContentPolicy::Full => Some(FULL_CAP),
+        }
     }
 }
 

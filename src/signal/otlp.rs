@@ -48,42 +48,48 @@ impl OtlpBatch {
     }
 
     pub fn counts(&self) -> BatchCounts {
-        let log_records = self.logs.as_ref().map_or(0, |r| {
-            r.resource_logs
-                .iter()
-                .flat_map(|rl| &rl.scope_logs)
-                .map(|sl| sl.log_records.len())
-                .sum()
-        });
-        let spans = self.traces.as_ref().map_or(0, |r| {
-            r.resource_spans
-                .iter()
-                .flat_map(|rs| &rs.scope_spans)
-                .map(|ss| ss.spans.len())
-                .sum()
-        });
-        let metric_points = self.metrics.as_ref().map_or(0, |r| {
-            r.resource_metrics
-                .iter()
-                .flat_map(|rm| &rm.scope_metrics)
-                .flat_map(|sm| &sm.metrics)
-                .map(|m| match &m.data {
-                    Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(s)) => {
-                        s.data_points.len()
-                    }
-                    Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) => {
-                        h.data_points.len()
-                    }
-                    _ => 0,
-                })
-                .sum()
-        });
         BatchCounts {
-            log_records,
-            spans,
-            metric_points,
+            log_records: self.logs.as_ref().map_or(0, log_record_count),
+            spans: self.traces.as_ref().map_or(0, span_count),
+            metric_points: self.metrics.as_ref().map_or(0, metric_point_count),
         }
     }
+}
+
+/// Log records in a request.
+pub fn log_record_count(request: &ExportLogsServiceRequest) -> usize {
+    request
+        .resource_logs
+        .iter()
+        .flat_map(|rl| &rl.scope_logs)
+        .map(|sl| sl.log_records.len())
+        .sum()
+}
+
+/// Spans in a request.
+pub fn span_count(request: &ExportTraceServiceRequest) -> usize {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum()
+}
+
+/// Sum and histogram data points in a request.
+pub fn metric_point_count(request: &ExportMetricsServiceRequest) -> usize {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    request
+        .resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .map(|m| match &m.data {
+            Some(Data::Sum(s)) => s.data_points.len(),
+            Some(Data::Histogram(h)) => h.data_points.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Builds OTLP requests under one content policy and resource.
@@ -261,7 +267,7 @@ impl Encoder {
     }
 }
 
-fn kv(key: &str, value: AnyValue) -> KeyValue {
+pub(crate) fn kv(key: &str, value: AnyValue) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(value),
@@ -269,7 +275,7 @@ fn kv(key: &str, value: AnyValue) -> KeyValue {
     }
 }
 
-fn string_value(text: &str) -> AnyValue {
+pub(crate) fn string_value(text: &str) -> AnyValue {
     AnyValue {
         value: Some(any_value::Value::StringValue(text.to_owned())),
     }
