@@ -93,9 +93,26 @@ pub fn ingest(
     options: &IngestOptions,
     progress: &Progress,
 ) -> Ingest {
-    let jobs = plan(files, &mut previous);
+    let listed = files.len();
+    if all_unchanged(&files, &previous) {
+        let summary = IngestSummary {
+            files: listed,
+            files_unchanged: listed,
+            ..IngestSummary::default()
+        };
+        return Ingest {
+            ledger,
+            manifest: previous,
+            summary,
+        };
+    }
+    let mut manifest = Manifest {
+        files: HashMap::with_capacity(listed),
+    };
+    let jobs = plan(files, &mut previous, &mut manifest);
     let mut summary = IngestSummary {
-        files: jobs.len(),
+        files: listed,
+        files_unchanged: manifest.files.len(),
         files_gone: previous.files.len(),
         ..IngestSummary::default()
     };
@@ -113,7 +130,6 @@ pub fn ingest(
     for worker_ledger in &ledgers {
         ledger.merge(worker_ledger);
     }
-    let mut manifest = Manifest::default();
     for (job, outcome) in jobs.into_iter().zip(outcomes) {
         record_outcome(job, outcome, &mut manifest, &mut summary);
     }
@@ -157,8 +173,13 @@ where
 {
     let started = std::time::Instant::now();
     let (loaded, files) = std::thread::scope(|scope| {
-        let loading = scope.spawn(|| load_prior(state));
+        let loading = scope.spawn(|| {
+            let loaded = load_prior(state);
+            tracing::debug!(elapsed = ?started.elapsed(), "state loaded");
+            loaded
+        });
         let files = list_files();
+        tracing::debug!(elapsed = ?started.elapsed(), "transcripts listed");
         let loaded = loading.join().unwrap_or_else(|_| {
             (
                 Manifest::default(),
@@ -170,11 +191,11 @@ where
     });
     let (manifest, ledger, prior) = loaded;
     let files = files?;
-    tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "state loaded, transcripts listed");
+    tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "state loaded and transcripts listed");
     let result = ingest(files, manifest, ledger, options, progress);
     tracing::debug!(elapsed = ?started.elapsed(), "files read");
     let changed = result.summary.files_read > 0 || result.summary.files_gone > 0;
-    if changed || prior != PriorState::Loaded {
+    if changed || prior != PriorState::Loaded || state.is_legacy() {
         state.save(&result.manifest, &result.ledger.encode())?;
     }
     Ok((result, prior))
@@ -186,7 +207,7 @@ fn load_prior(state: &StateDir) -> (Manifest, Ledger, PriorState) {
         .map_err(|error| error.to_string())
         .and_then(|found| {
             found
-                .map(|(manifest, blob)| Ledger::decode(&blob).map(|ledger| (manifest, ledger)))
+                .map(|(manifest, blob)| Ledger::from_encoded(blob).map(|ledger| (manifest, ledger)))
                 .transpose()
                 .map_err(|error| error.to_string())
         });
@@ -206,20 +227,35 @@ struct Job {
     previous: Option<FileState>,
 }
 
+/// Every file is in the manifest under its path, unchanged, and nothing else is:
+/// the usual rerun, which needs no plan at all.
+fn all_unchanged(files: &[TranscriptFile], previous: &Manifest) -> bool {
+    files.len() == previous.files.len()
+        && files.iter().all(|file| {
+            previous
+                .files
+                .get(&file.path)
+                .is_some_and(|state| file.identity.unchanged_since(&state.identity))
+        })
+}
+
 /// Pairs each file with its manifest state, following renames: a file at a new path
-/// whose inode matches a vanished path's resumes where that one stopped. What is
+/// whose inode matches a vanished path's resumes where that one stopped. Files
+/// `stat` says are unchanged go straight into `unchanged`, with no job. What is
 /// left in `previous` afterwards is gone from disk.
-fn plan(files: Vec<TranscriptFile>, previous: &mut Manifest) -> Vec<Job> {
-    let mut jobs: Vec<Job> = files
-        .into_iter()
-        .map(|file| {
-            let state = previous.files.remove(&file.path);
-            Job {
+fn plan(files: Vec<TranscriptFile>, previous: &mut Manifest, unchanged: &mut Manifest) -> Vec<Job> {
+    let mut jobs: Vec<Job> = Vec::new();
+    for file in files {
+        match previous.files.remove(&file.path) {
+            Some(state) if file.identity.unchanged_since(&state.identity) => {
+                unchanged.files.insert(file.path, state);
+            }
+            state => jobs.push(Job {
                 file,
                 previous: state,
-            }
-        })
-        .collect();
+            }),
+        }
+    }
     let mut vanished: HashMap<(u64, u64), PathBuf> = previous
         .files
         .iter()

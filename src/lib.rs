@@ -7,7 +7,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`source`] | config roots, discovery, reading complete lines from an offset, file identity, the manifest, tailing and watching |
+//! | [`source`] | config roots, discovery and its cache of unchanged directories, reading complete lines from an offset, file identity, the manifest, tailing and watching |
 //! | [`transcript`] | the serde model of entries and tolerant decoding of one line |
 //! | [`session`] | state across lines and files: the dedup ledger, pricing, and the tracker that turns lines into spans, log entries and counter deltas |
 //! | [`signal`] | OTLP messages built from the tracker's output, under the content policy |
@@ -18,7 +18,9 @@
 //! | [`report`] | daily, monthly, session, project and model reports |
 //! | [`config`] | layered configuration and the `OTEL_EXPORTER_OTLP_*` variables |
 //! | [`telemetry`] | ccotel's own logs, spans and metrics |
+//! | [`codec`] | framing for the binary state files: integers, length-prefixed bytes, checksums |
 
+pub mod codec;
 pub mod config;
 pub mod export;
 pub mod ingest;

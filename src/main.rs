@@ -1,6 +1,6 @@
 //! The `ccotel` command line: parses arguments and wires the library together.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -25,7 +25,9 @@ use ccotel::sink::grpc::GrpcSink;
 use ccotel::sink::http::HttpSink;
 use ccotel::sink::retry::Backoff;
 use ccotel::sink::{Protocol, Sink};
-use ccotel::source::{discover, warn_if_none_found, StateDir};
+use ccotel::source::{
+    discover, discover_with, warn_if_none_found, Listing, StateDir, TranscriptFile,
+};
 use ccotel::telemetry::{self, LogFormat};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -417,23 +419,20 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
     let config = &loaded.config;
     let roots = loaded.claude_roots(environment);
     let started = std::time::Instant::now();
-    let list_files = || {
-        let files = discover(&roots)?;
-        warn_if_none_found(&roots, &files);
-        Ok(files)
-    };
     let options = IngestOptions {
         threads: config.threads,
         max_inline_line: config.max_line_bytes,
     };
     let progress = Arc::new(Progress::default());
     let result = if args.full {
-        let files = list_files().context("listing transcripts")?;
+        let files = discover(&roots).context("listing transcripts")?;
+        warn_if_none_found(&roots, &files);
         let _line = ProgressLine::start(Arc::clone(&progress));
         full_scan(files, &options, &progress)
     } else {
         let dir = loaded.state_dir(environment)?;
         let state = StateDir::open(&dir).context("opening the state directory")?;
+        let list_files = || list_through_cache(&roots, state.path());
         let _line = ProgressLine::start(Arc::clone(&progress));
         let (result, prior) = ingest_incremental(&state, list_files, &options, &progress)?;
         if let PriorState::Discarded(reason) = prior {
@@ -444,7 +443,29 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
     print_report(loaded, args, &result)?;
     tracing::debug!(elapsed = ?started.elapsed(), "report printed");
     warn_about(&result.summary);
+    // The process ends here: returning the ledger's and manifest's memory page by
+    // page would cost a few percent of an unchanged rerun for nothing.
+    std::mem::forget(result);
     Ok(())
+}
+
+/// Lists transcripts, reading only the directories changed since the listing
+/// saved in the state directory, and saves what changed.
+fn list_through_cache(roots: &[PathBuf], state_dir: &Path) -> std::io::Result<Vec<TranscriptFile>> {
+    let previous = Listing::load(state_dir);
+    let found = discover_with(roots, &previous)?;
+    tracing::debug!(
+        dirs_read = found.dirs_read,
+        dirs_cached = previous.len(),
+        "transcripts listed"
+    );
+    if found.listing != previous {
+        if let Err(error) = found.listing.save(state_dir) {
+            tracing::debug!("saving the directory listing: {error}");
+        }
+    }
+    warn_if_none_found(roots, &found.files);
+    Ok(found.files)
 }
 
 fn print_report(loaded: &Loaded, args: &ReportArgs, result: &Ingest) -> Result<()> {
@@ -455,6 +476,7 @@ fn print_report(loaded: &Loaded, args: &ReportArgs, result: &Ingest) -> Result<(
         until: args.until,
     };
     let report = report::build(&result.ledger, &prices, args.grouping, &filter);
+    tracing::debug!(rows = report.rows.len(), "report built");
     if args.json {
         emit(&format!(
             "{}\n",

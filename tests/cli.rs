@@ -91,7 +91,7 @@ fn daily_json_has_ccusages_shape_and_the_librarys_totals() {
         input + output_tokens + cache_creation + cache_read
     );
     assert!(
-        state.path().join("manifest.json").is_file(),
+        state.path().join("manifest.bin").is_file(),
         "the manifest was written"
     );
 
@@ -170,10 +170,10 @@ fn a_corrupt_manifest_warns_and_still_reports_right() {
     let home = home_with_samples();
     let state = tempfile::tempdir().expect("state");
     let first = json(&ccotel(&home, &state, &["report", "daily", "--json"]));
-    fs::write(state.path().join("manifest.json"), b"{ not json").expect("corrupt");
+    fs::write(state.path().join("manifest.bin"), b"{ not a manifest").expect("corrupt");
     let output = ccotel(&home, &state, &["report", "daily", "--json"]);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(stderr.contains("manifest.json is corrupt"), "{stderr}");
+    assert!(stderr.contains("manifest.bin is corrupt"), "{stderr}");
     assert_eq!(json(&output), first);
 }
 
@@ -238,4 +238,67 @@ fn an_empty_home_reports_zero_and_says_where_it_looked() {
     let document = json(&output);
     assert_eq!(document["totals"]["totalTokens"], 0);
     assert!(String::from_utf8_lossy(&output.stderr).contains("no transcripts found"));
+}
+
+/// Which directories a report read, from its `-vv` log.
+fn dirs_read(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("transcripts listed") && line.contains("dirs_read"))
+        .unwrap_or_else(|| panic!("no listing line in:\n{stderr}"));
+    let plain: String = line
+        .split('\u{1b}')
+        .map(|part| part.split_once('m').map_or(part, |(_, rest)| rest))
+        .collect();
+    plain
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("dirs_read="))
+        .expect("dirs_read field")
+        .to_owned()
+}
+
+#[test]
+fn settled_directories_are_not_read_again_yet_new_and_grown_files_are_counted() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    // Directories changed within the settle time are always read again.
+    std::thread::sleep(ccotel::source::listing::SETTLE + std::time::Duration::from_millis(300));
+    let first = ccotel(&home, &state, &["report", "daily", "--json", "-vv"]);
+    assert_eq!(
+        dirs_read(&first),
+        "4",
+        "projects and the three project dirs"
+    );
+    let unchanged = ccotel(&home, &state, &["report", "daily", "--json", "-vv"]);
+    assert_eq!(dirs_read(&unchanged), "0");
+    assert_eq!(json(&unchanged), json(&first));
+
+    home.copy_sample(
+        "spotter/tool_heavy.jsonl",
+        "-path-to-Demo/11111111-2222-4333-8444-555555555555.jsonl",
+    );
+    home.copy_sample(
+        "fasthooks/sample_agent_sidechain.jsonl",
+        "-home-USER-spotter/subagent/subagents/agent-a1.jsonl",
+    );
+    let grown = fs::read(common::sample("spotter/short.jsonl")).expect("sample");
+    home.append("-tmp-p/00000000-0000-4000-8000-0000000000aa.jsonl", &grown);
+    let after = ccotel(&home, &state, &["report", "daily", "--json", "-vv"]);
+    assert_eq!(
+        dirs_read(&after),
+        "4",
+        "the two changed project dirs and the new subagent dirs"
+    );
+    let full = json(&ccotel(
+        &home,
+        &state,
+        &["report", "daily", "--json", "--full"],
+    ));
+    assert_eq!(
+        json(&after),
+        full,
+        "the incremental report counts every new line"
+    );
+    assert_ne!(json(&after), json(&first), "the new lines add usage");
 }

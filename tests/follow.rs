@@ -138,7 +138,7 @@ fn run_follows_new_growing_renamed_truncated_and_deleted_files() {
     let received = Received::from_otlp_json_dir(&dir);
     assert!(received.spans.iter().all(|s| s.name != "session"));
     assert!(
-        state.path().join("state/export/manifest.json").is_file(),
+        state.path().join("state/export/manifest.bin").is_file(),
         "committed"
     );
 }

@@ -49,7 +49,7 @@ fn corrupt_manifest_or_ledger_means_a_warning_and_a_full_reparse() {
         (response("a", 5) + &response("a", 9)).as_bytes(),
     );
     home.incremental_scan(state.path());
-    let manifest = state.path().join("manifest.json");
+    let manifest = state.path().join("manifest.bin");
     for garbage in [&b"{\"format\":1,\"files\":"[..], b"", b"\xff\xfe"] {
         fs::write(&manifest, garbage).expect("corrupt");
         let (result, prior) = home.incremental_scan(state.path());

@@ -9,7 +9,7 @@
 //! is therefore proportional to what the batch changed, not to the history kept.
 //!
 //! Files in the export state directory:
-//! - `manifest.json` and `session-state.<hash>.bin`: the base snapshot
+//! - `manifest.bin` and `session-state.<hash>.bin`: the base snapshot
 //!   ([`StateDir::save`]), the blob holding its generation, ledger, open spans and
 //!   finished sessions;
 //! - `journal.bin`: a header naming the base generation it extends, then records
@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::codec::{put_section, put_u64, CodecError, Decoder};
 use crate::session::Ledger;
 use crate::source::manifest::{io_error, write_atomically};
 use crate::source::{FileState, Manifest, ManifestError, StateDir};
@@ -234,21 +235,27 @@ fn load_base(dir: &Path) -> Result<Option<(u64, Restored, u64)>, String> {
     else {
         return Ok(None);
     };
-    let mut reader = Reader(&blob);
+    let (generation, restored) = decode_base(manifest, &blob).map_err(|e| e.to_string())?;
+    Ok(Some((generation, restored, blob.len() as u64)))
+}
+
+fn decode_base(manifest: Manifest, blob: &[u8]) -> Result<(u64, Restored), CodecError> {
+    let mut reader = Decoder::new(blob);
     if reader.take(BASE_MAGIC.len())? != BASE_MAGIC {
-        return Err("not an export state file of this version".into());
+        return Err(CodecError::Invalid(
+            "not an export state file of this version".into(),
+        ));
     }
     let generation = reader.u64()?;
-    let ledger = Ledger::decode(reader.section()?).map_err(|e| e.to_string())?;
-    let open_state = reader.section()?.to_vec();
-    let closed = reader.pairs()?;
+    let ledger = Ledger::decode(reader.section()?)
+        .map_err(|error| CodecError::Invalid(error.to_string()))?;
     let restored = Restored {
         manifest,
         ledger,
-        open_state,
-        closed,
+        open_state: reader.section()?.to_vec(),
+        closed: take_pairs(&mut reader)?,
     };
-    Ok(Some((generation, restored, blob.len() as u64)))
+    Ok((generation, restored))
 }
 
 /// Applies the journal's records to `restored`; returns the length of its valid
@@ -322,11 +329,13 @@ fn encode_changes(checkpoint: &Checkpoint) -> Result<Vec<u8>, serde_json::Error>
 }
 
 fn decode_changes(payload: &[u8]) -> Result<Checkpoint, String> {
-    let mut reader = Reader(payload);
-    let files = serde_json::from_slice(reader.section()?).map_err(|e| e.to_string())?;
-    let ledger = Ledger::decode(reader.section()?).map_err(|e| e.to_string())?;
-    let open_state = reader.section()?.to_vec();
-    let closed = reader.pairs()?;
+    let mut reader = Decoder::new(payload);
+    let text = |error: CodecError| error.to_string();
+    let files =
+        serde_json::from_slice(reader.section().map_err(text)?).map_err(|e| e.to_string())?;
+    let ledger = Ledger::decode(reader.section().map_err(text)?).map_err(|e| e.to_string())?;
+    let open_state = reader.section().map_err(text)?.to_vec();
+    let closed = take_pairs(&mut reader).map_err(text)?;
     Ok(Checkpoint {
         files,
         ledger,
@@ -335,50 +344,23 @@ fn decode_changes(payload: &[u8]) -> Result<Checkpoint, String> {
     })
 }
 
-fn put_section(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
 fn put_pairs<'a>(out: &mut Vec<u8>, pairs: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>) {
-    out.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
+    put_u64(out, pairs.len() as u64);
     for (key, value) in pairs {
         put_section(out, key.as_bytes());
         put_section(out, value);
     }
 }
 
-/// Reads the sections written by `put_section` and `put_pairs`.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
-        let (head, rest) = self.0.split_at_checked(len).ok_or("truncated")?;
-        self.0 = rest;
-        Ok(head)
+/// Reads what `put_pairs` wrote.
+fn take_pairs(input: &mut Decoder<'_>) -> Result<Vec<(String, Vec<u8>)>, CodecError> {
+    let count = input.count(16)?;
+    let mut pairs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key = input.text()?.to_owned();
+        pairs.push((key, input.section()?.to_vec()));
     }
-
-    fn u64(&mut self) -> Result<u64, String> {
-        let bytes = self.take(8)?;
-        Ok(u64::from_le_bytes(
-            bytes.try_into().map_err(|_| "truncated")?,
-        ))
-    }
-
-    fn section(&mut self) -> Result<&'a [u8], String> {
-        let len = usize::try_from(self.u64()?).map_err(|_| "bad length")?;
-        self.take(len)
-    }
-
-    fn pairs(&mut self) -> Result<Vec<(String, Vec<u8>)>, String> {
-        let count = self.u64()?;
-        let mut pairs = Vec::new();
-        for _ in 0..count {
-            let key = String::from_utf8(self.section()?.to_vec()).map_err(|e| e.to_string())?;
-            pairs.push((key, self.section()?.to_vec()));
-        }
-        Ok(pairs)
-    }
+    Ok(pairs)
 }
 
 #[cfg(test)]

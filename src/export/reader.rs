@@ -21,7 +21,9 @@ use crate::signal::rows::Rows;
 use crate::signal::{Encoder, OtlpBatch};
 use crate::source::tail::{Opened, Pending};
 use crate::source::watch::Watch;
-use crate::source::{discover, FileIdentity, FileState, Line, LineReader, Marker, Tailer};
+use crate::source::{
+    discover_with, FileIdentity, FileState, Line, LineReader, Listing, Marker, Tailer,
+};
 use crate::transcript::{decode_line, decode_reader, Decoded, Entry, EntryKind, LineStats};
 
 /// A batch ready to send, and the state to commit once it is acknowledged.
@@ -47,6 +49,8 @@ pub struct Reader {
     index: Option<SharedIndex>,
     activity: Activity,
     dirty: HashMap<PathBuf, Option<FileState>>,
+    /// Unchanged directories are not read again on the next pass.
+    listing: Listing,
     bytes: u64,
     lines: u64,
     scratch: Vec<u8>,
@@ -86,6 +90,7 @@ impl Reader {
             stop,
             activity: Activity::default(),
             dirty: HashMap::new(),
+            listing: Listing::default(),
             bytes: 0,
             lines: 0,
             scratch: Vec::new(),
@@ -141,8 +146,11 @@ impl Reader {
 
     /// One look at every file: reads what is new.
     fn pass(&mut self, first: bool) -> Result<(), ReadEnd> {
-        let listed = match discover(&self.options.roots) {
-            Ok(files) => files,
+        let listed = match discover_with(&self.options.roots, &self.listing) {
+            Ok(found) => {
+                self.listing = found.listing;
+                found.files
+            }
             Err(error) => {
                 tracing::warn!("cannot list transcripts: {error}");
                 return Ok(());

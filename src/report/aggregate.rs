@@ -1,13 +1,15 @@
 //! Grouping counted responses into report rows.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
-use crate::session::{Ledger, PriceTable, Response};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::session::{Ledger, ModelPrice, PriceTable, Response, StringIds};
 
 /// What a report's rows are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -116,31 +118,67 @@ impl DateFilter {
     }
 }
 
-/// What a row is keyed by while responses are grouped; cheap to hash and compare.
+/// What a row is keyed by while responses are grouped: text is grouped by its
+/// ledger string id, so grouping never hashes or compares text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum GroupKey<'a> {
+enum GroupKey {
     Day(Date),
     Month(i16, i8),
-    Text(&'a str),
-}
-
-impl GroupKey<'_> {
-    fn label(&self) -> String {
-        match self {
-            GroupKey::Day(date) => date.to_string(),
-            GroupKey::Month(year, month) => format!("{year:04}-{month:02}"),
-            GroupKey::Text(text) => (*text).to_owned(),
-        }
-    }
+    Text(u32),
 }
 
 #[derive(Default)]
-struct Group<'a> {
+struct Group {
     sum: Sum,
-    models: HashMap<&'a str, Sum>,
-    projects: BTreeSet<&'a str>,
+    /// By model string id; a group has few models.
+    models: Vec<(u32, Sum)>,
+    projects: FxHashSet<u32>,
     first_ms: i64,
     last_ms: i64,
+}
+
+impl Group {
+    fn add(&mut self, ids: StringIds, response: &Response<'_>, cost: i128) {
+        self.sum.add(response, cost);
+        match self
+            .models
+            .iter_mut()
+            .find(|(model, _)| *model == ids.model)
+        {
+            Some((_, sum)) => sum.add(response, cost),
+            None => {
+                let mut sum = Sum::default();
+                sum.add(response, cost);
+                self.models.push((ids.model, sum));
+            }
+        }
+        self.projects.insert(ids.project);
+        self.first_ms = self.first_ms.min(response.timestamp_ms);
+        self.last_ms = self.last_ms.max(response.timestamp_ms);
+    }
+}
+
+/// What each response needs looked up once per distinct value: the local date of
+/// its quarter hour (every time zone offset is a multiple of 15 minutes) and its
+/// model's price.
+struct Lookups<'p> {
+    prices: &'p PriceTable,
+    dates: FxHashMap<i64, Date>,
+    model_prices: Vec<Option<Option<&'p ModelPrice>>>,
+}
+
+impl<'p> Lookups<'p> {
+    fn date(&mut self, filter: &DateFilter, timestamp_ms: i64) -> Date {
+        *self
+            .dates
+            .entry(timestamp_ms.div_euclid(900_000))
+            .or_insert_with(|| filter.local_date(timestamp_ms))
+    }
+
+    fn price(&mut self, model_id: u32, model: &str) -> Option<&'p ModelPrice> {
+        let prices = self.prices;
+        *self.model_prices[model_id as usize].get_or_insert_with(|| prices.lookup(model))
+    }
 }
 
 /// Groups every counted response in the ledger.
@@ -150,23 +188,21 @@ pub fn build(
     grouping: Grouping,
     filter: &DateFilter,
 ) -> Report {
-    let mut groups: HashMap<GroupKey<'_>, Group<'_>> = HashMap::new();
+    let mut groups: FxHashMap<GroupKey, Group> = FxHashMap::default();
     let mut total = Sum::default();
     let mut unpriced: BTreeMap<String, u64> = BTreeMap::new();
-    // Every time zone offset is a multiple of 15 minutes: one conversion per
-    // quarter hour gives every response's local date.
-    let mut dates: HashMap<i64, Date> = HashMap::new();
-    let mut prices_by_model = HashMap::new();
-    for (_, response) in ledger.responses() {
-        let date = *dates
-            .entry(response.timestamp_ms.div_euclid(900_000))
-            .or_insert_with(|| filter.local_date(response.timestamp_ms));
+    let mut names: Vec<&str> = vec![""; ledger.string_count()];
+    let mut lookups = Lookups {
+        prices,
+        dates: FxHashMap::default(),
+        model_prices: vec![None; ledger.string_count()],
+    };
+    for (ids, response) in ledger.responses_with_ids() {
+        let date = lookups.date(filter, response.timestamp_ms);
         if !filter.includes(date) {
             continue;
         }
-        let price = *prices_by_model
-            .entry(response.model)
-            .or_insert_with(|| prices.lookup(response.model));
+        let price = lookups.price(ids.model, response.model);
         let cost = match prices.cost_at(price, &response) {
             Some(cost) => (cost * FEMTODOLLARS).round() as i128,
             None => {
@@ -177,54 +213,58 @@ pub fn build(
         let key = match grouping {
             Grouping::Daily => GroupKey::Day(date),
             Grouping::Monthly => GroupKey::Month(date.year(), date.month()),
-            Grouping::Session => GroupKey::Text(response.session),
-            Grouping::Project => GroupKey::Text(response.project),
-            Grouping::Model => GroupKey::Text(response.model),
+            Grouping::Session => GroupKey::Text(ids.session),
+            Grouping::Project => GroupKey::Text(ids.project),
+            Grouping::Model => GroupKey::Text(ids.model),
         };
-        let group = groups.entry(key).or_insert_with(|| Group {
-            first_ms: i64::MAX,
-            last_ms: i64::MIN,
-            ..Group::default()
-        });
-        group.sum.add(&response, cost);
-        group
-            .models
-            .entry(response.model)
-            .or_default()
-            .add(&response, cost);
-        group.projects.insert(response.project);
-        group.first_ms = group.first_ms.min(response.timestamp_ms);
-        group.last_ms = group.last_ms.max(response.timestamp_ms);
+        for (id, name) in [
+            (ids.model, response.model),
+            (ids.session, response.session),
+            (ids.project, response.project),
+        ] {
+            names[id as usize] = name;
+        }
+        groups
+            .entry(key)
+            .or_insert_with(|| Group {
+                first_ms: i64::MAX,
+                last_ms: i64::MIN,
+                ..Group::default()
+            })
+            .add(ids, &response, cost);
         total.add(&response, cost);
     }
-    let mut keyed: Vec<(GroupKey<'_>, Group<'_>)> = groups.into_iter().collect();
-    keyed.sort_unstable_by(|a, b| order(&a.0, &b.0));
+    let label = |key: &GroupKey| match key {
+        GroupKey::Day(date) => date.to_string(),
+        GroupKey::Month(year, month) => format!("{year:04}-{month:02}"),
+        GroupKey::Text(id) => names[*id as usize].to_owned(),
+    };
+    let mut keyed: Vec<(GroupKey, Group)> = groups.into_iter().collect();
+    keyed.sort_unstable_by_key(|(key, _)| match key {
+        GroupKey::Day(date) => (*date, 0),
+        GroupKey::Month(year, month) => (jiff::civil::date(*year, *month, 1), 0),
+        GroupKey::Text(id) => (Date::MIN, *id),
+    });
     let mut rows: Vec<Row> = keyed
         .into_iter()
         .map(|(key, group)| Row {
-            key: key.label(),
+            key: label(&key),
             totals: group.sum.totals(),
             models: group
                 .models
                 .iter()
-                .map(|(model, sum)| ((*model).to_owned(), sum.totals()))
+                .map(|(model, sum)| (names[*model as usize].to_owned(), sum.totals()))
                 .collect(),
-            projects: group.projects.iter().map(|p| (*p).to_owned()).collect(),
+            projects: group
+                .projects
+                .iter()
+                .map(|project| names[*project as usize].to_owned())
+                .collect(),
             first_ms: group.first_ms,
             last_ms: group.last_ms,
         })
         .collect();
-    if matches!(grouping, Grouping::Session) {
-        rows.sort_by(|a, b| a.last_ms.cmp(&b.last_ms).then_with(|| a.key.cmp(&b.key)));
-    }
-    if matches!(grouping, Grouping::Project | Grouping::Model) {
-        rows.sort_by(|a, b| {
-            b.totals
-                .cost
-                .total_cmp(&a.totals.cost)
-                .then_with(|| a.key.cmp(&b.key))
-        });
-    }
+    rows.sort_by(|a, b| order(grouping, a, b));
     Report {
         grouping,
         rows,
@@ -233,12 +273,16 @@ pub fn build(
     }
 }
 
-fn order(a: &GroupKey<'_>, b: &GroupKey<'_>) -> Ordering {
-    match (a, b) {
-        (GroupKey::Day(a), GroupKey::Day(b)) => a.cmp(b),
-        (GroupKey::Month(ay, am), GroupKey::Month(by, bm)) => (ay, am).cmp(&(by, bm)),
-        (GroupKey::Text(a), GroupKey::Text(b)) => a.cmp(b),
-        _ => Ordering::Equal,
+/// Days and months stay in calendar order; sessions go by when they were last
+/// active, projects and models by cost, largest first.
+fn order(grouping: Grouping, a: &Row, b: &Row) -> Ordering {
+    let by_key = || a.key.cmp(&b.key);
+    match grouping {
+        Grouping::Daily | Grouping::Monthly => Ordering::Equal,
+        Grouping::Session => a.last_ms.cmp(&b.last_ms).then_with(by_key),
+        Grouping::Project | Grouping::Model => {
+            b.totals.cost.total_cmp(&a.totals.cost).then_with(by_key)
+        }
     }
 }
 

@@ -15,6 +15,8 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::codec::{CodecError, Decoder};
+
 /// Identity of one API response: a 128-bit hash of its ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResponseKey(pub u128);
@@ -117,6 +119,14 @@ impl Observation<'_> {
     }
 }
 
+/// Where a response's strings are in the ledger's string table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StringIds {
+    pub model: u32,
+    pub session: u32,
+    pub project: u32,
+}
+
 /// A counted response, with its strings resolved.
 pub type Response<'a> = Observation<'a>;
 
@@ -158,13 +168,78 @@ impl Hasher for KeyHasher {
 /// The counted usage of every response seen.
 ///
 /// Records live in a vector; the key index is built only when a new observation
-/// needs it, so a run that adds nothing (an unchanged corpus) never pays for it.
+/// needs it, and a decoded ledger keeps its records in their encoded bytes until
+/// one changes, so a run that adds nothing (an unchanged corpus) pays for neither.
 #[derive(Default)]
 pub struct Ledger {
-    records: Vec<(ResponseKey, Record)>,
+    records: Records,
     index: Option<HashMap<ResponseKey, usize, BuildHasherDefault<KeyHasher>>>,
     strings: Vec<Box<str>>,
-    string_ids: HashMap<Box<str>, u32>,
+    /// Built, like `index`, only when something is interned.
+    string_ids: Option<HashMap<Box<str>, u32>>,
+}
+
+/// Records as [`Ledger::encode`] wrote them (sorted by key, validated), or as
+/// vectors once something changes.
+enum Records {
+    Decoded(Vec<(ResponseKey, Record)>),
+    Encoded {
+        bytes: Vec<u8>,
+        start: usize,
+        count: usize,
+    },
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Records::Decoded(Vec::new())
+    }
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        match self {
+            Records::Decoded(records) => records.len(),
+            Records::Encoded { count, .. } => *count,
+        }
+    }
+
+    fn iter(&self) -> RecordIter<'_> {
+        match self {
+            Records::Decoded(records) => RecordIter::Decoded(records.iter()),
+            Records::Encoded { bytes, start, .. } => {
+                RecordIter::Encoded(bytes[*start..].chunks_exact(RECORD_BYTES))
+            }
+        }
+    }
+
+    /// The records as a vector, decoding them the first time.
+    fn decoded(&mut self) -> &mut Vec<(ResponseKey, Record)> {
+        if let Records::Encoded { .. } = self {
+            let decoded: Vec<(ResponseKey, Record)> = self.iter().collect();
+            *self = Records::Decoded(decoded);
+        }
+        match self {
+            Records::Decoded(records) => records,
+            Records::Encoded { .. } => unreachable!("decoded above"),
+        }
+    }
+}
+
+enum RecordIter<'a> {
+    Decoded(std::slice::Iter<'a, (ResponseKey, Record)>),
+    Encoded(std::slice::ChunksExact<'a, u8>),
+}
+
+impl Iterator for RecordIter<'_> {
+    type Item = (ResponseKey, Record);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            RecordIter::Decoded(records) => records.next().copied(),
+            RecordIter::Encoded(chunks) => chunks.next().map(decode_record),
+        }
+    }
 }
 
 /// The persisted ledger could not be read.
@@ -183,7 +258,7 @@ impl Ledger {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.records.len() == 0
     }
 
     /// Records a line's usage for a response; the largest observation is kept.
@@ -191,17 +266,19 @@ impl Ledger {
     pub fn observe(&mut self, key: ResponseKey, observation: &Observation<'_>) -> bool {
         let slot = self.index().get(&key).copied();
         if let Some(slot) = slot {
-            let existing = self.resolve(&self.records[slot].1);
+            let existing = self.records.decoded()[slot].1;
+            let existing = self.resolve(&existing);
             if observation.rank().cmp(&existing.rank()) != Ordering::Greater {
                 return false;
             }
         }
         let record = self.intern_record(observation);
+        let records = self.records.decoded();
         match slot {
-            Some(slot) => self.records[slot].1 = record,
+            Some(slot) => records[slot].1 = record,
             None => {
-                let slot = self.records.len();
-                self.records.push((key, record));
+                let slot = records.len();
+                records.push((key, record));
                 self.index().insert(key, slot);
             }
         }
@@ -209,7 +286,7 @@ impl Ledger {
     }
 
     fn index(&mut self) -> &mut HashMap<ResponseKey, usize, BuildHasherDefault<KeyHasher>> {
-        let records = &self.records;
+        let records = self.records.decoded();
         self.index.get_or_insert_with(|| {
             let mut index = HashMap::with_capacity_and_hasher(records.len(), Default::default());
             for (slot, (key, _)) in records.iter().enumerate() {
@@ -222,7 +299,8 @@ impl Ledger {
     /// The counted observation of a response, if any.
     pub fn get(&mut self, key: ResponseKey) -> Option<Observation<'_>> {
         let slot = self.index().get(&key).copied()?;
-        Some(self.resolve(&self.records[slot].1))
+        let record = self.records.decoded()[slot].1;
+        Some(self.resolve(&record))
     }
 
     /// Merges another ledger into this one, as if its observations were made here.
@@ -230,9 +308,9 @@ impl Ledger {
         if other.is_empty() {
             return;
         }
-        self.records.reserve(other.records.len());
-        for (key, record) in &other.records {
-            self.observe(*key, &other.resolve(record));
+        self.records.decoded().reserve(other.records.len());
+        for (key, record) in other.records.iter() {
+            self.observe(key, &other.resolve(&record));
         }
     }
 
@@ -240,7 +318,26 @@ impl Ledger {
     pub fn responses(&self) -> impl Iterator<Item = (ResponseKey, Response<'_>)> + '_ {
         self.records
             .iter()
-            .map(|(key, record)| (*key, self.resolve(record)))
+            .map(|(key, record)| (key, self.resolve(&record)))
+    }
+
+    /// Every counted response with the ids of its model, session and project
+    /// strings: equal ids are equal strings, so a report can group by them
+    /// without hashing text. Ids index [`Ledger::string_count`] slots.
+    pub fn responses_with_ids(&self) -> impl Iterator<Item = (StringIds, Response<'_>)> + '_ {
+        self.records.iter().map(|(_, record)| {
+            let ids = StringIds {
+                model: record.model,
+                session: record.session,
+                project: record.project,
+            };
+            (ids, self.resolve(&record))
+        })
+    }
+
+    /// How many distinct strings the ledger holds: every id is below this.
+    pub fn string_count(&self) -> usize {
+        self.strings.len()
     }
 
     fn resolve(&self, record: &Record) -> Observation<'_> {
@@ -272,12 +369,20 @@ impl Ledger {
     }
 
     fn intern(&mut self, text: &str) -> u32 {
-        if let Some(&id) = self.string_ids.get(text) {
+        let strings = &self.strings;
+        let ids = self.string_ids.get_or_insert_with(|| {
+            let mut ids = HashMap::with_capacity(strings.len());
+            for (id, text) in strings.iter().enumerate() {
+                ids.entry(text.clone()).or_insert(id as u32);
+            }
+            ids
+        });
+        if let Some(&id) = ids.get(text) {
             return id;
         }
         let id = self.strings.len() as u32;
+        ids.insert(text.into(), id);
         self.strings.push(text.into());
-        self.string_ids.insert(text.into(), id);
         id
     }
 
@@ -290,9 +395,18 @@ impl Ledger {
             out.extend_from_slice(&(text.len() as u32).to_le_bytes());
             out.extend_from_slice(text.as_bytes());
         }
-        let mut sorted: Vec<&(ResponseKey, Record)> = self.records.iter().collect();
-        sorted.sort_unstable_by_key(|(key, _)| *key);
-        out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(self.records.len() as u64).to_le_bytes());
+        let sorted = match &self.records {
+            Records::Encoded { bytes, start, .. } => {
+                out.extend_from_slice(&bytes[*start..]);
+                return out;
+            }
+            Records::Decoded(records) => {
+                let mut sorted: Vec<&(ResponseKey, Record)> = records.iter().collect();
+                sorted.sort_unstable_by_key(|(key, _)| *key);
+                sorted
+            }
+        };
         for (key, record) in sorted {
             out.extend_from_slice(&key.0.to_le_bytes());
             let t = &record.tokens;
@@ -318,43 +432,51 @@ impl Ledger {
 
     /// Reads a ledger written by [`Ledger::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Ledger, LedgerError> {
-        let mut input = Cursor { bytes, at: 0 };
+        Ledger::from_encoded(bytes.to_vec())
+    }
+
+    /// Reads a ledger written by [`Ledger::encode`], keeping its records in
+    /// `bytes` until one changes.
+    pub fn from_encoded(bytes: Vec<u8>) -> Result<Ledger, LedgerError> {
+        Ledger::try_decode(bytes).map_err(|error| LedgerError(error.to_string()))
+    }
+
+    fn try_decode(bytes: Vec<u8>) -> Result<Ledger, CodecError> {
+        let mut input = Decoder::new(&bytes);
         if input.take(MAGIC.len())? != MAGIC {
-            return Err(LedgerError("unknown format".into()));
+            return Err(CodecError::Invalid("unknown format".into()));
         }
         let mut ledger = Ledger::new();
         let strings = input.u32()?;
         for _ in 0..strings {
             let len = input.u32()? as usize;
             let text = std::str::from_utf8(input.take(len)?)
-                .map_err(|error| LedgerError(error.to_string()))?;
-            ledger.intern(text);
+                .map_err(|error| CodecError::Invalid(error.to_string()))?;
+            ledger.strings.push(text.into());
         }
-        if ledger.strings.len() != strings as usize {
-            return Err(LedgerError("duplicate strings".into()));
-        }
-        let count = input.u64()?;
-        if count.saturating_mul(RECORD_BYTES as u64) > (bytes.len() - input.at) as u64 {
-            return Err(LedgerError("truncated".into()));
-        }
-        let body = input.take(count as usize * RECORD_BYTES)?;
-        ledger.records.reserve(count as usize);
+        let count = input.count(RECORD_BYTES)?;
+        let start = bytes.len() - input.remaining();
+        let body = input.take(count * RECORD_BYTES)?;
+        input.finish()?;
+        let mut previous_key = None;
         for chunk in body.chunks_exact(RECORD_BYTES) {
             let (key, record) = decode_record(chunk);
             if [record.model, record.session, record.project]
                 .iter()
                 .any(|&id| id >= strings)
             {
-                return Err(LedgerError("string index out of range".into()));
+                return Err(CodecError::Invalid("string index out of range".into()));
             }
-            ledger.records.push((key, record));
+            if previous_key.is_some_and(|previous| previous >= key) {
+                return Err(CodecError::Invalid("response keys out of order".into()));
+            }
+            previous_key = Some(key);
         }
-        if !ledger.records.windows(2).all(|pair| pair[0].0 < pair[1].0) {
-            return Err(LedgerError("response keys out of order".into()));
-        }
-        if input.at != bytes.len() {
-            return Err(LedgerError("trailing bytes".into()));
-        }
+        ledger.records = Records::Encoded {
+            bytes,
+            start,
+            count,
+        };
         Ok(ledger)
     }
 }
@@ -388,38 +510,6 @@ fn decode_record(chunk: &[u8]) -> (ResponseKey, Record) {
 
 const MAGIC: &[u8] = b"ccotel-ledger-1\n";
 const RECORD_BYTES: usize = 16 + 6 * 8 + 8 + 3 * 4 + 1 + 8;
-
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], LedgerError> {
-        let end = self
-            .at
-            .checked_add(len)
-            .filter(|&end| end <= self.bytes.len())
-            .ok_or_else(|| LedgerError("truncated".into()))?;
-        let slice = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(slice)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], LedgerError> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn u32(&mut self) -> Result<u32, LedgerError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, LedgerError> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-}
 
 #[cfg(test)]
 mod tests {

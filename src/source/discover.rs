@@ -6,8 +6,11 @@ use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::identity::FileIdentity;
+use super::listing::{DirEntries, DirListing, DirStamp, Listing};
 
 /// One transcript file found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,56 +55,104 @@ pub fn default_roots(home: &Path) -> Vec<PathBuf> {
 /// Every transcript under the given roots, sorted by path. Roots without a
 /// `projects/` directory are skipped; the same file reached through two roots (a
 /// symlinked config dir) is listed once.
-///
-/// Project directories are walked on several threads: listing is mostly `stat`
-/// calls, and on an unchanged corpus listing is most of what a run does.
 pub fn discover(roots: &[PathBuf]) -> io::Result<Vec<TranscriptFile>> {
-    let mut files = Vec::new();
+    Ok(discover_with(roots, &Listing::default())?.files)
+}
+
+/// What a listing found, and what it learned for the next one.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub files: Vec<TranscriptFile>,
+    /// The settled directories' entries, for the next call.
+    pub listing: Listing,
+    /// Directories whose entries were read (the others were unchanged).
+    pub dirs_read: usize,
+}
+
+/// Like [`discover`], reusing `previous` entries of directories unchanged since
+/// (see [`super::listing`]): each directory is `stat`ed and only the changed ones
+/// are read. Transcripts are `stat`ed either way, which catches appends.
+///
+/// Project directories are visited on several threads: on an unchanged corpus,
+/// these `stat` calls are most of what a run does.
+pub fn discover_with(roots: &[PathBuf], previous: &Listing) -> io::Result<Discovery> {
+    discover_at(roots, previous, SystemTime::now())
+}
+
+/// [`discover_with`] as if it ran at `listed_at`, which decides what is settled.
+fn discover_at(
+    roots: &[PathBuf],
+    previous: &Listing,
+    listed_at: SystemTime,
+) -> io::Result<Discovery> {
+    let mut walk = Walk {
+        previous,
+        listed_at,
+        found: Discovery::default(),
+    };
     let mut project_dirs = Vec::new();
     for root in roots {
         let projects = root.join("projects");
         if !fs::metadata(&projects).is_ok_and(|m| m.is_dir()) {
             continue;
         }
-        for entry in fs::read_dir(&projects)? {
-            let entry = entry?;
-            let project = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type()?.is_dir() {
-                project_dirs.push((entry.path(), project));
-            } else {
-                push_if_transcript(&entry, &project, &mut files);
-            }
+        let Some(entries) = walk.entries(&projects)? else {
+            continue;
+        };
+        for name in &entries.transcripts {
+            let project = name.to_string_lossy();
+            walk.push_if_transcript(projects.join(name), &project);
+        }
+        for name in &entries.subdirs {
+            let project = name.to_string_lossy().into_owned();
+            project_dirs.push((projects.join(name), project));
         }
     }
-    files.extend(walk_in_parallel(&project_dirs)?);
+    let mut found = walk.found;
+    for part in visit_in_parallel(&project_dirs, previous, walk.listed_at)? {
+        found.files.extend(part.files);
+        found.listing.extend(part.listing);
+        found.dirs_read += part.dirs_read;
+    }
     // Byte order: as deterministic as component order, and much cheaper.
-    files.sort_unstable_by(|a, b| {
+    found.files.sort_unstable_by(|a, b| {
         a.path
             .as_os_str()
             .as_bytes()
             .cmp(b.path.as_os_str().as_bytes())
     });
-    let mut seen = HashSet::with_capacity(files.len());
-    files.retain(|file| seen.insert((file.identity.dev, file.identity.ino)));
-    Ok(files)
+    let mut seen = HashSet::with_capacity(found.files.len());
+    found
+        .files
+        .retain(|file| seen.insert((file.identity.dev, file.identity.ino)));
+    Ok(found)
 }
 
-fn walk_in_parallel(project_dirs: &[(PathBuf, String)]) -> io::Result<Vec<TranscriptFile>> {
+fn visit_in_parallel(
+    project_dirs: &[(PathBuf, String)],
+    previous: &Listing,
+    listed_at: SystemTime,
+) -> io::Result<Vec<Discovery>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .clamp(1, 8);
+        .clamp(1, 8)
+        .min(project_dirs.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<io::Result<Vec<TranscriptFile>>> = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut files = Vec::new();
+                    let mut walk = Walk {
+                        previous,
+                        listed_at,
+                        found: Discovery::default(),
+                    };
                     loop {
                         let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some((dir, project)) = project_dirs.get(at) else {
-                            return Ok(files);
+                            return Ok(walk.found);
                         };
-                        walk(dir, project, &mut files)?;
+                        walk.visit(dir, project)?;
                     }
                 })
             })
@@ -114,57 +165,77 @@ fn walk_in_parallel(project_dirs: &[(PathBuf, String)]) -> io::Result<Vec<Transc
                     .unwrap_or_else(|_| Err(io::Error::other("listing thread failed")))
             })
             .collect()
-    });
-    let mut files = Vec::new();
-    for result in results {
-        files.extend(result?);
-    }
-    Ok(files)
+    })
 }
 
-fn walk(dir: &Path, project: &str, files: &mut Vec<TranscriptFile>) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        // A session directory deleted by Claude Code's cleanup while we walk.
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error),
-    };
-    for entry in entries {
-        let entry = entry?;
-        // Directory symlinks are not followed: they can form cycles.
-        if entry.file_type()?.is_dir() {
-            walk(&entry.path(), project, files)?;
-        } else {
-            push_if_transcript(&entry, project, files);
+/// One thread's share of a listing.
+struct Walk<'a> {
+    previous: &'a Listing,
+    listed_at: SystemTime,
+    found: Discovery,
+}
+
+impl Walk<'_> {
+    fn visit(&mut self, dir: &Path, project: &str) -> io::Result<()> {
+        let Some(entries) = self.entries(dir)? else {
+            return Ok(());
+        };
+        for name in &entries.transcripts {
+            self.push_if_transcript(dir.join(name), project);
         }
+        for name in &entries.subdirs {
+            self.visit(&dir.join(name), project)?;
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-fn push_if_transcript(entry: &fs::DirEntry, project: &str, files: &mut Vec<TranscriptFile>) {
-    if !entry.file_name().as_bytes().ends_with(b".jsonl") {
-        return;
+    /// A directory's entries, reused when it is unchanged since the last listing;
+    /// `None` when it is gone (deleted by Claude Code's cleanup while we walk).
+    fn entries(&mut self, dir: &Path) -> io::Result<Option<Arc<DirEntries>>> {
+        let gone = |error: io::Error| match error.kind() {
+            io::ErrorKind::NotFound => Ok(None),
+            _ => Err(error),
+        };
+        // Taken before reading: a change while we read shows as a different stamp.
+        let stamp = match fs::metadata(dir) {
+            Ok(metadata) => DirStamp::of(&metadata),
+            Err(error) => return gone(error),
+        };
+        let entries = match self.previous.entries_if_unchanged(dir, &stamp) {
+            Some(entries) => Arc::clone(entries),
+            None => {
+                self.found.dirs_read += 1;
+                match DirEntries::read(dir) {
+                    Ok(entries) => Arc::new(entries),
+                    Err(error) => return gone(error),
+                }
+            }
+        };
+        if stamp.settled(self.listed_at) {
+            let listing = DirListing {
+                stamp,
+                entries: Arc::clone(&entries),
+            };
+            self.found.listing.insert(dir.to_owned(), listing);
+        }
+        Ok(Some(entries))
     }
-    // Follows a symlinked file (unlike `DirEntry::metadata`), relative to the
-    // directory already open.
-    let path = entry.path();
-    let metadata = match entry.file_type() {
-        Ok(kind) if kind.is_symlink() => fs::metadata(&path),
-        _ => entry.metadata(),
-    };
-    let Ok(metadata) = metadata else {
-        return;
-    };
-    let identity = FileIdentity::of(&metadata);
-    if !metadata.is_file() {
-        return;
+
+    /// Follows a symlinked file; skips what is not a regular file or is gone.
+    fn push_if_transcript(&mut self, path: PathBuf, project: &str) {
+        let Ok(metadata) = fs::metadata(&path) else {
+            return;
+        };
+        if !metadata.is_file() {
+            return;
+        }
+        self.found.files.push(TranscriptFile {
+            path,
+            project: project.to_owned(),
+            size: metadata.len(),
+            identity: FileIdentity::of(&metadata),
+        });
     }
-    files.push(TranscriptFile {
-        path,
-        project: project.to_owned(),
-        size: metadata.len(),
-        identity,
-    });
 }
 
 #[cfg(test)]
@@ -213,6 +284,78 @@ mod tests {
             ]
         );
         assert!(files.iter().all(|f| f.project == "-home-dev-app"));
+    }
+
+    /// A listing taken this long after now sees today's directories as settled.
+    fn later() -> SystemTime {
+        SystemTime::now() + 2 * super::super::listing::SETTLE
+    }
+
+    fn relative_paths(found: &Discovery, project: &Path) -> Vec<String> {
+        found
+            .files
+            .iter()
+            .map(|f| {
+                let path = f.path.strip_prefix(project).expect("under project");
+                path.display().to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unchanged_directories_are_not_read_again_and_changes_are_seen() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let roots = default_roots(home.path());
+        let project = roots[0].join("projects").join("-p");
+        touch(&project.join("s1.jsonl"));
+        touch(&project.join("s1/subagents/agent-a1.jsonl"));
+        let first = discover_at(&roots, &Listing::default(), later()).expect("list");
+        assert_eq!(first.dirs_read, 4, "projects, -p, s1, subagents");
+        assert_eq!(first.listing.len(), 4);
+
+        let second = discover_at(&roots, &first.listing, later()).expect("list");
+        assert_eq!(second.dirs_read, 0);
+        assert_eq!(second.files, first.files);
+        assert_eq!(second.listing, first.listing);
+
+        fs::write(project.join("s1.jsonl"), b"{}\n{}\n").expect("append");
+        touch(&project.join("s2/subagents/agent-b1.jsonl"));
+        let third = discover_at(&roots, &second.listing, later()).expect("list");
+        assert_eq!(
+            third.dirs_read, 3,
+            "-p changed; s2 and its subagents are new"
+        );
+        assert_eq!(
+            relative_paths(&third, &project),
+            [
+                "s1.jsonl",
+                "s1/subagents/agent-a1.jsonl",
+                "s2/subagents/agent-b1.jsonl"
+            ]
+        );
+        assert_eq!(
+            third.files[0].size, 6,
+            "an append is seen without reading the directory"
+        );
+
+        fs::remove_dir_all(project.join("s1")).expect("rm");
+        let fourth = discover_at(&roots, &third.listing, later()).expect("list");
+        assert_eq!(
+            relative_paths(&fourth, &project),
+            ["s1.jsonl", "s2/subagents/agent-b1.jsonl"]
+        );
+    }
+
+    #[test]
+    fn a_directory_changed_just_before_the_listing_is_read_again_next_time() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let roots = default_roots(home.path());
+        touch(&roots[0].join("projects/-p/s1.jsonl"));
+        let first = discover_with(&roots, &Listing::default()).expect("list");
+        assert!(first.listing.is_empty(), "nothing is settled yet");
+        let second = discover_with(&roots, &first.listing).expect("list");
+        assert_eq!(second.dirs_read, 2);
+        assert_eq!(second.files, first.files);
     }
 
     #[test]

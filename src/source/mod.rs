@@ -1,4 +1,5 @@
-//! Where transcripts come from: the Claude config roots and the files under them,
+//! Where transcripts come from: the Claude config roots and the files under them
+//! (with a cache of unchanged directories' entries),
 //! reading complete lines from a byte offset, file identity, and the manifest that
 //! records how far each file has been read.
 //!
@@ -6,13 +7,18 @@
 
 mod discover;
 mod identity;
+pub mod listing;
 pub mod manifest;
 mod reader;
 pub mod tail;
 pub mod watch;
 
-pub use discover::{default_roots, discover, roots_from_env, warn_if_none_found, TranscriptFile};
+pub use discover::{
+    default_roots, discover, discover_with, roots_from_env, warn_if_none_found, Discovery,
+    TranscriptFile,
+};
 pub use identity::{FileIdentity, Marker, MARKER_WINDOW};
+pub use listing::Listing;
 pub use manifest::{FileState, Manifest, ManifestError, StateDir};
 pub use reader::{Line, LineReader, DEFAULT_MAX_INLINE_LINE};
 pub use tail::{resume_point, Restart, Tailer};

@@ -1,0 +1,157 @@
+//! Little-endian framing for ccotel's binary state files (the ledger, the
+//! manifest, the directory listing, the export journal): fixed-width integers and
+//! length-prefixed byte strings, read back with bounds checks, and a checksum
+//! trailer, so damaged state is an error and never a panic.
+
+use xxhash_rust::xxh3::xxh3_64;
+
+/// State bytes that do not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("truncated")]
+    Truncated,
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+pub fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+pub fn put_i64(out: &mut Vec<u8>, value: i64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// A byte string with its length (u64) in front.
+pub fn put_section(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u64(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Appends the xxh3 of everything in `out`, for [`unseal`].
+pub fn seal(out: &mut Vec<u8>) {
+    let hash = xxh3_64(out);
+    put_u64(out, hash);
+}
+
+/// The bytes before a [`seal`] trailer, if the trailer matches them.
+pub fn unseal(bytes: &[u8]) -> Result<&[u8], CodecError> {
+    let split = bytes.len().checked_sub(8).ok_or(CodecError::Truncated)?;
+    let (body, trailer) = bytes.split_at(split);
+    let expected = u64::from_le_bytes(trailer.try_into().map_err(|_| CodecError::Truncated)?);
+    if xxh3_64(body) == expected {
+        Ok(body)
+    } else {
+        Err(CodecError::Checksum)
+    }
+}
+
+/// Reads what the `put_*` functions wrote, front to back.
+pub struct Decoder<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Decoder { bytes }
+    }
+
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn take(&mut self, len: usize) -> Result<&'a [u8], CodecError> {
+        let (head, rest) = self
+            .bytes
+            .split_at_checked(len)
+            .ok_or(CodecError::Truncated)?;
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
+        self.take(N)?.try_into().map_err(|_| CodecError::Truncated)
+    }
+
+    pub fn u8(&mut self) -> Result<u8, CodecError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    pub fn u32(&mut self) -> Result<u32, CodecError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    pub fn u64(&mut self) -> Result<u64, CodecError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    pub fn i64(&mut self) -> Result<i64, CodecError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    /// A count of items that each take at least `min_item_bytes`: checked against
+    /// what is left, so a damaged count cannot make a reader allocate wildly.
+    pub fn count(&mut self, min_item_bytes: usize) -> Result<usize, CodecError> {
+        let count = usize::try_from(self.u64()?).map_err(|_| CodecError::Truncated)?;
+        if count.saturating_mul(min_item_bytes.max(1)) > self.remaining() {
+            return Err(CodecError::Truncated);
+        }
+        Ok(count)
+    }
+
+    /// A byte string written by [`put_section`].
+    pub fn section(&mut self) -> Result<&'a [u8], CodecError> {
+        let len = usize::try_from(self.u64()?).map_err(|_| CodecError::Truncated)?;
+        self.take(len)
+    }
+
+    /// A UTF-8 string written by [`put_section`].
+    pub fn text(&mut self) -> Result<&'a str, CodecError> {
+        std::str::from_utf8(self.section()?).map_err(|error| CodecError::Invalid(error.to_string()))
+    }
+
+    /// Fails unless every byte was read.
+    pub fn finish(self) -> Result<(), CodecError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(CodecError::Invalid("trailing bytes".into()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_damage() {
+        let mut out = Vec::new();
+        put_u32(&mut out, 7);
+        put_i64(&mut out, -3);
+        put_section(&mut out, b"abc");
+        seal(&mut out);
+        let body = unseal(&out).expect("sealed");
+        let mut input = Decoder::new(body);
+        assert_eq!(input.u32(), Ok(7));
+        assert_eq!(input.i64(), Ok(-3));
+        assert_eq!(input.text(), Ok("abc"));
+        assert_eq!(input.finish(), Ok(()));
+
+        let mut flipped = out.clone();
+        flipped[5] ^= 1;
+        assert_eq!(unseal(&flipped), Err(CodecError::Checksum));
+        assert_eq!(unseal(&out[..3]), Err(CodecError::Truncated));
+        let mut huge = Vec::new();
+        put_u64(&mut huge, u64::MAX);
+        assert_eq!(Decoder::new(&huge).section(), Err(CodecError::Truncated));
+        assert_eq!(Decoder::new(&huge).count(1), Err(CodecError::Truncated));
+    }
+}

@@ -1,0 +1,269 @@
+//! What each directory under `projects/` held when it was last read, so a
+//! directory unchanged since is not read again.
+//!
+//! Creating, deleting or renaming an entry changes a directory's mtime and ctime;
+//! appending to a file in it does not (the files are still `stat`ed every time).
+//! A directory's entries are reused only when its `stat` is identical to the one
+//! taken before they were read, and that one was *settled*: changed at least
+//! [`SETTLE`] before the listing began. Timestamps come from a coarse clock, so a
+//! directory changed again in the same tick as a recent change could keep the same
+//! times; by requiring the recorded change to be old, any later change is
+//! guaranteed a newer timestamp (the "racy git" rule).
+//!
+//! The listing is a cache, not state: it lives beside the manifest in
+//! `listing.bin`, and a missing, damaged or stale one only means directories are
+//! read again. That is why it is replaced without an fsync.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::codec::{put_i64, put_section, put_u64, seal, unseal, CodecError, Decoder};
+
+const LISTING_FILE: &str = "listing.bin";
+const MAGIC: &[u8; 16] = b"ccotel-listing1\n";
+
+/// How long before a listing a directory's last change must be for its entries to
+/// be trusted next time.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// What `stat` says about a directory: any entry created, removed or renamed in it
+/// changes this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl DirStamp {
+    pub fn of(metadata: &fs::Metadata) -> DirStamp {
+        DirStamp {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            mtime_ns: metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
+            ctime_ns: metadata.ctime() * 1_000_000_000 + metadata.ctime_nsec(),
+        }
+    }
+
+    /// Last changed at least [`SETTLE`] before `listed_at`.
+    pub fn settled(&self, listed_at: SystemTime) -> bool {
+        let Ok(since_epoch) = listed_at.duration_since(SystemTime::UNIX_EPOCH) else {
+            return false;
+        };
+        let horizon = since_epoch.saturating_sub(SETTLE).as_nanos();
+        let changed = self.mtime_ns.max(self.ctime_ns);
+        u128::try_from(changed).is_ok_and(|changed| changed < horizon)
+    }
+}
+
+/// The entries of one directory that matter: subdirectories to descend into, and
+/// `*.jsonl` names that are not directories (regular files, or symlinks to them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirEntries {
+    pub subdirs: Vec<OsString>,
+    pub transcripts: Vec<OsString>,
+}
+
+impl DirEntries {
+    /// Reads `dir`. Directory symlinks are not followed: they can form cycles.
+    pub fn read(dir: &Path) -> io::Result<DirEntries> {
+        let mut entries = DirEntries::default();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if entry.file_type()?.is_dir() {
+                entries.subdirs.push(name);
+            } else if name.as_bytes().ends_with(b".jsonl") {
+                entries.transcripts.push(name);
+            }
+        }
+        entries.subdirs.sort_unstable();
+        entries.transcripts.sort_unstable();
+        Ok(entries)
+    }
+}
+
+/// A directory's entries and the stamp taken just before they were read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirListing {
+    pub stamp: DirStamp,
+    /// Shared: a listing that reuses them does not copy every name.
+    pub entries: Arc<DirEntries>,
+}
+
+/// Settled directories' entries, by path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    dirs: HashMap<PathBuf, DirListing>,
+}
+
+impl Listing {
+    pub fn len(&self) -> usize {
+        self.dirs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+
+    /// The entries recorded for `dir`, if its stamp is still `stamp`.
+    pub fn entries_if_unchanged(&self, dir: &Path, stamp: &DirStamp) -> Option<&Arc<DirEntries>> {
+        self.dirs
+            .get(dir)
+            .filter(|listing| listing.stamp == *stamp)
+            .map(|listing| &listing.entries)
+    }
+
+    pub fn insert(&mut self, dir: PathBuf, listing: DirListing) {
+        self.dirs.insert(dir, listing);
+    }
+
+    pub fn extend(&mut self, other: Listing) {
+        self.dirs.extend(other.dirs);
+    }
+
+    /// The listing saved in `state_dir`, or an empty one when there is none or it
+    /// cannot be read (then every directory is read again).
+    pub fn load(state_dir: &Path) -> Listing {
+        let path = state_dir.join(LISTING_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Listing::default(),
+            Err(error) => {
+                tracing::debug!(
+                    "{}: {error}; directories will be read again",
+                    path.display()
+                );
+                return Listing::default();
+            }
+        };
+        Listing::decode(&bytes).unwrap_or_else(|error| {
+            tracing::debug!(
+                "{}: {error}; directories will be read again",
+                path.display()
+            );
+            Listing::default()
+        })
+    }
+
+    /// Replaces the listing in `state_dir`.
+    pub fn save(&self, state_dir: &Path) -> io::Result<()> {
+        let path = state_dir.join(LISTING_FILE);
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, self.encode())?;
+        fs::rename(&tmp, &path)
+    }
+
+    /// Directories sorted by path, so the same listing encodes to the same bytes.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.dirs.len() * 160);
+        out.extend_from_slice(MAGIC);
+        let mut dirs: Vec<(&PathBuf, &DirListing)> = self.dirs.iter().collect();
+        dirs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        put_u64(&mut out, dirs.len() as u64);
+        for (path, listing) in dirs {
+            put_section(&mut out, path.as_os_str().as_bytes());
+            let stamp = &listing.stamp;
+            put_u64(&mut out, stamp.dev);
+            put_u64(&mut out, stamp.ino);
+            put_i64(&mut out, stamp.mtime_ns);
+            put_i64(&mut out, stamp.ctime_ns);
+            for names in [&listing.entries.subdirs, &listing.entries.transcripts] {
+                put_u64(&mut out, names.len() as u64);
+                for name in names {
+                    put_section(&mut out, name.as_bytes());
+                }
+            }
+        }
+        seal(&mut out);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Listing, CodecError> {
+        let mut input = Decoder::new(unseal(bytes)?);
+        if input.take(MAGIC.len())? != MAGIC {
+            return Err(CodecError::Invalid("not a ccotel listing".into()));
+        }
+        let count = input.count(8 * 7)?;
+        let mut dirs = HashMap::with_capacity(count);
+        for _ in 0..count {
+            let path = PathBuf::from(OsStr::from_bytes(input.section()?));
+            let stamp = DirStamp {
+                dev: input.u64()?,
+                ino: input.u64()?,
+                mtime_ns: input.i64()?,
+                ctime_ns: input.i64()?,
+            };
+            let entries = Arc::new(DirEntries {
+                subdirs: decode_names(&mut input)?,
+                transcripts: decode_names(&mut input)?,
+            });
+            dirs.insert(path, DirListing { stamp, entries });
+        }
+        input.finish()?;
+        Ok(Listing { dirs })
+    }
+}
+
+fn decode_names(input: &mut Decoder<'_>) -> Result<Vec<OsString>, CodecError> {
+    let count = input.count(8)?;
+    (0..count)
+        .map(|_| Ok(OsStr::from_bytes(input.section()?).to_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(changed_ns: i64) -> DirStamp {
+        DirStamp {
+            dev: 1,
+            ino: 2,
+            mtime_ns: changed_ns,
+            ctime_ns: changed_ns,
+        }
+    }
+
+    #[test]
+    fn a_change_within_the_settle_time_is_not_trusted() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert!(stamp(990_000_000_000).settled(now));
+        assert!(!stamp(999_000_000_000).settled(now));
+        assert!(!stamp(2_000_000_000_000).settled(now), "from the future");
+        assert!(!stamp(-5).settled(now), "before 1970: always read again");
+    }
+
+    #[test]
+    fn round_trips_through_the_state_dir_and_ignores_damage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(Listing::load(dir.path()).is_empty());
+        let mut listing = Listing::default();
+        listing.insert(
+            "/h/.claude/projects/-p".into(),
+            DirListing {
+                stamp: stamp(5),
+                entries: Arc::new(DirEntries {
+                    subdirs: vec!["s1".into()],
+                    transcripts: vec!["a.jsonl".into(), "b.jsonl".into()],
+                }),
+            },
+        );
+        listing.save(dir.path()).expect("save");
+        assert_eq!(Listing::load(dir.path()), listing);
+        let path = dir.path().join(LISTING_FILE);
+        let mut bytes = fs::read(&path).expect("read");
+        let last = bytes.len() - 9;
+        bytes[last] ^= 0xff;
+        fs::write(&path, &bytes).expect("damage");
+        assert!(Listing::load(dir.path()).is_empty());
+    }
+}
