@@ -5,6 +5,7 @@
 //! This is about ccotel the process (lines read, parse errors, export failures,
 //! queue depth, lag), never about transcripts: those go through `signal/`.
 
+use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,12 @@ pub struct SelfTelemetry {
     tracer: Option<SdkTracerProvider>,
 }
 
+/// Colours only for a person at a terminal who has not asked for none
+/// (<https://no-color.org>): escape codes in a log file or a pipe are noise.
+fn colors_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Sets up logging and, with an endpoint, self spans and metrics. `default_level`
 /// applies when `CCOTEL_LOG` is not set.
 pub fn init(
@@ -49,6 +56,7 @@ pub fn init(
     let fmt = match format {
         LogFormat::Plain => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(colors_on_stderr())
             .with_target(false)
             .without_time()
             .boxed(),

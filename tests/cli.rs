@@ -240,19 +240,15 @@ fn an_empty_home_reports_zero_and_says_where_it_looked() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no transcripts found"));
 }
 
-/// Which directories a report read, from its `-vv` log.
+/// How many directories a report read, from its `-vv` log (plain: stderr is a
+/// pipe here).
 fn dirs_read(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let line = stderr
         .lines()
         .find(|line| line.contains("transcripts listed") && line.contains("dirs_read"))
         .unwrap_or_else(|| panic!("no listing line in:\n{stderr}"));
-    let plain: String = line
-        .split('\u{1b}')
-        .map(|part| part.split_once('m').map_or(part, |(_, rest)| rest))
-        .collect();
-    plain
-        .split_whitespace()
+    line.split_whitespace()
         .find_map(|field| field.strip_prefix("dirs_read="))
         .expect("dirs_read field")
         .to_owned()
