@@ -179,7 +179,6 @@ where
             loaded
         });
         let files = list_files();
-        tracing::debug!(elapsed = ?started.elapsed(), "transcripts listed");
         let loaded = loading.join().unwrap_or_else(|_| {
             (
                 Manifest::default(),

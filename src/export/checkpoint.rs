@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::codec::{put_section, put_u64, CodecError, Decoder};
+use crate::codec::{put_section, put_u32, put_u64, CodecError, Decoder};
 use crate::session::Ledger;
 use crate::source::manifest::{io_error, write_atomically};
 use crate::source::{FileState, Manifest, ManifestError, StateDir};
@@ -123,8 +123,8 @@ impl Committer {
             reason: format!("cannot encode the offsets: {e}"),
         })?;
         let mut record = Vec::with_capacity(12 + payload.len());
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(&xxh3_64(&payload).to_le_bytes());
+        put_u32(&mut record, payload.len() as u32);
+        put_u64(&mut record, xxh3_64(&payload));
         record.extend_from_slice(&payload);
         let journal = self.journal.as_mut().ok_or_else(|| ManifestError::Io {
             path: path.clone(),
@@ -213,7 +213,7 @@ fn apply_files(manifest: &mut Manifest, files: Vec<(PathBuf, Option<FileState>)>
 
 fn journal_header(generation: u64) -> Vec<u8> {
     let mut header = JOURNAL_MAGIC.to_vec();
-    header.extend_from_slice(&generation.to_le_bytes());
+    put_u64(&mut header, generation);
     header
 }
 
@@ -290,9 +290,10 @@ fn replay_journal(path: &Path, generation: u64, restored: &mut Restored) -> Opti
 }
 
 fn next_record(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let len = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize;
-    let sum = u64::from_le_bytes(bytes.get(at + 4..at + 12)?.try_into().ok()?);
-    let payload = bytes.get(at + 12..at + 12 + len)?;
+    let mut input = Decoder::new(bytes.get(at..)?);
+    let len = input.u32().ok()? as usize;
+    let sum = input.u64().ok()?;
+    let payload = input.take(len).ok()?;
     (xxh3_64(payload) == sum).then_some((payload, at + 12 + len))
 }
 
@@ -303,7 +304,7 @@ fn encode_base(
     closed: &BTreeMap<String, Vec<u8>>,
 ) -> Vec<u8> {
     let mut blob = BASE_MAGIC.to_vec();
-    blob.extend_from_slice(&generation.to_le_bytes());
+    put_u64(&mut blob, generation);
     put_section(&mut blob, &ledger.encode());
     put_section(&mut blob, open_state);
     put_pairs(

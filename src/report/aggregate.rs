@@ -120,7 +120,7 @@ impl DateFilter {
 
 /// What a row is keyed by while responses are grouped: text is grouped by its
 /// ledger string id, so grouping never hashes or compares text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum GroupKey {
     Day(Date),
     Month(i16, i8),
@@ -240,11 +240,7 @@ pub fn build(
         GroupKey::Text(id) => names[*id as usize].to_owned(),
     };
     let mut keyed: Vec<(GroupKey, Group)> = groups.into_iter().collect();
-    keyed.sort_unstable_by_key(|(key, _)| match key {
-        GroupKey::Day(date) => (*date, 0),
-        GroupKey::Month(year, month) => (jiff::civil::date(*year, *month, 1), 0),
-        GroupKey::Text(id) => (Date::MIN, *id),
-    });
+    keyed.sort_unstable_by_key(|(key, _)| *key);
     let mut rows: Vec<Row> = keyed
         .into_iter()
         .map(|(key, group)| Row {

@@ -15,7 +15,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::codec::{CodecError, Decoder};
+use crate::codec::{put_i64, put_u32, put_u64, CodecError, Decoder};
 
 /// Identity of one API response: a 128-bit hash of its ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -390,12 +390,12 @@ impl Ledger {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + self.records.len() * RECORD_BYTES);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(self.strings.len() as u32).to_le_bytes());
+        put_u32(&mut out, self.strings.len() as u32);
         for text in &self.strings {
-            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            put_u32(&mut out, text.len() as u32);
             out.extend_from_slice(text.as_bytes());
         }
-        out.extend_from_slice(&(self.records.len() as u64).to_le_bytes());
+        put_u64(&mut out, self.records.len() as u64);
         let sorted = match &self.records {
             Records::Encoded { bytes, start, .. } => {
                 out.extend_from_slice(&bytes[*start..]);
@@ -418,14 +418,14 @@ impl Ledger {
                 t.cache_read,
                 t.web_search_requests,
             ] {
-                out.extend_from_slice(&value.to_le_bytes());
+                put_u64(&mut out, value);
             }
-            out.extend_from_slice(&record.timestamp_ms.to_le_bytes());
+            put_i64(&mut out, record.timestamp_ms);
             for id in [record.model, record.session, record.project] {
-                out.extend_from_slice(&id.to_le_bytes());
+                put_u32(&mut out, id);
             }
             out.push(record.flags);
-            out.extend_from_slice(&record.cost_usd.unwrap_or(f64::NAN).to_le_bytes());
+            put_u64(&mut out, record.cost_usd.unwrap_or(f64::NAN).to_bits());
         }
         out
     }

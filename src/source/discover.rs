@@ -85,11 +85,7 @@ fn discover_at(
     previous: &Listing,
     listed_at: SystemTime,
 ) -> io::Result<Discovery> {
-    let mut walk = Walk {
-        previous,
-        listed_at,
-        found: Discovery::default(),
-    };
+    let mut walk = Walk::new(previous, listed_at);
     let mut project_dirs = Vec::new();
     for root in roots {
         let projects = root.join("projects");
@@ -109,7 +105,7 @@ fn discover_at(
         }
     }
     let mut found = walk.found;
-    for part in visit_in_parallel(&project_dirs, previous, walk.listed_at)? {
+    for part in visit_in_parallel(&project_dirs, previous, listed_at)? {
         found.files.extend(part.files);
         found.listing.extend(part.listing);
         found.dirs_read += part.dirs_read;
@@ -142,11 +138,7 @@ fn visit_in_parallel(
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut walk = Walk {
-                        previous,
-                        listed_at,
-                        found: Discovery::default(),
-                    };
+                    let mut walk = Walk::new(previous, listed_at);
                     loop {
                         let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some((dir, project)) = project_dirs.get(at) else {
@@ -175,7 +167,15 @@ struct Walk<'a> {
     found: Discovery,
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
+    fn new(previous: &'a Listing, listed_at: SystemTime) -> Self {
+        Walk {
+            previous,
+            listed_at,
+            found: Discovery::default(),
+        }
+    }
+
     fn visit(&mut self, dir: &Path, project: &str) -> io::Result<()> {
         let Some(entries) = self.entries(dir)? else {
             return Ok(());
