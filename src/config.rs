@@ -417,13 +417,16 @@ impl Loaded {
     /// The time zone for report dates.
     pub fn time_zone(&self) -> Result<jiff::tz::TimeZone, ConfigError> {
         match &self.config.timezone {
-            None => Ok(jiff::tz::TimeZone::system()),
-            Some(name) => jiff::tz::TimeZone::get(name).map_err(|error| {
-                ConfigError(format!(
-                    "config key `timezone` in {}: {name:?} is not a known time zone ({error})",
-                    self.source_of("timezone")
-                ))
-            }),
+            None => Ok(system_time_zone()),
+            Some(name) => read_zone_file(&zoneinfo_dir(), name)
+                .map(Ok)
+                .unwrap_or_else(|| jiff::tz::TimeZone::get(name))
+                .map_err(|error| {
+                    ConfigError(format!(
+                        "config key `timezone` in {}: {name:?} is not a known time zone ({error})",
+                        self.source_of("timezone")
+                    ))
+                }),
         }
     }
 
@@ -701,6 +704,46 @@ fn mask_secrets(value: &mut toml::Value) {
     }
 }
 
+/// The system's time zone: `TZ`, else `/etc/localtime`.
+///
+/// When that names a zone, its file is read from `TZDIR` (or the system's
+/// zoneinfo) directly: jiff's own lookup first indexes every zone in that folder,
+/// which costs a few percent of an unchanged rerun. Anything else (a POSIX rule,
+/// a missing file) is left to jiff.
+fn system_time_zone() -> jiff::tz::TimeZone {
+    let named = match std::env::var("TZ") {
+        Ok(value) if !value.is_empty() => Some(value.trim_start_matches(':').to_owned()),
+        Ok(_) | Err(_) => std::fs::read_link("/etc/localtime")
+            .ok()
+            .and_then(|target| {
+                let target = target.to_str()?;
+                let (_, name) = target.split_once("zoneinfo/")?;
+                Some(name.to_owned())
+            }),
+    };
+    named
+        .and_then(|name| read_zone_file(&zoneinfo_dir(), &name))
+        .unwrap_or_else(jiff::tz::TimeZone::system)
+}
+
+fn zoneinfo_dir() -> PathBuf {
+    std::env::var_os("TZDIR").map_or_else(|| PathBuf::from("/usr/share/zoneinfo"), PathBuf::from)
+}
+
+/// The zone `name` (an IANA name such as `Europe/Paris`) from its file in `dir`.
+fn read_zone_file(dir: &Path, name: &str) -> Option<jiff::tz::TimeZone> {
+    let clean = !name.is_empty()
+        && !name.starts_with('/')
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    if !clean {
+        return None;
+    }
+    let bytes = std::fs::read(dir.join(name)).ok()?;
+    jiff::tz::TimeZone::tzif(name, &bytes).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -710,6 +753,27 @@ mod tests {
             home: Some(dir.to_owned()),
             ..Environment::default()
         }
+    }
+
+    #[test]
+    fn zone_files_are_read_by_clean_names_only() {
+        let system = Path::new("/usr/share/zoneinfo");
+        let paris = read_zone_file(system, "Europe/Paris").expect("the system's tzdata");
+        let bundled = jiff::tz::TimeZone::get("Europe/Paris").expect("jiff's");
+        let summer: jiff::Timestamp = "2026-07-01T12:00:00Z".parse().expect("instant");
+        assert_eq!(paris.to_offset(summer), bundled.to_offset(summer));
+        assert_eq!(paris.iana_name(), Some("Europe/Paris"));
+        for name in [
+            "",
+            "/etc/localtime",
+            "../zoneinfo/UTC",
+            "Europe//Paris",
+            "./UTC",
+        ] {
+            assert!(read_zone_file(system, name).is_none(), "{name:?}");
+        }
+        let empty = tempfile::tempdir().expect("tempdir");
+        assert!(read_zone_file(empty.path(), "Europe/Paris").is_none());
     }
 
     #[test]

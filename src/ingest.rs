@@ -16,7 +16,7 @@ use crate::session::{Ledger, Observation, ResponseKey, TokenCounts};
 pub use crate::source::Restart;
 use crate::source::{
     resume_point, FileIdentity, FileState, Line, LineReader, Manifest, ManifestError, Marker,
-    StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
+    SavedManifest, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -67,11 +67,9 @@ pub struct IngestSummary {
     pub errors: Vec<(PathBuf, String)>,
 }
 
-/// The result of a run: the ledger with everything counted, the manifest that
-/// matches it, and what happened.
+/// The result of a run: the ledger with everything counted, and what happened.
 pub struct Ingest {
     pub ledger: Ledger,
-    pub manifest: Manifest,
     pub summary: IngestSummary,
 }
 
@@ -81,31 +79,19 @@ pub fn full_scan(
     options: &IngestOptions,
     progress: &Progress,
 ) -> Ingest {
-    ingest(files, Manifest::default(), Ledger::new(), options, progress)
+    ingest(files, Manifest::default(), Ledger::new(), options, progress).0
 }
 
 /// Reads what is new in `files` on top of a previous run's manifest and ledger
-/// (empty ones for a full scan).
-pub fn ingest(
+/// (empty ones for a full scan); returns the manifest that matches the result.
+fn ingest(
     files: Vec<TranscriptFile>,
     mut previous: Manifest,
     mut ledger: Ledger,
     options: &IngestOptions,
     progress: &Progress,
-) -> Ingest {
+) -> (Ingest, Manifest) {
     let listed = files.len();
-    if all_unchanged(&files, &previous) {
-        let summary = IngestSummary {
-            files: listed,
-            files_unchanged: listed,
-            ..IngestSummary::default()
-        };
-        return Ingest {
-            ledger,
-            manifest: previous,
-            summary,
-        };
-    }
     let mut manifest = Manifest {
         files: HashMap::with_capacity(listed),
     };
@@ -133,11 +119,7 @@ pub fn ingest(
     for (job, outcome) in jobs.into_iter().zip(outcomes) {
         record_outcome(job, outcome, &mut manifest, &mut summary);
     }
-    Ingest {
-        ledger,
-        manifest,
-        summary,
-    }
+    (Ingest { ledger, summary }, manifest)
 }
 
 /// What the state directory held before a run.
@@ -181,26 +163,44 @@ where
         let files = list_files();
         let loaded = loading.join().unwrap_or_else(|_| {
             (
-                Manifest::default(),
+                None,
                 Ledger::new(),
                 PriorState::Discarded("loading the state failed".into()),
             )
         });
         (loaded, files)
     });
-    let (manifest, ledger, prior) = loaded;
+    let (saved, ledger, prior) = loaded;
     let files = files?;
     tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "state loaded and transcripts listed");
-    let result = ingest(files, manifest, ledger, options, progress);
-    tracing::debug!(elapsed = ?started.elapsed(), "files read");
-    let changed = result.summary.files_read > 0 || result.summary.files_gone > 0;
-    if changed || prior != PriorState::Loaded || state.is_legacy() {
-        state.save(&result.manifest, &result.ledger.encode())?;
+    if prior == PriorState::Loaded
+        && !state.is_legacy()
+        && saved
+            .as_ref()
+            .is_some_and(|saved| saved.lists_unchanged(&files))
+    {
+        let summary = IngestSummary {
+            files: files.len(),
+            files_unchanged: files.len(),
+            ..IngestSummary::default()
+        };
+        return Ok((Ingest { ledger, summary }, prior));
     }
+    let (manifest, ledger, prior) = match saved.map(SavedManifest::decode).transpose() {
+        Ok(manifest) => (manifest.unwrap_or_default(), ledger, prior),
+        Err(error) => (
+            Manifest::default(),
+            Ledger::new(),
+            PriorState::Discarded(error.to_string()),
+        ),
+    };
+    let (result, manifest) = ingest(files, manifest, ledger, options, progress);
+    tracing::debug!(elapsed = ?started.elapsed(), "files read");
+    state.save(&manifest, &result.ledger.encode())?;
     Ok((result, prior))
 }
 
-fn load_prior(state: &StateDir) -> (Manifest, Ledger, PriorState) {
+fn load_prior(state: &StateDir) -> (Option<SavedManifest>, Ledger, PriorState) {
     let loaded = state
         .load()
         .map_err(|error| error.to_string())
@@ -211,31 +211,15 @@ fn load_prior(state: &StateDir) -> (Manifest, Ledger, PriorState) {
                 .map_err(|error| error.to_string())
         });
     match loaded {
-        Ok(Some((manifest, ledger))) => (manifest, ledger, PriorState::Loaded),
-        Ok(None) => (Manifest::default(), Ledger::new(), PriorState::Empty),
-        Err(reason) => (
-            Manifest::default(),
-            Ledger::new(),
-            PriorState::Discarded(reason),
-        ),
+        Ok(Some((manifest, ledger))) => (Some(manifest), ledger, PriorState::Loaded),
+        Ok(None) => (None, Ledger::new(), PriorState::Empty),
+        Err(reason) => (None, Ledger::new(), PriorState::Discarded(reason)),
     }
 }
 
 struct Job {
     file: TranscriptFile,
     previous: Option<FileState>,
-}
-
-/// Every file is in the manifest under its path, unchanged, and nothing else is:
-/// the usual rerun, which needs no plan at all.
-fn all_unchanged(files: &[TranscriptFile], previous: &Manifest) -> bool {
-    files.len() == previous.files.len()
-        && files.iter().all(|file| {
-            previous
-                .files
-                .get(&file.path)
-                .is_some_and(|state| file.identity.unchanged_since(&state.identity))
-        })
 }
 
 /// Pairs each file with its manifest state, following renames: a file at a new path

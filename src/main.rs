@@ -459,7 +459,7 @@ fn list_through_cache(roots: &[PathBuf], state_dir: &Path) -> std::io::Result<Ve
         dirs_cached = previous.len(),
         "transcripts listed"
     );
-    if found.listing != previous {
+    if found.listing_changed(&previous) {
         if let Err(error) = found.listing.save(state_dir) {
             tracing::debug!("saving the directory listing: {error}");
         }

@@ -7,6 +7,7 @@ mod common;
 use std::fs;
 
 use ccotel::ingest::{PriorState, Restart};
+use ccotel::source::StateDir;
 use common::ClaudeHome;
 
 /// An assistant line of response `id` with `output` output tokens (input 10,
@@ -153,7 +154,12 @@ fn a_deleted_file_leaves_the_manifest_but_its_usage_survives() {
     fs::remove_file(&path).expect("delete");
     let (result, _) = home.incremental_scan(state.path());
     assert_eq!(result.summary.files_gone, 1);
-    assert!(!result.manifest.files.contains_key(&path));
+    let (saved, _) = StateDir::open(state.path())
+        .and_then(|state| state.load())
+        .expect("load")
+        .expect("a manifest");
+    let manifest = saved.decode().expect("decode");
+    assert!(!manifest.files.contains_key(&path));
     assert_eq!(output_and_responses(&result), (12, 2));
     let (again, _) = home.incremental_scan(state.path());
     assert_eq!(output_and_responses(&again), (12, 2));

@@ -235,6 +235,7 @@ fn load_base(dir: &Path) -> Result<Option<(u64, Restored, u64)>, String> {
     else {
         return Ok(None);
     };
+    let manifest = manifest.decode().map_err(|e| e.to_string())?;
     let (generation, restored) = decode_base(manifest, &blob).map_err(|e| e.to_string())?;
     Ok(Some((generation, restored, blob.len() as u64)))
 }

@@ -15,7 +15,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::codec::{put_i64, put_u32, put_u64, CodecError, Decoder};
+use crate::codec::{put_i64, put_u32, put_u64, CodecError, Decoder, FileBytes};
 
 /// Identity of one API response: a 128-bit hash of its ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -184,7 +184,7 @@ pub struct Ledger {
 enum Records {
     Decoded(Vec<(ResponseKey, Record)>),
     Encoded {
-        bytes: Vec<u8>,
+        bytes: FileBytes,
         start: usize,
         count: usize,
     },
@@ -432,16 +432,16 @@ impl Ledger {
 
     /// Reads a ledger written by [`Ledger::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Ledger, LedgerError> {
-        Ledger::from_encoded(bytes.to_vec())
+        Ledger::from_encoded(FileBytes::from(bytes.to_vec()))
     }
 
     /// Reads a ledger written by [`Ledger::encode`], keeping its records in
     /// `bytes` until one changes.
-    pub fn from_encoded(bytes: Vec<u8>) -> Result<Ledger, LedgerError> {
+    pub fn from_encoded(bytes: FileBytes) -> Result<Ledger, LedgerError> {
         Ledger::try_decode(bytes).map_err(|error| LedgerError(error.to_string()))
     }
 
-    fn try_decode(bytes: Vec<u8>) -> Result<Ledger, CodecError> {
+    fn try_decode(bytes: FileBytes) -> Result<Ledger, CodecError> {
         let mut input = Decoder::new(&bytes);
         if input.take(MAGIC.len())? != MAGIC {
             return Err(CodecError::Invalid("unknown format".into()));

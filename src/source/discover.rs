@@ -1,13 +1,14 @@
 //! Finding transcripts: the config roots (`CLAUDE_CONFIG_DIR`, else `~/.claude` and
 //! `~/.config/claude`) and every `*.jsonl` under each root's `projects/`.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
+
+use rustc_hash::FxHashSet;
 
 use super::identity::FileIdentity;
 use super::listing::{DirEntries, DirListing, DirStamp, Listing};
@@ -69,6 +70,15 @@ pub struct Discovery {
     pub dirs_read: usize,
 }
 
+impl Discovery {
+    /// The listing learned differs from `previous`, the one it started from.
+    /// With no directory read, every entry came unchanged from `previous`, so the
+    /// sizes tell.
+    pub fn listing_changed(&self, previous: &Listing) -> bool {
+        self.dirs_read > 0 || self.listing.len() != previous.len()
+    }
+}
+
 /// Like [`discover`], reusing `previous` entries of directories unchanged since
 /// (see [`super::listing`]): each directory is `stat`ed and only the changed ones
 /// are read. Transcripts are `stat`ed either way, which catches appends.
@@ -117,7 +127,7 @@ fn discover_at(
             .as_bytes()
             .cmp(b.path.as_os_str().as_bytes())
     });
-    let mut seen = HashSet::with_capacity(found.files.len());
+    let mut seen = FxHashSet::with_capacity_and_hasher(found.files.len(), Default::default());
     found
         .files
         .retain(|file| seen.insert((file.identity.dev, file.identity.ino)));
@@ -216,7 +226,7 @@ impl<'a> Walk<'a> {
                 stamp,
                 entries: Arc::clone(&entries),
             };
-            self.found.listing.insert(dir.to_owned(), listing);
+            self.found.listing.insert(dir, listing);
         }
         Ok(Some(entries))
     }

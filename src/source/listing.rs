@@ -14,17 +14,18 @@
 //! `listing.bin`, and a missing, damaged or stale one only means directories are
 //! read again. That is why it is replaced without an fsync.
 
-use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::codec::{put_i64, put_section, put_u64, seal, unseal, CodecError, Decoder};
+use rustc_hash::FxHashMap;
+
+use crate::codec::{put_i64, put_section, put_u64, seal, unseal, CodecError, Decoder, FileBytes};
 
 const LISTING_FILE: &str = "listing.bin";
 const MAGIC: &[u8; 16] = b"ccotel-listing1\n";
@@ -100,9 +101,12 @@ pub struct DirListing {
 }
 
 /// Settled directories' entries, by path.
+///
+/// Keyed by the path's bytes: `Path` hashes component by component, which on an
+/// unchanged rerun cost more than the lookups' other work.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
-    dirs: HashMap<PathBuf, DirListing>,
+    dirs: FxHashMap<OsString, DirListing>,
 }
 
 impl Listing {
@@ -117,13 +121,13 @@ impl Listing {
     /// The entries recorded for `dir`, if its stamp is still `stamp`.
     pub fn entries_if_unchanged(&self, dir: &Path, stamp: &DirStamp) -> Option<&Arc<DirEntries>> {
         self.dirs
-            .get(dir)
+            .get(dir.as_os_str())
             .filter(|listing| listing.stamp == *stamp)
             .map(|listing| &listing.entries)
     }
 
-    pub fn insert(&mut self, dir: PathBuf, listing: DirListing) {
-        self.dirs.insert(dir, listing);
+    pub fn insert(&mut self, dir: &Path, listing: DirListing) {
+        self.dirs.insert(dir.as_os_str().to_owned(), listing);
     }
 
     pub fn extend(&mut self, other: Listing) {
@@ -134,7 +138,7 @@ impl Listing {
     /// cannot be read (then every directory is read again).
     pub fn load(state_dir: &Path) -> Listing {
         let path = state_dir.join(LISTING_FILE);
-        let bytes = match fs::read(&path) {
+        let bytes = match FileBytes::open(&path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Listing::default(),
             Err(error) => {
@@ -166,11 +170,11 @@ impl Listing {
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.dirs.len() * 160);
         out.extend_from_slice(MAGIC);
-        let mut dirs: Vec<(&PathBuf, &DirListing)> = self.dirs.iter().collect();
-        dirs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut dirs: Vec<(&OsString, &DirListing)> = self.dirs.iter().collect();
+        dirs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         put_u64(&mut out, dirs.len() as u64);
         for (path, listing) in dirs {
-            put_section(&mut out, path.as_os_str().as_bytes());
+            put_section(&mut out, path.as_bytes());
             let stamp = &listing.stamp;
             put_u64(&mut out, stamp.dev);
             put_u64(&mut out, stamp.ino);
@@ -193,9 +197,9 @@ impl Listing {
             return Err(CodecError::Invalid("not a ccotel listing".into()));
         }
         let count = input.count(8 * 7)?;
-        let mut dirs = HashMap::with_capacity(count);
+        let mut dirs = FxHashMap::with_capacity_and_hasher(count, Default::default());
         for _ in 0..count {
-            let path = PathBuf::from(OsStr::from_bytes(input.section()?));
+            let path = OsStr::from_bytes(input.section()?).to_owned();
             let stamp = DirStamp {
                 dev: input.u64()?,
                 ino: input.u64()?,
@@ -248,7 +252,7 @@ mod tests {
         assert!(Listing::load(dir.path()).is_empty());
         let mut listing = Listing::default();
         listing.insert(
-            "/h/.claude/projects/-p".into(),
+            Path::new("/h/.claude/projects/-p"),
             DirListing {
                 stamp: stamp(5),
                 entries: Arc::new(DirEntries {

@@ -8,6 +8,10 @@
 //! corpus is mostly loading it, and decoding 10,000 files' state from JSON took
 //! longer than the rest of such a run. The JSON manifest of earlier versions
 //! (`manifest.json`) is still read, and replaced at the next save.
+//!
+//! Loading maps the files and checks them, but builds nothing: a
+//! [`SavedManifest`] is compared with the listing as it lies on disk, and decoded
+//! into a [`Manifest`] only when something changed.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -18,8 +22,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::discover::TranscriptFile;
 use super::identity::{FileIdentity, Marker};
-use crate::codec::{put_i64, put_section, put_u64, seal, unseal, CodecError, Decoder};
+use crate::codec::{put_i64, put_section, put_u64, seal, unseal, CodecError, Decoder, FileBytes};
 use crate::transcript::LineStats;
 
 const MANIFEST_FILE: &str = "manifest.bin";
@@ -61,6 +66,88 @@ pub struct FileState {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Manifest {
     pub files: HashMap<PathBuf, FileState>,
+}
+
+/// A manifest as the state directory holds it, checked but not yet decoded.
+#[derive(Debug)]
+pub struct SavedManifest(Saved);
+
+#[derive(Debug)]
+enum Saved {
+    /// `manifest.bin`, whose file entries (sorted by path) start at `entries_at`.
+    Encoded {
+        bytes: FileBytes,
+        entries_at: usize,
+        count: usize,
+    },
+    /// An earlier version's `manifest.json`.
+    Decoded(Manifest),
+}
+
+impl SavedManifest {
+    /// Files in the manifest.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Saved::Encoded { count, .. } => *count,
+            Saved::Decoded(manifest) => manifest.files.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `files` (sorted by path bytes, as a listing is) are exactly the manifest's
+    /// files, none changed since: the usual rerun, decided without decoding.
+    pub fn lists_unchanged(&self, files: &[TranscriptFile]) -> bool {
+        if files.len() != self.len() {
+            return false;
+        }
+        match &self.0 {
+            Saved::Encoded {
+                bytes, entries_at, ..
+            } => {
+                let mut input = Decoder::new(&bytes[*entries_at..]);
+                files.iter().all(|file| {
+                    decode_entry(&mut input).is_ok_and(|entry| {
+                        entry.path == file.path.as_os_str().as_bytes()
+                            && file.identity.unchanged_since(&entry.identity)
+                    })
+                })
+            }
+            Saved::Decoded(manifest) => files.iter().all(|file| {
+                manifest
+                    .files
+                    .get(&file.path)
+                    .is_some_and(|state| file.identity.unchanged_since(&state.identity))
+            }),
+        }
+    }
+
+    /// The manifest, to change.
+    pub fn decode(self) -> Result<Manifest, ManifestError> {
+        let (bytes, entries_at, count) = match self.0 {
+            Saved::Decoded(manifest) => return Ok(manifest),
+            Saved::Encoded {
+                bytes,
+                entries_at,
+                count,
+            } => (bytes, entries_at, count),
+        };
+        let mut input = Decoder::new(&bytes[entries_at..]);
+        let mut files = HashMap::with_capacity(count);
+        for _ in 0..count {
+            let entry = decode_entry(&mut input).map_err(|error| ManifestError::Corrupt {
+                path: PathBuf::from(MANIFEST_FILE),
+                reason: error.to_string(),
+            })?;
+            files.insert(
+                PathBuf::from(OsStr::from_bytes(entry.path)),
+                entry.to_state(),
+            );
+        }
+        Ok(Manifest { files })
+    }
 }
 
 /// The JSON manifest of earlier versions.
@@ -123,7 +210,7 @@ impl StateDir {
     }
 
     /// The manifest and session-state blob, or `Ok(None)` when there is none yet.
-    pub fn load(&self) -> Result<Option<(Manifest, Vec<u8>)>, ManifestError> {
+    pub fn load(&self) -> Result<Option<(SavedManifest, FileBytes)>, ManifestError> {
         load_from(&self.path)
     }
 
@@ -164,15 +251,15 @@ impl StateDir {
 
 /// Reads a state directory's manifest and blob without taking its lock: for
 /// inspecting the state of a running process. `Ok(None)` when there is none yet.
-pub fn load_from(dir: &Path) -> Result<Option<(Manifest, Vec<u8>)>, ManifestError> {
+pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, FileBytes)>, ManifestError> {
     let path = dir.join(MANIFEST_FILE);
-    let (manifest, blob) = match fs::read(&path) {
-        Ok(bytes) => decode_manifest(&bytes).map_err(|reason| ManifestError::Corrupt {
+    let (manifest, blob) = match FileBytes::open(&path) {
+        Ok(bytes) => check_manifest(bytes).map_err(|reason| ManifestError::Corrupt {
             path: path.clone(),
             reason,
         })?,
         Err(error) if error.kind() == io::ErrorKind::NotFound => match load_legacy(dir)? {
-            Some(found) => found,
+            Some((manifest, blob)) => (SavedManifest(Saved::Decoded(manifest)), blob),
             None => return Ok(None),
         },
         Err(error) => return Err(io_error(&path)(error)),
@@ -185,7 +272,7 @@ pub fn load_from(dir: &Path) -> Result<Option<(Manifest, Vec<u8>)>, ManifestErro
         return Err(corrupt(format!("bad session state name {:?}", blob.file)));
     }
     let blob_path = dir.join(&blob.file);
-    let session_state = fs::read(&blob_path)
+    let session_state = FileBytes::open(&blob_path)
         .map_err(|error| corrupt(format!("cannot read {}: {error}", blob_path.display())))?;
     if BlobRef::of(&session_state) != blob {
         return Err(corrupt(format!(
@@ -263,10 +350,12 @@ fn encode_manifest(manifest: &Manifest, blob: &BlobRef) -> Vec<u8> {
 /// (identity 5, offset 1, marker 3, line counts 6).
 const MIN_FILE_BYTES: usize = 2 * 8 + 15 * 8;
 
-fn decode_manifest(bytes: &[u8]) -> Result<(Manifest, BlobRef), String> {
-    let body = unseal(bytes).map_err(|error| error.to_string())?;
-    let mut input = Decoder::new(body);
+/// Checks a `manifest.bin` through to its last entry, so that decoding it later
+/// cannot fail, and finds where its entries start.
+fn check_manifest(bytes: FileBytes) -> Result<(SavedManifest, BlobRef), String> {
     let invalid = |error: CodecError| error.to_string();
+    let body = unseal(&bytes).map_err(invalid)?;
+    let mut input = Decoder::new(body);
     if input.take(MAGIC.len()).map_err(invalid)? != MAGIC {
         return Err("not a ccotel manifest".into());
     }
@@ -277,18 +366,44 @@ fn decode_manifest(bytes: &[u8]) -> Result<(Manifest, BlobRef), String> {
         xxh3: input.text().map_err(invalid)?.to_owned(),
     };
     let count = input.count(MIN_FILE_BYTES).map_err(invalid)?;
-    let mut files = HashMap::with_capacity(count);
+    let entries_at = body.len() - input.remaining();
     for _ in 0..count {
-        let (path, state) = decode_file(&mut input).map_err(invalid)?;
-        files.insert(path, state);
+        decode_entry(&mut input).map_err(invalid)?;
     }
     input.finish().map_err(invalid)?;
-    Ok((Manifest { files }, blob))
+    let saved = Saved::Encoded {
+        bytes,
+        entries_at,
+        count,
+    };
+    Ok((SavedManifest(saved), blob))
 }
 
-fn decode_file(input: &mut Decoder<'_>) -> Result<(PathBuf, FileState), CodecError> {
-    let path = PathBuf::from(OsStr::from_bytes(input.section()?));
-    let project = input.text()?.to_owned();
+/// One file's entry, borrowed from the encoded manifest.
+struct Entry<'a> {
+    path: &'a [u8],
+    project: &'a str,
+    identity: FileIdentity,
+    offset: u64,
+    marker: Marker,
+    lines: LineStats,
+}
+
+impl Entry<'_> {
+    fn to_state(&self) -> FileState {
+        FileState {
+            project: self.project.to_owned(),
+            identity: self.identity,
+            offset: self.offset,
+            marker: self.marker,
+            lines: self.lines,
+        }
+    }
+}
+
+fn decode_entry<'a>(input: &mut Decoder<'a>) -> Result<Entry<'a>, CodecError> {
+    let path = input.section()?;
+    let project = input.text()?;
     let identity = FileIdentity {
         dev: input.u64()?,
         ino: input.u64()?,
@@ -310,14 +425,14 @@ fn decode_file(input: &mut Decoder<'_>) -> Result<(PathBuf, FileState), CodecErr
         repaired: input.u64()?,
         oversized: input.u64()?,
     };
-    let state = FileState {
+    Ok(Entry {
+        path,
         project,
         identity,
         offset,
         marker,
         lines,
-    };
-    Ok((path, state))
+    })
 }
 
 /// Writes `bytes` to `path` through a temporary file, fsynced before the rename.
@@ -369,8 +484,8 @@ mod tests {
         state.save(&manifest, b"first").expect("save");
         state.save(&manifest, b"second").expect("save");
         let (loaded, blob) = state.load().expect("load").expect("some");
-        assert_eq!(loaded, manifest);
-        assert_eq!(blob, b"second");
+        assert_eq!(loaded.decode().expect("decode"), manifest);
+        assert_eq!(&*blob, b"second");
         let blobs = fs::read_dir(dir.path())
             .expect("ls")
             .filter(|e| {
@@ -403,14 +518,16 @@ mod tests {
             serde_json::to_vec(&legacy).expect("json"),
         )
         .expect("write");
-        let (manifest, session_state) = state.load().expect("load").expect("some");
+        let (saved, session_state) = state.load().expect("load").expect("some");
+        let manifest = saved.decode().expect("decode");
         assert_eq!(manifest.files[Path::new("/x/a.jsonl")], sample_state());
-        assert_eq!(session_state, b"ledger");
+        assert_eq!(&*session_state, b"ledger");
         assert!(state.is_legacy());
         state.save(&manifest, &session_state).expect("save");
         assert!(!state.is_legacy());
         assert!(!dir.path().join(LEGACY_MANIFEST_FILE).exists());
-        assert_eq!(state.load().expect("load").expect("some").0, manifest);
+        let (saved, _) = state.load().expect("load").expect("some");
+        assert_eq!(saved.decode().expect("decode"), manifest);
     }
 
     #[test]

@@ -19,6 +19,6 @@ pub use discover::{
 };
 pub use identity::{FileIdentity, Marker, MARKER_WINDOW};
 pub use listing::Listing;
-pub use manifest::{FileState, Manifest, ManifestError, StateDir};
+pub use manifest::{FileState, Manifest, ManifestError, SavedManifest, StateDir};
 pub use reader::{Line, LineReader, DEFAULT_MAX_INLINE_LINE};
 pub use tail::{resume_point, Restart, Tailer};
