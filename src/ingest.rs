@@ -143,7 +143,7 @@ pub enum IngestError {
 }
 
 /// Reads what is new since the state in `state` was saved, and saves the result
-/// (only when something changed). `list_files` runs while the state loads.
+/// (unless nothing changed). `list_files` runs while the state loads.
 pub fn ingest_incremental<F>(
     state: &StateDir,
     list_files: F,
@@ -153,12 +153,33 @@ pub fn ingest_incremental<F>(
 where
     F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
 {
+    let (result, prior, _) = ingest_speculating(state, list_files, |_| (), options, progress)?;
+    Ok((result, prior))
+}
+
+/// [`ingest_incremental`], running `speculate` on the saved ledger while the
+/// transcripts are listed. Its result is returned only when nothing changed since
+/// the state was saved, when it is what `speculate` makes of the result's ledger:
+/// on an unchanged rerun a report is ready as soon as the listing is.
+pub fn ingest_speculating<F, S, R>(
+    state: &StateDir,
+    list_files: F,
+    speculate: S,
+    options: &IngestOptions,
+    progress: &Progress,
+) -> Result<(Ingest, PriorState, Option<R>), IngestError>
+where
+    F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
+    S: FnOnce(&Ledger) -> R + Send,
+    R: Send,
+{
     let started = std::time::Instant::now();
     let (loaded, files) = std::thread::scope(|scope| {
         let loading = scope.spawn(|| {
-            let loaded = load_prior(state);
+            let (saved, ledger, prior) = load_prior(state);
             tracing::debug!(elapsed = ?started.elapsed(), "state loaded");
-            loaded
+            let speculated = speculate(&ledger);
+            (saved, ledger, prior, Some(speculated))
         });
         let files = list_files();
         let loaded = loading.join().unwrap_or_else(|_| {
@@ -166,11 +187,12 @@ where
                 None,
                 Ledger::new(),
                 PriorState::Discarded("loading the state failed".into()),
+                None,
             )
         });
         (loaded, files)
     });
-    let (saved, ledger, prior) = loaded;
+    let (saved, ledger, prior, speculated) = loaded;
     let files = files?;
     tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "state loaded and transcripts listed");
     if prior == PriorState::Loaded
@@ -184,7 +206,7 @@ where
             files_unchanged: files.len(),
             ..IngestSummary::default()
         };
-        return Ok((Ingest { ledger, summary }, prior));
+        return Ok((Ingest { ledger, summary }, prior, speculated));
     }
     let (manifest, ledger, prior) = match saved.map(SavedManifest::decode).transpose() {
         Ok(manifest) => (manifest.unwrap_or_default(), ledger, prior),
@@ -197,7 +219,7 @@ where
     let (result, manifest) = ingest(files, manifest, ledger, options, progress);
     tracing::debug!(elapsed = ?started.elapsed(), "files read");
     state.save(&manifest, &result.ledger.encode())?;
-    Ok((result, prior))
+    Ok((result, prior, None))
 }
 
 fn load_prior(state: &StateDir) -> (Option<SavedManifest>, Ledger, PriorState) {

@@ -11,13 +11,13 @@ use ccotel::config::{self, Environment, Loaded, Overrides};
 use ccotel::export::stats::PipelineStats;
 use ccotel::export::{ExportOptions, Mode};
 use ccotel::ingest::{
-    full_scan, ingest_incremental, Ingest, IngestOptions, IngestSummary, PriorState, Progress,
+    full_scan, ingest_speculating, IngestOptions, IngestSummary, PriorState, Progress,
 };
 use ccotel::progress::ProgressLine;
 use ccotel::receiver::ReceiverSettings;
 use ccotel::report::{self, DateFilter, Grouping};
-use ccotel::session::PriceTable;
 use ccotel::session::TrackerOptions;
+use ccotel::session::{Ledger, PriceTable};
 use ccotel::signal::{Encoder, ResourceBase};
 use ccotel::sink::clickhouse::ClickHouseSink;
 use ccotel::sink::file::FileSink;
@@ -423,30 +423,95 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         threads: config.threads,
         max_inline_line: config.max_line_bytes,
     };
+    let view = ReportView::new(loaded, args)?;
     let progress = Arc::new(Progress::default());
-    let result = if args.full {
+    let (result, rendered) = if args.full {
         let files = discover(&roots).context("listing transcripts")?;
         warn_if_none_found(&roots, &files);
         let _line = ProgressLine::start(Arc::clone(&progress));
-        full_scan(files, &options, &progress)
+        (full_scan(files, &options, &progress), None)
     } else {
         let dir = loaded.state_dir(environment)?;
         let state = StateDir::open(&dir).context("opening the state directory")?;
         let list_files = || list_through_cache(&roots, state.path());
         let _line = ProgressLine::start(Arc::clone(&progress));
-        let (result, prior) = ingest_incremental(&state, list_files, &options, &progress)?;
+        let render = |ledger: &Ledger| view.render(ledger);
+        let (result, prior, rendered) =
+            ingest_speculating(&state, list_files, render, &options, &progress)?;
         if let PriorState::Discarded(reason) = prior {
             tracing::warn!("{reason}; every transcript was read again");
         }
-        result
+        (result, rendered)
     };
-    print_report(loaded, args, &result)?;
+    let rendered = match rendered {
+        Some(rendered) => rendered,
+        None => view.render(&result.ledger),
+    }?;
+    rendered.print()?;
     tracing::debug!(elapsed = ?started.elapsed(), "report printed");
     warn_about(&result.summary);
     // The process ends here: returning the ledger's and manifest's memory page by
     // page would cost a few percent of an unchanged rerun for nothing.
     std::mem::forget(result);
     Ok(())
+}
+
+/// How a report is to be shown: its grouping, dates, prices and format.
+struct ReportView {
+    prices: PriceTable,
+    filter: DateFilter,
+    grouping: Grouping,
+    json: bool,
+}
+
+/// A report ready to print, and the models it could not price.
+struct RenderedReport {
+    text: String,
+    unpriced: std::collections::BTreeMap<String, u64>,
+}
+
+impl ReportView {
+    fn new(loaded: &Loaded, args: &ReportArgs) -> Result<ReportView> {
+        Ok(ReportView {
+            prices: PriceTable::with_overrides(&loaded.config.pricing),
+            filter: DateFilter {
+                time_zone: loaded.time_zone()?,
+                since: args.since,
+                until: args.until,
+            },
+            grouping: args.grouping,
+            json: args.json,
+        })
+    }
+
+    fn render(&self, ledger: &Ledger) -> Result<RenderedReport> {
+        let report = report::build(ledger, &self.prices, self.grouping, &self.filter);
+        tracing::debug!(rows = report.rows.len(), "report built");
+        let text = if self.json {
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&report::to_json(&report))?
+            )
+        } else {
+            report::render(&report)
+        };
+        Ok(RenderedReport {
+            text,
+            unpriced: report.unpriced,
+        })
+    }
+}
+
+impl RenderedReport {
+    fn print(&self) -> Result<()> {
+        emit(&self.text)?;
+        for (model, responses) in &self.unpriced {
+            tracing::warn!(
+                "no price for model {model:?} ({responses} responses counted at $0); add [pricing.\"{model}\"] to the config"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Lists transcripts, reading only the directories changed since the listing
@@ -466,31 +531,6 @@ fn list_through_cache(roots: &[PathBuf], state_dir: &Path) -> std::io::Result<Ve
     }
     warn_if_none_found(roots, &found.files);
     Ok(found.files)
-}
-
-fn print_report(loaded: &Loaded, args: &ReportArgs, result: &Ingest) -> Result<()> {
-    let prices = PriceTable::with_overrides(&loaded.config.pricing);
-    let filter = DateFilter {
-        time_zone: loaded.time_zone()?,
-        since: args.since,
-        until: args.until,
-    };
-    let report = report::build(&result.ledger, &prices, args.grouping, &filter);
-    tracing::debug!(rows = report.rows.len(), "report built");
-    if args.json {
-        emit(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&report::to_json(&report))?
-        ))?;
-    } else {
-        emit(&report::render(&report))?;
-    }
-    for (model, responses) in &report.unpriced {
-        tracing::warn!(
-            "no price for model {model:?} ({responses} responses counted at $0); add [pricing.\"{model}\"] to the config"
-        );
-    }
-    Ok(())
 }
 
 fn warn_about(summary: &IngestSummary) {

@@ -103,6 +103,39 @@ fn daily_json_has_ccusages_shape_and_the_librarys_totals() {
     assert_eq!(full, document, "--full and incremental agree");
 }
 
+/// An unchanged rerun prints the report rendered from the saved ledger while the
+/// transcripts were listed; a rerun after an append must not.
+#[test]
+fn an_unchanged_rerun_prints_what_a_full_scan_prints_and_an_append_is_not_missed() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    let views: [&[&str]; 4] = [
+        &["report", "daily", "--json"],
+        &["report", "session"],
+        &["report", "model", "--json", "--since", "2025-01-01"],
+        &["report", "monthly", "--timezone", "Asia/Tokyo"],
+    ];
+    let run = |args: &[&str]| stdout(&ccotel(&home, &state, args));
+    let run_full = |args: &[&str]| run(&[args, &["--full"]].concat());
+    let mut firsts = Vec::new();
+    for args in views {
+        let first = run(args);
+        let unchanged = ccotel(&home, &state, &[args, &["-v"]].concat());
+        let log = String::from_utf8_lossy(&unchanged.stderr).into_owned();
+        assert!(log.contains("read=0 unchanged=3"), "{args:?}: {log}");
+        assert_eq!(stdout(&unchanged), first, "{args:?}");
+        assert_eq!(run_full(args), first, "{args:?}");
+        firsts.push(first);
+    }
+    let grown = fs::read(common::sample("spotter/short.jsonl")).expect("sample");
+    home.append("-tmp-p/00000000-0000-4000-8000-0000000000aa.jsonl", &grown);
+    for (args, first) in views.iter().zip(&firsts) {
+        let after = run(args);
+        assert_ne!(&after, first, "{args:?}: the appended lines add usage");
+        assert_eq!(after, run_full(args), "{args:?} after an append");
+    }
+}
+
 #[test]
 fn every_grouping_renders_a_table_with_a_total_row() {
     let home = home_with_samples();
