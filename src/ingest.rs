@@ -153,14 +153,15 @@ pub fn ingest_incremental<F>(
 where
     F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
 {
-    let (result, prior, _) = ingest_speculating(state, list_files, |_| (), options, progress)?;
+    let (result, prior, _) = ingest_speculating(state, list_files, |_, _| (), options, progress)?;
     Ok((result, prior))
 }
 
-/// [`ingest_incremental`], running `speculate` on the saved ledger while the
-/// transcripts are listed. Its result is returned only when nothing changed since
-/// the state was saved, when it is what `speculate` makes of the result's ledger:
-/// on an unchanged rerun a report is ready as soon as the listing is.
+/// [`ingest_incremental`], running `speculate` on the saved ledger (and its
+/// checksum, which names its content) while the transcripts are listed. Its
+/// result is returned only when nothing changed since the state was saved, when
+/// it is what `speculate` makes of the result's ledger: on an unchanged rerun a
+/// report is ready as soon as the listing is.
 pub fn ingest_speculating<F, S, R>(
     state: &StateDir,
     list_files: F,
@@ -170,7 +171,7 @@ pub fn ingest_speculating<F, S, R>(
 ) -> Result<(Ingest, PriorState, Option<R>), IngestError>
 where
     F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
-    S: FnOnce(&Ledger) -> R + Send,
+    S: FnOnce(&Ledger, &str) -> R + Send,
     R: Send,
 {
     let started = std::time::Instant::now();
@@ -178,8 +179,10 @@ where
         let loading = scope.spawn(|| {
             let (saved, ledger, prior) = load_prior(state);
             tracing::debug!(elapsed = ?started.elapsed(), "state loaded");
-            let speculated = speculate(&ledger);
-            (saved, ledger, prior, Some(speculated))
+            let speculated = saved
+                .as_ref()
+                .map(|saved| speculate(&ledger, saved.session_state_checksum()));
+            (saved, ledger, prior, speculated)
         });
         let files = list_files();
         let loaded = loading.join().unwrap_or_else(|_| {

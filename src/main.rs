@@ -15,7 +15,7 @@ use ccotel::ingest::{
 };
 use ccotel::progress::ProgressLine;
 use ccotel::receiver::ReceiverSettings;
-use ccotel::report::{self, DateFilter, Grouping};
+use ccotel::report::{self, cache::Rendered, DateFilter, Grouping};
 use ccotel::session::TrackerOptions;
 use ccotel::session::{Ledger, PriceTable};
 use ccotel::signal::{Encoder, ResourceBase};
@@ -435,7 +435,7 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         let state = StateDir::open(&dir).context("opening the state directory")?;
         let list_files = || list_through_cache(&roots, state.path());
         let _line = ProgressLine::start(Arc::clone(&progress));
-        let render = |ledger: &Ledger| view.render(ledger);
+        let render = |ledger: &Ledger, checksum: &str| view.render_cached(&dir, ledger, checksum);
         let (result, prior, rendered) =
             ingest_speculating(&state, list_files, render, &options, &progress)?;
         if let PriorState::Discarded(reason) = prior {
@@ -447,7 +447,7 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         Some(rendered) => rendered,
         None => view.render(&result.ledger),
     }?;
-    rendered.print()?;
+    print_rendered(&rendered)?;
     tracing::debug!(elapsed = ?started.elapsed(), "report printed");
     warn_about(&result.summary);
     // The process ends here: returning the ledger's and manifest's memory page by
@@ -464,12 +464,6 @@ struct ReportView {
     json: bool,
 }
 
-/// A report ready to print, and the models it could not price.
-struct RenderedReport {
-    text: String,
-    unpriced: std::collections::BTreeMap<String, u64>,
-}
-
 impl ReportView {
     fn new(loaded: &Loaded, args: &ReportArgs) -> Result<ReportView> {
         Ok(ReportView {
@@ -484,7 +478,7 @@ impl ReportView {
         })
     }
 
-    fn render(&self, ledger: &Ledger) -> Result<RenderedReport> {
+    fn render(&self, ledger: &Ledger) -> Result<Rendered> {
         let report = report::build(ledger, &self.prices, self.grouping, &self.filter);
         tracing::debug!(rows = report.rows.len(), "report built");
         let text = if self.json {
@@ -495,23 +489,51 @@ impl ReportView {
         } else {
             report::render(&report)
         };
-        Ok(RenderedReport {
+        Ok(Rendered {
             text,
             unpriced: report.unpriced,
         })
     }
+
+    /// The report of the ledger saved with `checksum`, from the report cache in
+    /// `state_dir` when this view of it was rendered before.
+    fn render_cached(&self, state_dir: &Path, ledger: &Ledger, checksum: &str) -> Result<Rendered> {
+        let Some(key) = self.cache_key(checksum) else {
+            return self.render(ledger);
+        };
+        if let Some(rendered) = report::cache::lookup(state_dir, key) {
+            tracing::debug!("report taken from the cache");
+            return Ok(rendered);
+        }
+        let rendered = self.render(ledger)?;
+        if let Err(error) = report::cache::store(state_dir, key, &rendered) {
+            tracing::debug!("caching the report: {error}");
+        }
+        Ok(rendered)
+    }
+
+    /// Everything the report is a function of besides the ledger's content;
+    /// `None` for a time zone without a name, which could change unseen.
+    fn cache_key(&self, checksum: &str) -> Option<u64> {
+        let zone = self.filter.time_zone.iana_name()?;
+        let mut key = report::cache::CacheKey::new();
+        key.add(checksum.as_bytes())
+            .add(format!("{:?}", self.prices).as_bytes())
+            .add(zone.as_bytes())
+            .add(format!("{:?} {:?}", self.filter.since, self.filter.until).as_bytes())
+            .add(format!("{:?} json={}", self.grouping, self.json).as_bytes());
+        Some(key.finish())
+    }
 }
 
-impl RenderedReport {
-    fn print(&self) -> Result<()> {
-        emit(&self.text)?;
-        for (model, responses) in &self.unpriced {
-            tracing::warn!(
-                "no price for model {model:?} ({responses} responses counted at $0); add [pricing.\"{model}\"] to the config"
-            );
-        }
-        Ok(())
+fn print_rendered(rendered: &Rendered) -> Result<()> {
+    emit(&rendered.text)?;
+    for (model, responses) in &rendered.unpriced {
+        tracing::warn!(
+            "no price for model {model:?} ({responses} responses counted at $0); add [pricing.\"{model}\"] to the config"
+        );
     }
+    Ok(())
 }
 
 /// Lists transcripts, reading only the directories changed since the listing

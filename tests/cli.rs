@@ -104,7 +104,8 @@ fn daily_json_has_ccusages_shape_and_the_librarys_totals() {
 }
 
 /// An unchanged rerun prints the report rendered from the saved ledger while the
-/// transcripts were listed; a rerun after an append must not.
+/// transcripts were listed, then the one cached for that ledger; a rerun after an
+/// append must print neither.
 #[test]
 fn an_unchanged_rerun_prints_what_a_full_scan_prints_and_an_append_is_not_missed() {
     let home = home_with_samples();
@@ -124,6 +125,13 @@ fn an_unchanged_rerun_prints_what_a_full_scan_prints_and_an_append_is_not_missed
         let log = String::from_utf8_lossy(&unchanged.stderr).into_owned();
         assert!(log.contains("read=0 unchanged=3"), "{args:?}: {log}");
         assert_eq!(stdout(&unchanged), first, "{args:?}");
+        let cached = ccotel(&home, &state, &[args, &["-vv"]].concat());
+        let log = String::from_utf8_lossy(&cached.stderr).into_owned();
+        assert!(
+            log.contains("report taken from the cache"),
+            "{args:?}: {log}"
+        );
+        assert_eq!(stdout(&cached), first, "{args:?}");
         assert_eq!(run_full(args), first, "{args:?}");
         firsts.push(first);
     }
@@ -133,7 +141,36 @@ fn an_unchanged_rerun_prints_what_a_full_scan_prints_and_an_append_is_not_missed
         let after = run(args);
         assert_ne!(&after, first, "{args:?}: the appended lines add usage");
         assert_eq!(after, run_full(args), "{args:?} after an append");
+        assert_eq!(run(args), after, "{args:?} unchanged since the append");
     }
+}
+
+#[test]
+fn a_cached_report_follows_a_price_change() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    let daily = ["report", "daily", "--json"];
+    let first = json(&ccotel(&home, &state, &daily));
+    ccotel(&home, &state, &daily);
+    assert_eq!(json(&ccotel(&home, &state, &daily)), first, "cached");
+    let model = first["daily"][0]["modelsUsed"][0]
+        .as_str()
+        .expect("a model")
+        .to_owned();
+    let config_dir = home.home().join(".config/ccotel");
+    fs::create_dir_all(&config_dir).expect("mkdir");
+    fs::write(
+        config_dir.join("config.toml"),
+        format!("[pricing.\"{model}\"]\ninput = 1000.0\noutput = 1000.0\n"),
+    )
+    .expect("write");
+    let repriced = json(&ccotel(&home, &state, &daily));
+    assert_ne!(
+        repriced["totals"]["totalCost"],
+        first["totals"]["totalCost"]
+    );
+    let full = json(&ccotel(&home, &state, &[&daily[..], &["--full"]].concat()));
+    assert_eq!(repriced, full);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! or model, for the terminal or as JSON in ccusage's shape.
 
 mod aggregate;
+pub mod cache;
 mod json;
 mod table;
 

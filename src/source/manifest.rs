@@ -70,7 +70,10 @@ pub struct Manifest {
 
 /// A manifest as the state directory holds it, checked but not yet decoded.
 #[derive(Debug)]
-pub struct SavedManifest(Saved);
+pub struct SavedManifest {
+    files: Saved,
+    session_state: BlobRef,
+}
 
 #[derive(Debug)]
 enum Saved {
@@ -85,9 +88,15 @@ enum Saved {
 }
 
 impl SavedManifest {
+    /// The xxh3 of the session-state blob loaded with this manifest (checked
+    /// against its bytes): it names the saved ledger's content.
+    pub fn session_state_checksum(&self) -> &str {
+        &self.session_state.xxh3
+    }
+
     /// Files in the manifest.
     pub fn len(&self) -> usize {
-        match &self.0 {
+        match &self.files {
             Saved::Encoded { count, .. } => *count,
             Saved::Decoded(manifest) => manifest.files.len(),
         }
@@ -103,7 +112,7 @@ impl SavedManifest {
         if files.len() != self.len() {
             return false;
         }
-        match &self.0 {
+        match &self.files {
             Saved::Encoded {
                 bytes, entries_at, ..
             } => {
@@ -126,7 +135,7 @@ impl SavedManifest {
 
     /// The manifest, to change.
     pub fn decode(self) -> Result<Manifest, ManifestError> {
-        let (bytes, entries_at, count) = match self.0 {
+        let (bytes, entries_at, count) = match self.files {
             Saved::Decoded(manifest) => return Ok(manifest),
             Saved::Encoded {
                 bytes,
@@ -253,13 +262,13 @@ impl StateDir {
 /// inspecting the state of a running process. `Ok(None)` when there is none yet.
 pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, FileBytes)>, ManifestError> {
     let path = dir.join(MANIFEST_FILE);
-    let (manifest, blob) = match FileBytes::open(&path) {
+    let (files, blob) = match FileBytes::open(&path) {
         Ok(bytes) => check_manifest(bytes).map_err(|reason| ManifestError::Corrupt {
             path: path.clone(),
             reason,
         })?,
         Err(error) if error.kind() == io::ErrorKind::NotFound => match load_legacy(dir)? {
-            Some((manifest, blob)) => (SavedManifest(Saved::Decoded(manifest)), blob),
+            Some((manifest, blob)) => (Saved::Decoded(manifest), blob),
             None => return Ok(None),
         },
         Err(error) => return Err(io_error(&path)(error)),
@@ -280,6 +289,10 @@ pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, FileBytes)>, Manif
             blob_path.display()
         )));
     }
+    let manifest = SavedManifest {
+        files,
+        session_state: blob,
+    };
     Ok(Some((manifest, session_state)))
 }
 
@@ -352,7 +365,7 @@ const MIN_FILE_BYTES: usize = 2 * 8 + 15 * 8;
 
 /// Checks a `manifest.bin` through to its last entry, so that decoding it later
 /// cannot fail, and finds where its entries start.
-fn check_manifest(bytes: FileBytes) -> Result<(SavedManifest, BlobRef), String> {
+fn check_manifest(bytes: FileBytes) -> Result<(Saved, BlobRef), String> {
     let invalid = |error: CodecError| error.to_string();
     let body = unseal(&bytes).map_err(invalid)?;
     let mut input = Decoder::new(body);
@@ -376,7 +389,7 @@ fn check_manifest(bytes: FileBytes) -> Result<(SavedManifest, BlobRef), String> 
         entries_at,
         count,
     };
-    Ok((SavedManifest(saved), blob))
+    Ok((saved, blob))
 }
 
 /// One file's entry, borrowed from the encoded manifest.
@@ -484,6 +497,8 @@ mod tests {
         state.save(&manifest, b"first").expect("save");
         state.save(&manifest, b"second").expect("save");
         let (loaded, blob) = state.load().expect("load").expect("some");
+        let checksum = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"second"));
+        assert_eq!(loaded.session_state_checksum(), checksum);
         assert_eq!(loaded.decode().expect("decode"), manifest);
         assert_eq!(&*blob, b"second");
         let blobs = fs::read_dir(dir.path())
