@@ -105,11 +105,11 @@ fn discover_at(
         let Some(entries) = walk.entries(&projects)? else {
             continue;
         };
-        for name in &entries.transcripts {
+        for name in entries.transcripts() {
             let project = name.to_string_lossy();
             walk.push_if_transcript(projects.join(name), &project);
         }
-        for name in &entries.subdirs {
+        for name in entries.subdirs() {
             let project = name.to_string_lossy().into_owned();
             project_dirs.push((projects.join(name), project));
         }
@@ -190,10 +190,10 @@ impl<'a> Walk<'a> {
         let Some(entries) = self.entries(dir)? else {
             return Ok(());
         };
-        for name in &entries.transcripts {
+        for name in entries.transcripts() {
             self.push_if_transcript(dir.join(name), project);
         }
-        for name in &entries.subdirs {
+        for name in entries.subdirs() {
             self.visit(&dir.join(name), project)?;
         }
         Ok(())

@@ -28,7 +28,7 @@ use rustc_hash::FxHashMap;
 use crate::codec::{put_i64, put_section, put_u64, seal, unseal, CodecError, Decoder, FileBytes};
 
 const LISTING_FILE: &str = "listing.bin";
-const MAGIC: &[u8; 16] = b"ccotel-listing1\n";
+const MAGIC: &[u8; 16] = b"ccotel-listing2\n";
 
 /// How long before a listing a directory's last change must be for its entries to
 /// be trusted next time.
@@ -66,29 +66,65 @@ impl DirStamp {
 }
 
 /// The entries of one directory that matter: subdirectories to descend into, and
-/// `*.jsonl` names that are not directories (regular files, or symlinks to them).
+/// `*.jsonl` names that are not directories (regular files, or symlinks to them),
+/// each sorted.
+///
+/// The names share one buffer, each ended by a NUL (which no file name holds):
+/// loading a listing of 10,000 transcripts then makes one allocation per
+/// directory rather than one per name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirEntries {
-    pub subdirs: Vec<OsString>,
-    pub transcripts: Vec<OsString>,
+    /// The subdirectories', then the transcripts' names.
+    names: Box<[u8]>,
+    subdirs: usize,
+    transcripts: usize,
 }
 
 impl DirEntries {
+    pub fn new(mut subdirs: Vec<OsString>, mut transcripts: Vec<OsString>) -> DirEntries {
+        subdirs.sort_unstable();
+        transcripts.sort_unstable();
+        let mut names = Vec::new();
+        for name in subdirs.iter().chain(&transcripts) {
+            names.extend_from_slice(name.as_bytes());
+            names.push(0);
+        }
+        DirEntries {
+            names: names.into(),
+            subdirs: subdirs.len(),
+            transcripts: transcripts.len(),
+        }
+    }
+
     /// Reads `dir`. Directory symlinks are not followed: they can form cycles.
     pub fn read(dir: &Path) -> io::Result<DirEntries> {
-        let mut entries = DirEntries::default();
+        let mut subdirs = Vec::new();
+        let mut transcripts = Vec::new();
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
             if entry.file_type()?.is_dir() {
-                entries.subdirs.push(name);
+                subdirs.push(name);
             } else if name.as_bytes().ends_with(b".jsonl") {
-                entries.transcripts.push(name);
+                transcripts.push(name);
             }
         }
-        entries.subdirs.sort_unstable();
-        entries.transcripts.sort_unstable();
-        Ok(entries)
+        Ok(DirEntries::new(subdirs, transcripts))
+    }
+
+    fn names(&self) -> impl Iterator<Item = &OsStr> {
+        self.names
+            .split(|&byte| byte == 0)
+            .take(self.subdirs + self.transcripts)
+            .map(OsStr::from_bytes)
+    }
+
+    pub fn subdirs(&self) -> impl Iterator<Item = &OsStr> {
+        self.names().take(self.subdirs)
+    }
+
+    pub fn transcripts(&self) -> impl Iterator<Item = &OsStr> {
+        self.names().skip(self.subdirs)
     }
 }
 
@@ -180,12 +216,10 @@ impl Listing {
             put_u64(&mut out, stamp.ino);
             put_i64(&mut out, stamp.mtime_ns);
             put_i64(&mut out, stamp.ctime_ns);
-            for names in [&listing.entries.subdirs, &listing.entries.transcripts] {
-                put_u64(&mut out, names.len() as u64);
-                for name in names {
-                    put_section(&mut out, name.as_bytes());
-                }
-            }
+            let entries = &listing.entries;
+            put_u64(&mut out, entries.subdirs as u64);
+            put_u64(&mut out, entries.transcripts as u64);
+            put_section(&mut out, &entries.names);
         }
         seal(&mut out);
         out
@@ -206,10 +240,7 @@ impl Listing {
                 mtime_ns: input.i64()?,
                 ctime_ns: input.i64()?,
             };
-            let entries = Arc::new(DirEntries {
-                subdirs: decode_names(&mut input)?,
-                transcripts: decode_names(&mut input)?,
-            });
+            let entries = Arc::new(decode_entries(&mut input)?);
             dirs.insert(path, DirListing { stamp, entries });
         }
         input.finish()?;
@@ -217,11 +248,23 @@ impl Listing {
     }
 }
 
-fn decode_names(input: &mut Decoder<'_>) -> Result<Vec<OsString>, CodecError> {
-    let count = input.count(8)?;
-    (0..count)
-        .map(|_| Ok(OsStr::from_bytes(input.section()?).to_owned()))
-        .collect()
+fn decode_entries(input: &mut Decoder<'_>) -> Result<DirEntries, CodecError> {
+    let subdirs = usize::try_from(input.u64()?).map_err(|_| CodecError::Truncated)?;
+    let transcripts = usize::try_from(input.u64()?).map_err(|_| CodecError::Truncated)?;
+    let names = input.section()?;
+    let ended = names.iter().filter(|&&byte| byte == 0).count();
+    if names.last().is_some_and(|&byte| byte != 0)
+        || Some(ended) != subdirs.checked_add(transcripts)
+    {
+        return Err(CodecError::Invalid(
+            "directory names do not match their counts".into(),
+        ));
+    }
+    Ok(DirEntries {
+        names: names.into(),
+        subdirs,
+        transcripts,
+    })
 }
 
 #[cfg(test)]
@@ -255,14 +298,21 @@ mod tests {
             Path::new("/h/.claude/projects/-p"),
             DirListing {
                 stamp: stamp(5),
-                entries: Arc::new(DirEntries {
-                    subdirs: vec!["s1".into()],
-                    transcripts: vec!["a.jsonl".into(), "b.jsonl".into()],
-                }),
+                entries: Arc::new(DirEntries::new(
+                    vec!["s1".into()],
+                    vec!["b.jsonl".into(), "a.jsonl".into()],
+                )),
             },
         );
         listing.save(dir.path()).expect("save");
-        assert_eq!(Listing::load(dir.path()), listing);
+        let loaded = Listing::load(dir.path());
+        assert_eq!(loaded, listing);
+        let entries = &loaded.dirs[OsStr::new("/h/.claude/projects/-p")].entries;
+        assert_eq!(entries.subdirs().collect::<Vec<_>>(), ["s1"]);
+        assert_eq!(
+            entries.transcripts().collect::<Vec<_>>(),
+            ["a.jsonl", "b.jsonl"]
+        );
         let path = dir.path().join(LISTING_FILE);
         let mut bytes = fs::read(&path).expect("read");
         let last = bytes.len() - 9;
