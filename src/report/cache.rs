@@ -56,10 +56,14 @@ impl CacheKey {
 /// The rendered report stored under `key`, if any.
 pub fn lookup(state_dir: &Path, key: u64) -> Option<Rendered> {
     let bytes = FileBytes::open(&state_dir.join(CACHE_FILE)).ok()?;
-    let entries = decode(&bytes).ok()?;
-    entries
-        .into_iter()
-        .find_map(|(found, rendered)| (found == key).then_some(rendered))
+    let mut found = None;
+    visit(&bytes, |entry_key, entry| {
+        if entry_key == key {
+            found = Some(entry.to_owned());
+        }
+    })
+    .ok()?;
+    found
 }
 
 /// Stores `rendered` under `key`, keeping the [`KEEP`] most recent reports.
@@ -95,25 +99,47 @@ fn encode(entries: &[(u64, Rendered)]) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Result<Vec<(u64, Rendered)>, CodecError> {
+    let mut entries = Vec::new();
+    visit(bytes, |key, entry| entries.push((key, entry.to_owned())))?;
+    Ok(entries)
+}
+
+/// A stored report, borrowed from the cache file.
+struct Entry<'a> {
+    text: &'a str,
+    unpriced: Vec<(&'a str, u64)>,
+}
+
+impl Entry<'_> {
+    fn to_owned(&self) -> Rendered {
+        Rendered {
+            text: self.text.to_owned(),
+            unpriced: self
+                .unpriced
+                .iter()
+                .map(|&(model, responses)| (model.to_owned(), responses))
+                .collect(),
+        }
+    }
+}
+
+/// Checks the whole file, and calls `each` with every entry without copying it.
+fn visit(bytes: &[u8], mut each: impl FnMut(u64, &Entry<'_>)) -> Result<(), CodecError> {
     let mut input = Decoder::new(unseal(bytes)?);
     if input.take(MAGIC.len())? != MAGIC {
         return Err(CodecError::Invalid("not a ccotel report cache".into()));
     }
     let count = input.count(3 * 8)?;
-    let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
         let key = input.u64()?;
-        let text = input.text()?.to_owned();
+        let text = input.text()?;
         let models = input.count(2 * 8)?;
-        let mut unpriced = BTreeMap::new();
-        for _ in 0..models {
-            let model = input.text()?.to_owned();
-            unpriced.insert(model, input.u64()?);
-        }
-        entries.push((key, Rendered { text, unpriced }));
+        let unpriced = (0..models)
+            .map(|_| Ok((input.text()?, input.u64()?)))
+            .collect::<Result<Vec<_>, CodecError>>()?;
+        each(key, &Entry { text, unpriced });
     }
-    input.finish()?;
-    Ok(entries)
+    input.finish()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use rustc_hash::FxHashSet;
 
 use super::identity::FileIdentity;
-use super::listing::{DirEntries, DirListing, DirStamp, Listing};
+use super::listing::{DirEntries, DirEntry, DirListing, DirStamp, Listing};
 
 /// One transcript file found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,18 +115,19 @@ fn discover_at(
         }
     }
     let mut found = walk.found;
-    for part in visit_in_parallel(&project_dirs, previous, listed_at)? {
-        found.files.extend(part.files);
-        found.listing.extend(part.listing);
-        found.dirs_read += part.dirs_read;
-    }
-    // Byte order: as deterministic as component order, and much cheaper.
-    found.files.sort_unstable_by(|a, b| {
+    let parts = visit_in_parallel(&project_dirs, previous, listed_at)?;
+    merge_in_project_order(parts, &mut found);
+    // Byte order: as deterministic as component order, and much cheaper. Walks
+    // descend in that order, so this sorts only what came from several roots.
+    let by_path = |a: &TranscriptFile, b: &TranscriptFile| {
         a.path
             .as_os_str()
             .as_bytes()
             .cmp(b.path.as_os_str().as_bytes())
-    });
+    };
+    if !found.files.is_sorted_by(|a, b| by_path(a, b).is_le()) {
+        found.files.sort_unstable_by(by_path);
+    }
     let mut seen = FxHashSet::with_capacity_and_hasher(found.files.len(), Default::default());
     found
         .files
@@ -134,11 +135,38 @@ fn discover_at(
     Ok(found)
 }
 
+/// One walker's findings, with the project directories it visited (their index,
+/// in increasing order) and how many files each added.
+struct Part {
+    found: Discovery,
+    visited: Vec<(usize, usize)>,
+}
+
+/// Adds the walkers' findings to `found`, their files in the order of the project
+/// directories they came from.
+fn merge_in_project_order(parts: Vec<Part>, found: &mut Discovery) {
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    let mut files = Vec::with_capacity(parts.len());
+    for (walker, part) in parts.into_iter().enumerate() {
+        runs.extend(part.visited.iter().map(|&(at, count)| (at, walker, count)));
+        found.listing.extend(part.found.listing);
+        found.dirs_read += part.found.dirs_read;
+        files.push(part.found.files.into_iter());
+    }
+    runs.sort_unstable();
+    found
+        .files
+        .reserve(files.iter().map(|walker| walker.len()).sum());
+    for (_, walker, count) in runs {
+        found.files.extend(files[walker].by_ref().take(count));
+    }
+}
+
 fn visit_in_parallel(
     project_dirs: &[(PathBuf, String)],
     previous: &Listing,
     listed_at: SystemTime,
-) -> io::Result<Vec<Discovery>> {
+) -> io::Result<Vec<Part>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8)
@@ -149,12 +177,18 @@ fn visit_in_parallel(
             .map(|_| {
                 scope.spawn(|| {
                     let mut walk = Walk::new(previous, listed_at);
+                    let mut visited = Vec::new();
                     loop {
                         let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some((dir, project)) = project_dirs.get(at) else {
-                            return Ok(walk.found);
+                            return Ok(Part {
+                                found: walk.found,
+                                visited,
+                            });
                         };
+                        let before = walk.found.files.len();
                         walk.visit(dir, project)?;
+                        visited.push((at, walk.found.files.len() - before));
                     }
                 })
             })
@@ -190,11 +224,11 @@ impl<'a> Walk<'a> {
         let Some(entries) = self.entries(dir)? else {
             return Ok(());
         };
-        for name in entries.transcripts() {
-            self.push_if_transcript(dir.join(name), project);
-        }
-        for name in entries.subdirs() {
-            self.visit(&dir.join(name), project)?;
+        for entry in entries.in_path_order() {
+            match entry {
+                DirEntry::Transcript(name) => self.push_if_transcript(dir.join(name), project),
+                DirEntry::Subdir(name) => self.visit(&dir.join(name), project)?,
+            }
         }
         Ok(())
     }

@@ -67,7 +67,7 @@ impl DirStamp {
 
 /// The entries of one directory that matter: subdirectories to descend into, and
 /// `*.jsonl` names that are not directories (regular files, or symlinks to them),
-/// each sorted.
+/// each sorted as their paths sort (a subdirectory `a` as `a/`).
 ///
 /// The names share one buffer, each ended by a NUL (which no file name holds):
 /// loading a listing of 10,000 transcripts then makes one allocation per
@@ -82,7 +82,7 @@ pub struct DirEntries {
 
 impl DirEntries {
     pub fn new(mut subdirs: Vec<OsString>, mut transcripts: Vec<OsString>) -> DirEntries {
-        subdirs.sort_unstable();
+        subdirs.sort_unstable_by(|a, b| cmp_dirs(a.as_bytes(), b.as_bytes()));
         transcripts.sort_unstable();
         let mut names = Vec::new();
         for name in subdirs.iter().chain(&transcripts) {
@@ -125,6 +125,50 @@ impl DirEntries {
 
     pub fn transcripts(&self) -> impl Iterator<Item = &OsStr> {
         self.names().skip(self.subdirs)
+    }
+
+    /// Subdirectories and transcripts merged in the byte order of the paths under
+    /// them, so a walk that descends in this order lists paths already sorted.
+    pub fn in_path_order(&self) -> impl Iterator<Item = DirEntry<'_>> {
+        let mut subdirs = self.subdirs().peekable();
+        let mut transcripts = self.transcripts().peekable();
+        std::iter::from_fn(move || match (subdirs.peek(), transcripts.peek()) {
+            (Some(dir), Some(file))
+                if cmp_name_with_dir(file.as_bytes(), dir.as_bytes()).is_lt() =>
+            {
+                transcripts.next().map(DirEntry::Transcript)
+            }
+            (Some(_), _) => subdirs.next().map(DirEntry::Subdir),
+            (None, _) => transcripts.next().map(DirEntry::Transcript),
+        })
+    }
+}
+
+/// One of a directory's entries that matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirEntry<'a> {
+    Subdir(&'a OsStr),
+    Transcript(&'a OsStr),
+}
+
+/// Orders two directories as the paths under them sort: `a/` against `b/`.
+fn cmp_dirs(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let common = a.len().min(b.len());
+    let next = |name: &[u8]| name.get(common).copied().unwrap_or(b'/');
+    a[..common]
+        .cmp(&b[..common])
+        .then_with(|| next(a).cmp(&next(b)))
+        .then_with(|| a.len().cmp(&b.len()))
+}
+
+/// Orders `name` against `dir` followed by a `/`, as the paths under them sort.
+/// Names never hold a `/`.
+fn cmp_name_with_dir(name: &[u8], dir: &[u8]) -> std::cmp::Ordering {
+    let common = name.len().min(dir.len());
+    match name[..common].cmp(&dir[..common]) {
+        std::cmp::Ordering::Equal if name.len() <= dir.len() => std::cmp::Ordering::Less,
+        std::cmp::Ordering::Equal => name[dir.len()].cmp(&b'/'),
+        unequal => unequal,
     }
 }
 
@@ -287,6 +331,26 @@ mod tests {
         assert!(!stamp(999_000_000_000).settled(now));
         assert!(!stamp(2_000_000_000_000).settled(now), "from the future");
         assert!(!stamp(-5).settled(now), "before 1970: always read again");
+    }
+
+    #[test]
+    fn entries_come_in_the_order_of_their_paths() {
+        let names = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        let entries = DirEntries::new(
+            names(&["abc", "a", "abc-d", "b"]),
+            names(&["abc.jsonl", "a-z.jsonl", "ab.jsonl", "c.jsonl"]),
+        );
+        let walked: Vec<String> = entries
+            .in_path_order()
+            .map(|entry| match entry {
+                DirEntry::Subdir(name) => format!("{}/", name.to_string_lossy()),
+                DirEntry::Transcript(name) => name.to_string_lossy().into_owned(),
+            })
+            .collect();
+        let mut sorted = walked.clone();
+        sorted.sort();
+        assert_eq!(walked, sorted);
+        assert_eq!(walked.len(), 8);
     }
 
     #[test]
