@@ -435,18 +435,22 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         let state = StateDir::open(&dir).context("opening the state directory")?;
         let list_files = || list_through_cache(&roots, state.path());
         let _line = ProgressLine::start(Arc::clone(&progress));
-        let render = |ledger: &Ledger, checksum: &str| view.render_cached(&dir, ledger, checksum);
-        let (result, prior, rendered) =
+        let render =
+            |ledger: &Ledger, checksum: &str| view.render_from_cache(&dir, ledger, checksum);
+        let (result, prior, speculated) =
             ingest_speculating(&state, list_files, render, &options, &progress)?;
         if let PriorState::Discarded(reason) = prior {
             tracing::warn!("{reason}; every transcript was read again");
         }
+        let rendered = speculated
+            .map(|cached| cached.map(|cached| cached.into_rendered(&dir)))
+            .transpose()?;
         (result, rendered)
     };
     let rendered = match rendered {
         Some(rendered) => rendered,
-        None => view.render(&result.ledger),
-    }?;
+        None => view.render(&result.ledger)?,
+    };
     print_rendered(&rendered)?;
     tracing::debug!(elapsed = ?started.elapsed(), "report printed");
     warn_about(&result.summary);
@@ -495,21 +499,23 @@ impl ReportView {
         })
     }
 
-    /// The report of the ledger saved with `checksum`, from the report cache in
+    /// The report of the ledger saved with `checksum`: from the report cache in
     /// `state_dir` when this view of it was rendered before.
-    fn render_cached(&self, state_dir: &Path, ledger: &Ledger, checksum: &str) -> Result<Rendered> {
+    fn render_from_cache(
+        &self,
+        state_dir: &Path,
+        ledger: &Ledger,
+        checksum: &str,
+    ) -> Result<Cached> {
         let Some(key) = self.cache_key(checksum) else {
-            return self.render(ledger);
+            return self.render(ledger).map(Cached::Unkeyed);
         };
         if let Some(rendered) = report::cache::lookup(state_dir, key) {
             tracing::debug!("report taken from the cache");
-            return Ok(rendered);
+            return Ok(Cached::Hit(rendered));
         }
         let rendered = self.render(ledger)?;
-        if let Err(error) = report::cache::store(state_dir, key, &rendered) {
-            tracing::debug!("caching the report: {error}");
-        }
-        Ok(rendered)
+        Ok(Cached::Miss { rendered, key })
     }
 
     /// Everything the report is a function of besides the ledger's content;
@@ -523,6 +529,34 @@ impl ReportView {
             .add(format!("{:?} {:?}", self.filter.since, self.filter.until).as_bytes())
             .add(format!("{:?} json={}", self.grouping, self.json).as_bytes());
         Some(key.finish())
+    }
+}
+
+/// A report rendered from the saved ledger, and whether the cache had it.
+enum Cached {
+    Hit(Rendered),
+    /// Rendered now; to be stored under `key` if it is printed.
+    Miss {
+        rendered: Rendered,
+        key: u64,
+    },
+    /// Rendered now, in a view that is not cached.
+    Unkeyed(Rendered),
+}
+
+impl Cached {
+    /// The report, stored in the cache in `state_dir` if it was not there. Only
+    /// now: a speculation that something new made useless is not worth a write.
+    fn into_rendered(self, state_dir: &Path) -> Rendered {
+        match self {
+            Cached::Hit(rendered) | Cached::Unkeyed(rendered) => rendered,
+            Cached::Miss { rendered, key } => {
+                if let Err(error) = report::cache::store(state_dir, key, &rendered) {
+                    tracing::debug!("caching the report: {error}");
+                }
+                rendered
+            }
+        }
     }
 }
 
