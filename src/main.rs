@@ -15,7 +15,7 @@ use ccotel::ingest::{
 };
 use ccotel::progress::ProgressLine;
 use ccotel::receiver::ReceiverSettings;
-use ccotel::report::{self, cache::Rendered, DateFilter, Grouping};
+use ccotel::report::{cache::Rendered, DateFilter, Grouping, View};
 use ccotel::session::TrackerOptions;
 use ccotel::session::{Ledger, PriceTable};
 use ccotel::signal::{Encoder, ResourceBase};
@@ -423,7 +423,7 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         threads: config.threads,
         max_inline_line: config.max_line_bytes,
     };
-    let view = ReportView::new(loaded, args)?;
+    let view = report_view(loaded, args)?;
     let progress = Arc::new(Progress::default());
     let (result, rendered) = if args.full {
         let files = discover(&roots).context("listing transcripts")?;
@@ -460,104 +460,17 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
     Ok(())
 }
 
-/// How a report is to be shown: its grouping, dates, prices and format.
-struct ReportView {
-    prices: PriceTable,
-    filter: DateFilter,
-    grouping: Grouping,
-    json: bool,
-}
-
-impl ReportView {
-    fn new(loaded: &Loaded, args: &ReportArgs) -> Result<ReportView> {
-        Ok(ReportView {
-            prices: PriceTable::with_overrides(&loaded.config.pricing),
-            filter: DateFilter {
-                time_zone: loaded.time_zone()?,
-                since: args.since,
-                until: args.until,
-            },
-            grouping: args.grouping,
-            json: args.json,
-        })
-    }
-
-    fn render(&self, ledger: &Ledger) -> Result<Rendered> {
-        let report = report::build(ledger, &self.prices, self.grouping, &self.filter);
-        tracing::debug!(rows = report.rows.len(), "report built");
-        let text = if self.json {
-            format!(
-                "{}\n",
-                serde_json::to_string_pretty(&report::to_json(&report))?
-            )
-        } else {
-            report::render(&report)
-        };
-        Ok(Rendered {
-            text,
-            unpriced: report.unpriced,
-        })
-    }
-
-    /// The report of the ledger saved with `checksum`: from the report cache in
-    /// `state_dir` when this view of it was rendered before.
-    fn render_from_cache(
-        &self,
-        state_dir: &Path,
-        ledger: &Ledger,
-        checksum: &str,
-    ) -> Result<Cached> {
-        let Some(key) = self.cache_key(checksum) else {
-            return self.render(ledger).map(Cached::Unkeyed);
-        };
-        if let Some(rendered) = report::cache::lookup(state_dir, key) {
-            tracing::debug!("report taken from the cache");
-            return Ok(Cached::Hit(rendered));
-        }
-        let rendered = self.render(ledger)?;
-        Ok(Cached::Miss { rendered, key })
-    }
-
-    /// Everything the report is a function of besides the ledger's content;
-    /// `None` for a time zone without a name, which could change unseen.
-    fn cache_key(&self, checksum: &str) -> Option<u64> {
-        let zone = self.filter.time_zone.iana_name()?;
-        let mut key = report::cache::CacheKey::new();
-        key.add(checksum.as_bytes())
-            .add(format!("{:?}", self.prices).as_bytes())
-            .add(zone.as_bytes())
-            .add(format!("{:?} {:?}", self.filter.since, self.filter.until).as_bytes())
-            .add(format!("{:?} json={}", self.grouping, self.json).as_bytes());
-        Some(key.finish())
-    }
-}
-
-/// A report rendered from the saved ledger, and whether the cache had it.
-enum Cached {
-    Hit(Rendered),
-    /// Rendered now; to be stored under `key` if it is printed.
-    Miss {
-        rendered: Rendered,
-        key: u64,
-    },
-    /// Rendered now, in a view that is not cached.
-    Unkeyed(Rendered),
-}
-
-impl Cached {
-    /// The report, stored in the cache in `state_dir` if it was not there. Only
-    /// now: a speculation that something new made useless is not worth a write.
-    fn into_rendered(self, state_dir: &Path) -> Rendered {
-        match self {
-            Cached::Hit(rendered) | Cached::Unkeyed(rendered) => rendered,
-            Cached::Miss { rendered, key } => {
-                if let Err(error) = report::cache::store(state_dir, key, &rendered) {
-                    tracing::debug!("caching the report: {error}");
-                }
-                rendered
-            }
-        }
-    }
+fn report_view(loaded: &Loaded, args: &ReportArgs) -> Result<View> {
+    Ok(View {
+        prices: PriceTable::with_overrides(&loaded.config.pricing),
+        filter: DateFilter {
+            time_zone: loaded.time_zone()?,
+            since: args.since,
+            until: args.until,
+        },
+        grouping: args.grouping,
+        json: args.json,
+    })
 }
 
 fn print_rendered(rendered: &Rendered) -> Result<()> {

@@ -5,7 +5,9 @@ mod aggregate;
 pub mod cache;
 mod json;
 mod table;
+mod view;
 
 pub use aggregate::{build, DateFilter, Grouping, Report, Row, Totals};
 pub use json::to_json;
 pub use table::render;
+pub use view::{Cached, View};

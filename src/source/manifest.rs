@@ -77,8 +77,10 @@ pub struct SavedManifest {
 
 #[derive(Debug)]
 enum Saved {
-    /// `manifest.bin`, whose file entries (sorted by path) start at `entries_at`.
+    /// `manifest.bin` at `path`, whose file entries (sorted by path) start at
+    /// `entries_at`.
     Encoded {
+        path: PathBuf,
         bytes: FileBytes,
         entries_at: usize,
         count: usize,
@@ -135,19 +137,20 @@ impl SavedManifest {
 
     /// The manifest, to change.
     pub fn decode(self) -> Result<Manifest, ManifestError> {
-        let (bytes, entries_at, count) = match self.files {
+        let (path, bytes, entries_at, count) = match self.files {
             Saved::Decoded(manifest) => return Ok(manifest),
             Saved::Encoded {
+                path,
                 bytes,
                 entries_at,
                 count,
-            } => (bytes, entries_at, count),
+            } => (path, bytes, entries_at, count),
         };
         let mut input = Decoder::new(&bytes[entries_at..]);
         let mut files = HashMap::with_capacity(count);
         for _ in 0..count {
             let entry = decode_entry(&mut input).map_err(|error| ManifestError::Corrupt {
-                path: PathBuf::from(MANIFEST_FILE),
+                path: path.clone(),
                 reason: error.to_string(),
             })?;
             files.insert(
@@ -263,7 +266,7 @@ impl StateDir {
 pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, FileBytes)>, ManifestError> {
     let path = dir.join(MANIFEST_FILE);
     let (files, blob) = match FileBytes::open(&path) {
-        Ok(bytes) => check_manifest(bytes).map_err(|reason| ManifestError::Corrupt {
+        Ok(bytes) => check_manifest(&path, bytes).map_err(|reason| ManifestError::Corrupt {
             path: path.clone(),
             reason,
         })?,
@@ -365,7 +368,7 @@ const MIN_FILE_BYTES: usize = 2 * 8 + 15 * 8;
 
 /// Checks a `manifest.bin` through to its last entry, so that decoding it later
 /// cannot fail, and finds where its entries start.
-fn check_manifest(bytes: FileBytes) -> Result<(Saved, BlobRef), String> {
+fn check_manifest(path: &Path, bytes: FileBytes) -> Result<(Saved, BlobRef), String> {
     let invalid = |error: CodecError| error.to_string();
     let body = unseal(&bytes).map_err(invalid)?;
     let mut input = Decoder::new(body);
@@ -385,6 +388,7 @@ fn check_manifest(bytes: FileBytes) -> Result<(Saved, BlobRef), String> {
     }
     input.finish().map_err(invalid)?;
     let saved = Saved::Encoded {
+        path: path.to_owned(),
         bytes,
         entries_at,
         count,
