@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Incremental cost: a rerun over an unchanged corpus, and a rerun after 1 MB was
 appended across 10 files, against a full scan of the same corpus, in one run.
+With --sizes, the append is repeated at each size (in MB), to show how a rerun's
+cost grows with the new bytes.
 
-Usage: python3 benches/append_cost.py --corpus DIR [--runs 5] [--bin target/release/ccotel]
+Usage: python3 benches/append_cost.py --corpus DIR [--runs 5] [--sizes 0.1,1,10]
+       [--bin target/release/ccotel]
 
 DIR is a gen_corpus.py corpus; it is copied to a temporary directory first (the
 original is not touched). Prints medians and ratios; each appended line is a new
@@ -42,12 +45,12 @@ def response_line(session, output_tokens):
     return json.dumps(body, separators=(",", ":")) + "\n"
 
 
-def append_megabyte(files):
-    """Appends ~1 MB of new responses across the files; returns output tokens added."""
+def append_bytes(files, total):
+    """Appends ~`total` bytes of new responses across the files; returns output tokens added."""
     added = 0
     for path in files:
         chunk, size = [], 0
-        while size < APPEND_BYTES // len(files):
+        while size < total // len(files):
             line = response_line("bench", 7)
             chunk.append(line)
             size += len(line)
@@ -62,6 +65,7 @@ def main():
     ap.add_argument("--corpus", required=True)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--bin", default="target/release/ccotel")
+    ap.add_argument("--sizes", default="1", help="MB appended per round, comma-separated")
     a = ap.parse_args()
     binary = os.path.abspath(a.bin)
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,21 +79,26 @@ def main():
         corpus_mb = sum(os.path.getsize(f) for f in files) / 1e6
         targets = files[:: max(1, len(files) // APPEND_FILES)][:APPEND_FILES]
         run(binary, home, state)  # warm-up, fills the manifest
-        full, unchanged, appended = [], [], []
+        sizes = [float(size) for size in a.sizes.split(",")]
+        full, unchanged, appended = [], [], {size: [] for size in sizes}
         for _ in range(a.runs):
             full.append(run(binary, home, state, "--full")[0])
             unchanged.append(run(binary, home, state)[0])
-            before = run(binary, home, state)[1]["outputTokens"]
-            added = append_megabyte(targets)
-            seconds, totals = run(binary, home, state)
-            appended.append(seconds)
-            assert totals["outputTokens"] == before + added, "appended responses were not all counted"
-        f, u, p = (statistics.median(x) for x in (full, unchanged, appended))
+            for size in sizes:
+                before = run(binary, home, state)[1]["outputTokens"]
+                added = append_bytes(targets, int(size * APPEND_BYTES))
+                seconds, totals = run(binary, home, state)
+                appended[size].append(seconds)
+                assert totals["outputTokens"] == before + added, "appended responses were not all counted"
+        f, u = statistics.median(full), statistics.median(unchanged)
         print(f"corpus: {len(files)} files, {corpus_mb:.1f} MB; {a.runs} rounds")
-        print(f"full scan (--full)            median {f * 1000:8.1f} ms")
-        print(f"rerun, unchanged corpus       median {u * 1000:8.1f} ms  = {100 * u / f:5.1f}% of a full scan")
-        print(f"rerun after 1 MB in 10 files  median {p * 1000:8.1f} ms  = {100 * p / f:5.1f}% of a full scan "
-              f"(new bytes: {100 * 1.0 / corpus_mb:.2f}% of the corpus)")
+        print(f"full scan (--full)              median {f * 1000:8.1f} ms")
+        print(f"rerun, unchanged corpus         median {u * 1000:8.1f} ms  = {100 * u / f:5.1f}% of a full scan")
+        for size in sizes:
+            p = statistics.median(appended[size])
+            print(f"rerun after {size:g} MB in 10 files  median {p * 1000:8.1f} ms  = {100 * p / f:5.1f}% of a full scan "
+                  f"(new bytes: {100 * size / corpus_mb:.2f}% of the corpus; "
+                  f"{(p - u) * 1000:+.1f} ms over the unchanged rerun)")
 
 
 if __name__ == "__main__":

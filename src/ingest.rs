@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::session::{Ledger, Observation, ResponseKey, TokenCounts};
+use crate::session::{Ledger, LedgerError, Observation, ResponseKey, TokenCounts};
 pub use crate::source::Restart;
 use crate::source::{
     resume_point, FileIdentity, FileState, Line, LineReader, Manifest, ManifestError, Marker,
-    SavedManifest, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
+    SavedManifest, SessionState, StateDir, StateRef, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -71,6 +71,9 @@ pub struct IngestSummary {
 pub struct Ingest {
     pub ledger: Ledger,
     pub summary: IngestSummary,
+    /// The id of the saved state that holds this ledger (`StateRef::id`); `None`
+    /// when the run saved nothing, as a full scan does not.
+    pub saved_state: Option<String>,
 }
 
 /// Reads every file from its first byte, with no manifest: what `--full` does.
@@ -79,15 +82,18 @@ pub fn full_scan(
     options: &IngestOptions,
     progress: &Progress,
 ) -> Ingest {
-    ingest(files, Manifest::default(), Ledger::new(), options, progress).0
+    let nothing = Manifest::default();
+    ingest(files, nothing, Ledger::new(), None, options, progress).0
 }
 
 /// Reads what is new in `files` on top of a previous run's manifest and ledger
 /// (empty ones for a full scan); returns the manifest that matches the result.
+/// What the run added to the ledger is also observed in `changes`, if given.
 fn ingest(
     files: Vec<TranscriptFile>,
     mut previous: Manifest,
     mut ledger: Ledger,
+    mut changes: Option<&mut Ledger>,
     options: &IngestOptions,
     progress: &Progress,
 ) -> (Ingest, Manifest) {
@@ -114,12 +120,20 @@ fn ingest(
 
     let (outcomes, ledgers) = run_workers(&jobs, options, progress);
     for worker_ledger in &ledgers {
-        ledger.merge(worker_ledger);
+        match changes.as_deref_mut() {
+            Some(changes) => ledger.merge_recording(worker_ledger, changes),
+            None => ledger.merge(worker_ledger),
+        }
     }
     for (job, outcome) in jobs.into_iter().zip(outcomes) {
         record_outcome(job, outcome, &mut manifest, &mut summary);
     }
-    (Ingest { ledger, summary }, manifest)
+    let result = Ingest {
+        ledger,
+        summary,
+        saved_state: None,
+    };
+    (result, manifest)
 }
 
 /// What the state directory held before a run.
@@ -181,7 +195,7 @@ where
             tracing::debug!(elapsed = ?started.elapsed(), "state loaded");
             let speculated = saved
                 .as_ref()
-                .map(|saved| speculate(&ledger, saved.session_state_checksum()));
+                .map(|saved| speculate(&ledger, saved.state_id()));
             (saved, ledger, prior, speculated)
         });
         let files = list_files();
@@ -209,20 +223,54 @@ where
             files_unchanged: files.len(),
             ..IngestSummary::default()
         };
-        return Ok((Ingest { ledger, summary }, prior, speculated));
+        let saved_state = saved.map(|saved| saved.state_id().to_owned());
+        let result = Ingest {
+            ledger,
+            summary,
+            saved_state,
+        };
+        return Ok((result, prior, speculated));
     }
-    let (manifest, ledger, prior) = match saved.map(SavedManifest::decode).transpose() {
-        Ok(manifest) => (manifest.unwrap_or_default(), ledger, prior),
+    let base = saved.as_ref().map(|saved| saved.session_state().clone());
+    let (manifest, ledger, base, prior) = match saved.map(SavedManifest::decode).transpose() {
+        Ok(manifest) => (manifest.unwrap_or_default(), ledger, base, prior),
         Err(error) => (
             Manifest::default(),
             Ledger::new(),
+            None,
             PriorState::Discarded(error.to_string()),
         ),
     };
-    let (result, manifest) = ingest(files, manifest, ledger, options, progress);
-    tracing::debug!(elapsed = ?started.elapsed(), "files read");
-    state.save(&manifest, &result.ledger.encode())?;
+    let mut changes = Ledger::new();
+    let recording = base.as_ref().map(|_| &mut changes);
+    let (mut result, manifest) = ingest(files, manifest, ledger, recording, options, progress);
+    tracing::debug!(elapsed = ?started.elapsed(), changed = changes.len(), "files read");
+    let saved_state = match &base {
+        Some(base) => save_changes(state, &manifest, &result.ledger, base, &changes)?,
+        None => state.save(&manifest, &result.ledger.encode())?,
+    };
+    tracing::debug!(elapsed = ?started.elapsed(), "state saved");
+    result.saved_state = Some(saved_state);
     Ok((result, prior, None))
+}
+
+/// Saves a run that extends the saved state `base`: its changes appended to the
+/// journal while that stays small, else everything in a new blob.
+fn save_changes(
+    state: &StateDir,
+    manifest: &Manifest,
+    ledger: &Ledger,
+    base: &StateRef,
+    changes: &Ledger,
+) -> Result<String, ManifestError> {
+    let encoded = match changes.is_empty() {
+        true => Vec::new(),
+        false => changes.encode(),
+    };
+    match base.journal_has_room(encoded.len()) {
+        true => state.append(manifest, base, &encoded),
+        false => state.save(manifest, &ledger.encode()),
+    }
 }
 
 fn load_prior(state: &StateDir) -> (Option<SavedManifest>, Ledger, PriorState) {
@@ -231,7 +279,7 @@ fn load_prior(state: &StateDir) -> (Option<SavedManifest>, Ledger, PriorState) {
         .map_err(|error| error.to_string())
         .and_then(|found| {
             found
-                .map(|(manifest, blob)| Ledger::from_encoded(blob).map(|ledger| (manifest, ledger)))
+                .map(|(manifest, saved)| restore_ledger(saved).map(|ledger| (manifest, ledger)))
                 .transpose()
                 .map_err(|error| error.to_string())
         });
@@ -240,6 +288,15 @@ fn load_prior(state: &StateDir) -> (Option<SavedManifest>, Ledger, PriorState) {
         Ok(None) => (None, Ledger::new(), PriorState::Empty),
         Err(reason) => (None, Ledger::new(), PriorState::Discarded(reason)),
     }
+}
+
+/// The saved ledger with the journal's changes applied.
+fn restore_ledger(saved: SessionState) -> Result<Ledger, LedgerError> {
+    let mut ledger = Ledger::from_encoded(saved.blob)?;
+    for payload in saved.changes.payloads() {
+        ledger.apply_changes(&Ledger::decode(payload)?);
+    }
+    Ok(ledger)
 }
 
 struct Job {

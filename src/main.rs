@@ -442,10 +442,15 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         if let PriorState::Discarded(reason) = prior {
             tracing::warn!("{reason}; every transcript was read again");
         }
-        let rendered = speculated
-            .map(|cached| cached.map(|cached| cached.into_rendered(&dir)))
-            .transpose()?;
-        (result, rendered)
+        // A report of a changed state is cached too, for the next unchanged run.
+        let cached = match (speculated, &result.saved_state) {
+            (Some(speculated), _) => Some(speculated?),
+            (None, Some(state_id)) => {
+                Some(view.render_from_cache(&dir, &result.ledger, state_id)?)
+            }
+            (None, None) => None,
+        };
+        (result, cached.map(|cached| cached.into_rendered(&dir)))
     };
     let rendered = match rendered {
         Some(rendered) => rendered,

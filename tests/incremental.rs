@@ -1,12 +1,15 @@
 //! An incremental run must count exactly what one full scan counts, however the
 //! bytes arrive: here a corpus is fed in random byte-sized appends (cut anywhere,
-//! mid-line included) with a restart and manifest reload between scans.
+//! mid-line included) with a restart and manifest reload between scans. Between
+//! scans the ledger's changes go to a journal, which is folded into a new blob
+//! now and then, and now and then a crash leaves an uncommitted journal record.
 
 mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use ccotel::ingest::PriorState;
 use ccotel::report::{to_json, Grouping};
 use common::ClaudeHome;
 
@@ -61,6 +64,8 @@ fn feed_in_random_appends(files: &[(String, Vec<u8>)], seed: u64, max_chunk: u64
     let mut rng = Rng(seed);
     let mut cursors = vec![0usize; files.len()];
     let mut scans = 0;
+    let mut journals_seen = 0;
+    let mut blobs_seen = std::collections::BTreeSet::new();
     while cursors
         .iter()
         .zip(files)
@@ -82,9 +87,21 @@ fn feed_in_random_appends(files: &[(String, Vec<u8>)], seed: u64, max_chunk: u64
             cursors[i] = end;
         }
         // Each scan opens the state directory anew: a restart and a manifest reload.
-        home.incremental_scan(state.path());
+        let (_, prior) = home.incremental_scan(state.path());
+        assert!(
+            matches!(prior, PriorState::Loaded | PriorState::Empty),
+            "scan {scans} could not use the saved state: {prior:?}"
+        );
         scans += 1;
+        let names = session_state_files(state.path());
+        journals_seen += usize::from(names.iter().any(|name| name.ends_with(".journal")));
+        blobs_seen.extend(names.into_iter().filter(|name| name.ends_with(".bin")));
+        if scans % 7 == 0 {
+            crash_mid_append(state.path());
+        }
     }
+    assert!(journals_seen > 1, "changes were never journaled");
+    assert!(blobs_seen.len() > 1, "the journal was never folded in");
     let (incremental, _) = home.incremental_scan(state.path());
     let full = home.full_scan();
     for grouping in [Grouping::Daily, Grouping::Session, Grouping::Model] {
@@ -96,6 +113,29 @@ fn feed_in_random_appends(files: &[(String, Vec<u8>)], seed: u64, max_chunk: u64
     }
     assert!(common::token_totals(&full).4 > 0, "the corpus has usage");
     scans
+}
+
+fn session_state_files(state: &Path) -> Vec<String> {
+    fs::read_dir(state)
+        .expect("state dir")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("session-state."))
+        .collect()
+}
+
+/// What a crash while appending leaves: bytes after the journal's committed end,
+/// which the manifest does not name.
+fn crash_mid_append(state: &Path) {
+    for name in session_state_files(state) {
+        if name.ends_with(".journal") {
+            let mut journal = fs::OpenOptions::new()
+                .append(true)
+                .open(state.join(name))
+                .expect("journal");
+            std::io::Write::write_all(&mut journal, &[60, 0, 0, 0, 9, 9, 9]).expect("torn record");
+        }
+    }
 }
 
 #[test]

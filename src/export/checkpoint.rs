@@ -230,14 +230,18 @@ pub fn committed_manifest(export_dir: &Path) -> Result<Manifest, String> {
 
 /// The base snapshot, or `Ok(None)` when there is none yet.
 fn load_base(dir: &Path) -> Result<Option<(u64, Restored, u64)>, String> {
-    let Some((manifest, blob)) =
+    let Some((manifest, state)) =
         crate::source::manifest::load_from(dir).map_err(|e| e.to_string())?
     else {
         return Ok(None);
     };
+    // The export state keeps its own journal (above); the blob's is never used.
+    if !state.changes.is_empty() {
+        return Err("the base has a session-state journal, which export never writes".into());
+    }
     let manifest = manifest.decode().map_err(|e| e.to_string())?;
-    let (generation, restored) = decode_base(manifest, &blob).map_err(|e| e.to_string())?;
-    Ok(Some((generation, restored, blob.len() as u64)))
+    let (generation, restored) = decode_base(manifest, &state.blob).map_err(|e| e.to_string())?;
+    Ok(Some((generation, restored, state.blob.len() as u64)))
 }
 
 fn decode_base(manifest: Manifest, blob: &[u8]) -> Result<(u64, Restored), CodecError> {

@@ -19,8 +19,9 @@ use crate::codec::{put_section, put_u64, seal, unseal, CodecError, Decoder, File
 const CACHE_FILE: &str = "reports.bin";
 const MAGIC: &[u8; 16] = b"ccotel-reports1\n";
 /// Reports kept: a few views (daily, by model, a JSON one for a status line) of
-/// the latest ledger.
-const KEEP: usize = 8;
+/// the latest ledger. Each run that counts something new stores one and rewrites
+/// the file, so it is kept short.
+const KEEP: usize = 4;
 
 /// A report as printed, with the models it could not price (warned about on every
 /// print, cached or not).
@@ -69,39 +70,50 @@ pub fn lookup(state_dir: &Path, key: u64) -> Option<Rendered> {
 /// Stores `rendered` under `key`, keeping the [`KEEP`] most recent reports.
 pub fn store(state_dir: &Path, key: u64, rendered: &Rendered) -> io::Result<()> {
     let path = state_dir.join(CACHE_FILE);
-    let mut entries = FileBytes::open(&path)
-        .ok()
-        .and_then(|bytes| decode(&bytes).ok())
-        .unwrap_or_default();
-    entries.retain(|(found, _)| *found != key);
-    entries.insert(0, (key, rendered.clone()));
-    entries.truncate(KEEP);
+    let unpriced = rendered
+        .unpriced
+        .iter()
+        .map(|(model, n)| (model.as_str(), *n));
+    let mut entries = Vec::with_capacity(rendered.text.len() * 2);
+    put_entry(&mut entries, key, &rendered.text, unpriced);
+    let mut count = 1;
+    // Earlier entries are copied from the mapped file as they are, not decoded.
+    if let Ok(bytes) = FileBytes::open(&path) {
+        let _damaged_is_dropped = visit(&bytes, |found, entry| {
+            if found != key && count < KEEP {
+                put_entry(
+                    &mut entries,
+                    found,
+                    entry.text,
+                    entry.unpriced.iter().copied(),
+                );
+                count += 1;
+            }
+        });
+    }
+    let mut out = Vec::with_capacity(entries.len() + 64);
+    out.extend_from_slice(MAGIC);
+    put_u64(&mut out, count as u64);
+    out.extend_from_slice(&entries);
+    seal(&mut out);
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, encode(&entries))?;
+    fs::write(&tmp, out)?;
     fs::rename(&tmp, &path)
 }
 
-fn encode(entries: &[(u64, Rendered)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(MAGIC);
-    put_u64(&mut out, entries.len() as u64);
-    for (key, rendered) in entries {
-        put_u64(&mut out, *key);
-        put_section(&mut out, rendered.text.as_bytes());
-        put_u64(&mut out, rendered.unpriced.len() as u64);
-        for (model, responses) in &rendered.unpriced {
-            put_section(&mut out, model.as_bytes());
-            put_u64(&mut out, *responses);
-        }
+fn put_entry<'a>(
+    out: &mut Vec<u8>,
+    key: u64,
+    text: &str,
+    unpriced: impl ExactSizeIterator<Item = (&'a str, u64)>,
+) {
+    put_u64(out, key);
+    put_section(out, text.as_bytes());
+    put_u64(out, unpriced.len() as u64);
+    for (model, responses) in unpriced {
+        put_section(out, model.as_bytes());
+        put_u64(out, responses);
     }
-    seal(&mut out);
-    out
-}
-
-fn decode(bytes: &[u8]) -> Result<Vec<(u64, Rendered)>, CodecError> {
-    let mut entries = Vec::new();
-    visit(bytes, |key, entry| entries.push((key, entry.to_owned())))?;
-    Ok(entries)
 }
 
 /// A stored report, borrowed from the cache file.
@@ -171,14 +183,27 @@ mod tests {
     fn stores_the_latest_reports_and_ignores_damage() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(lookup(dir.path(), 1), None);
-        for key in 0..(KEEP as u64 + 2) {
+        let last = KEEP as u64 + 1;
+        for key in 0..=last {
             store(dir.path(), key, &rendered(&format!("report {key}"))).expect("store");
         }
-        assert_eq!(lookup(dir.path(), 9), Some(rendered("report 9")));
+        assert_eq!(
+            lookup(dir.path(), last),
+            Some(rendered(&format!("report {last}")))
+        );
         assert_eq!(lookup(dir.path(), 2), Some(rendered("report 2")));
         assert_eq!(lookup(dir.path(), 1), None, "the oldest were dropped");
         store(dir.path(), 2, &rendered("again")).expect("store");
         assert_eq!(lookup(dir.path(), 2), Some(rendered("again")));
+        assert_eq!(
+            lookup(dir.path(), last),
+            Some(rendered(&format!("report {last}")))
+        );
+        assert_eq!(
+            lookup(dir.path(), 3),
+            Some(rendered("report 3")),
+            "not pushed out by a re-store"
+        );
 
         let path = dir.path().join(CACHE_FILE);
         let mut bytes = fs::read(&path).expect("read");

@@ -167,78 +167,52 @@ impl Hasher for KeyHasher {
 
 /// The counted usage of every response seen.
 ///
-/// Records live in a vector; the key index is built only when a new observation
-/// needs it, and a decoded ledger keeps its records in their encoded bytes until
-/// one changes, so a run that adds nothing (an unchanged corpus) pays for neither.
+/// A ledger read from the state directory keeps its records in their encoded
+/// bytes (sorted by key, so a key is found by binary search) and never changes
+/// them: what is observed afterwards goes into `records`, which shadows the saved
+/// record of the same key. A rerun that adds a little pays for a little, not for
+/// decoding and indexing everything saved.
 #[derive(Default)]
 pub struct Ledger {
-    records: Records,
-    index: Option<HashMap<ResponseKey, usize, BuildHasherDefault<KeyHasher>>>,
+    saved: Option<SavedRecords>,
+    /// Records observed since the ledger was created or read, new or replacing
+    /// a saved one.
+    records: Vec<(ResponseKey, Record)>,
+    index: HashMap<ResponseKey, usize, BuildHasherDefault<KeyHasher>>,
     strings: Vec<Box<str>>,
-    /// Built, like `index`, only when something is interned.
+    /// Built only when something is interned.
     string_ids: Option<HashMap<Box<str>, u32>>,
 }
 
-/// Records as [`Ledger::encode`] wrote them (sorted by key, validated), or as
-/// vectors once something changes.
-enum Records {
-    Decoded(Vec<(ResponseKey, Record)>),
-    Encoded {
-        bytes: FileBytes,
-        start: usize,
-        count: usize,
-    },
+/// Records as [`Ledger::encode`] wrote them: validated, sorted by key.
+struct SavedRecords {
+    bytes: FileBytes,
+    start: usize,
+    count: usize,
 }
 
-impl Default for Records {
-    fn default() -> Self {
-        Records::Decoded(Vec::new())
-    }
-}
-
-impl Records {
-    fn len(&self) -> usize {
-        match self {
-            Records::Decoded(records) => records.len(),
-            Records::Encoded { count, .. } => *count,
-        }
+impl SavedRecords {
+    fn body(&self) -> &[u8] {
+        &self.bytes[self.start..self.start + self.count * RECORD_BYTES]
     }
 
-    fn iter(&self) -> RecordIter<'_> {
-        match self {
-            Records::Decoded(records) => RecordIter::Decoded(records.iter()),
-            Records::Encoded { bytes, start, .. } => {
-                RecordIter::Encoded(bytes[*start..].chunks_exact(RECORD_BYTES))
+    fn iter(&self) -> impl Iterator<Item = (ResponseKey, Record)> + '_ {
+        self.body().chunks_exact(RECORD_BYTES).map(decode_record)
+    }
+
+    fn find(&self, key: ResponseKey) -> Option<Record> {
+        let body = self.body();
+        let (mut low, mut high) = (0, self.count);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let chunk = &body[middle * RECORD_BYTES..(middle + 1) * RECORD_BYTES];
+            match record_key(chunk).cmp(&key) {
+                Ordering::Less => low = middle + 1,
+                Ordering::Greater => high = middle,
+                Ordering::Equal => return Some(decode_record(chunk).1),
             }
         }
-    }
-
-    /// The records as a vector, decoding them the first time.
-    fn decoded(&mut self) -> &mut Vec<(ResponseKey, Record)> {
-        if let Records::Encoded { .. } = self {
-            let decoded: Vec<(ResponseKey, Record)> = self.iter().collect();
-            *self = Records::Decoded(decoded);
-        }
-        match self {
-            Records::Decoded(records) => records,
-            Records::Encoded { .. } => unreachable!("decoded above"),
-        }
-    }
-}
-
-enum RecordIter<'a> {
-    Decoded(std::slice::Iter<'a, (ResponseKey, Record)>),
-    Encoded(std::slice::ChunksExact<'a, u8>),
-}
-
-impl Iterator for RecordIter<'_> {
-    type Item = (ResponseKey, Record);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            RecordIter::Decoded(records) => records.next().copied(),
-            RecordIter::Encoded(chunks) => chunks.next().map(decode_record),
-        }
+        None
     }
 }
 
@@ -252,72 +226,107 @@ impl Ledger {
         Ledger::default()
     }
 
-    /// Number of distinct responses counted.
+    /// Number of distinct responses counted. For a ledger read from the state
+    /// directory this searches the saved records for each one observed since.
     pub fn len(&self) -> usize {
-        self.records.len()
+        let Some(saved) = &self.saved else {
+            return self.records.len();
+        };
+        let added = self.records.iter();
+        saved.count + added.filter(|(key, _)| saved.find(*key).is_none()).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.len() == 0
+        self.records.is_empty() && self.saved.as_ref().is_none_or(|saved| saved.count == 0)
     }
 
     /// Records a line's usage for a response; the largest observation is kept.
     /// Returns true when this observation is now the counted one.
     pub fn observe(&mut self, key: ResponseKey, observation: &Observation<'_>) -> bool {
-        let slot = self.index().get(&key).copied();
-        if let Some(slot) = slot {
-            let existing = self.records.decoded()[slot].1;
-            let existing = self.resolve(&existing);
+        if let Some(&slot) = self.index.get(&key) {
+            let existing = self.resolve(&self.records[slot].1);
+            if observation.rank().cmp(&existing.rank()) != Ordering::Greater {
+                return false;
+            }
+            self.records[slot].1 = self.intern_record(observation);
+            return true;
+        }
+        let saved = self.saved.as_ref().and_then(|saved| saved.find(key));
+        if let Some(existing) = &saved {
+            let existing = self.resolve(existing);
             if observation.rank().cmp(&existing.rank()) != Ordering::Greater {
                 return false;
             }
         }
         let record = self.intern_record(observation);
-        let records = self.records.decoded();
-        match slot {
-            Some(slot) => records[slot].1 = record,
-            None => {
-                let slot = records.len();
-                records.push((key, record));
-                self.index().insert(key, slot);
-            }
-        }
+        self.index.insert(key, self.records.len());
+        self.records.push((key, record));
         true
     }
 
-    fn index(&mut self) -> &mut HashMap<ResponseKey, usize, BuildHasherDefault<KeyHasher>> {
-        let records = self.records.decoded();
-        self.index.get_or_insert_with(|| {
-            let mut index = HashMap::with_capacity_and_hasher(records.len(), Default::default());
-            for (slot, (key, _)) in records.iter().enumerate() {
-                index.insert(*key, slot);
-            }
-            index
-        })
-    }
-
     /// The counted observation of a response, if any.
-    pub fn get(&mut self, key: ResponseKey) -> Option<Observation<'_>> {
-        let slot = self.index().get(&key).copied()?;
-        let record = self.records.decoded()[slot].1;
+    pub fn get(&self, key: ResponseKey) -> Option<Observation<'_>> {
+        let record = match self.index.get(&key) {
+            Some(&slot) => self.records[slot].1,
+            None => self.saved.as_ref()?.find(key)?,
+        };
         Some(self.resolve(&record))
     }
 
     /// Merges another ledger into this one, as if its observations were made here.
     pub fn merge(&mut self, other: &Ledger) {
-        if other.is_empty() {
-            return;
-        }
-        self.records.decoded().reserve(other.records.len());
-        for (key, record) in other.records.iter() {
+        self.records.reserve(other.records.len());
+        self.index.reserve(other.records.len());
+        for (key, record) in other.iter() {
             self.observe(key, &other.resolve(&record));
+        }
+    }
+
+    /// Applies what [`Ledger::merge_recording`] recorded when this ledger's saved
+    /// state grew into its next one: each record of `changes` was the counted one
+    /// then, so it replaces its key's record here without a comparison. That is
+    /// what keeps reading a journal cheap.
+    pub fn apply_changes(&mut self, changes: &Ledger) {
+        let ids: Vec<u32> = changes
+            .strings
+            .iter()
+            .map(|text| self.intern(text))
+            .collect();
+        let id = |of: u32| ids.get(of as usize).copied().unwrap_or_default();
+        self.records.reserve(changes.records.len());
+        self.index.reserve(changes.records.len());
+        for (key, record) in changes.iter() {
+            let record = Record {
+                model: id(record.model),
+                session: id(record.session),
+                project: id(record.project),
+                ..record
+            };
+            match self.index.get(&key) {
+                Some(&slot) => self.records[slot].1 = record,
+                None => {
+                    self.index.insert(key, self.records.len());
+                    self.records.push((key, record));
+                }
+            }
+        }
+    }
+
+    /// [`Ledger::merge`], also observing in `changes` each record of `other`
+    /// that changed this ledger: afterwards `changes` holds what this ledger
+    /// gained, which is all a journal needs to write.
+    pub fn merge_recording(&mut self, other: &Ledger, changes: &mut Ledger) {
+        for (key, record) in other.iter() {
+            let observation = other.resolve(&record);
+            if self.observe(key, &observation) {
+                changes.observe(key, &observation);
+            }
         }
     }
 
     /// Every counted response, in no particular order.
     pub fn responses(&self) -> impl Iterator<Item = (ResponseKey, Response<'_>)> + '_ {
-        self.records
-            .iter()
+        self.iter()
             .map(|(key, record)| (key, self.resolve(&record)))
     }
 
@@ -325,7 +334,7 @@ impl Ledger {
     /// strings: equal ids are equal strings, so a report can group by them
     /// without hashing text. Ids index [`Ledger::string_count`] slots.
     pub fn responses_with_ids(&self) -> impl Iterator<Item = (StringIds, Response<'_>)> + '_ {
-        self.records.iter().map(|(_, record)| {
+        self.iter().map(|(_, record)| {
             let ids = StringIds {
                 model: record.model,
                 session: record.session,
@@ -338,6 +347,38 @@ impl Ledger {
     /// How many distinct strings the ledger holds: every id is below this.
     pub fn string_count(&self) -> usize {
         self.strings.len()
+    }
+
+    /// Saved records that nothing replaced, then the records observed since.
+    fn iter(&self) -> impl Iterator<Item = (ResponseKey, Record)> + '_ {
+        let replaced = |key: &ResponseKey| !self.index.is_empty() && self.index.contains_key(key);
+        self.saved
+            .iter()
+            .flat_map(SavedRecords::iter)
+            .filter(move |(key, _)| !replaced(key))
+            .chain(self.records.iter().copied())
+    }
+
+    /// Every record, sorted by key, as `encode` writes them.
+    fn sorted(&self) -> Vec<(ResponseKey, Record)> {
+        let mut added: Vec<(ResponseKey, Record)> = self.records.clone();
+        added.sort_unstable_by_key(|(key, _)| *key);
+        let Some(saved) = &self.saved else {
+            return added;
+        };
+        let mut sorted = Vec::with_capacity(saved.count + added.len());
+        let mut added = added.into_iter().peekable();
+        for (key, record) in saved.iter() {
+            while let Some(next) = added.next_if(|(next, _)| *next < key) {
+                sorted.push(next);
+            }
+            match added.next_if(|(next, _)| *next == key) {
+                Some(replacement) => sorted.push(replacement),
+                None => sorted.push((key, record)),
+            }
+        }
+        sorted.extend(added);
+        sorted
     }
 
     fn resolve(&self, record: &Record) -> Observation<'_> {
@@ -386,46 +427,29 @@ impl Ledger {
         id
     }
 
-    /// The ledger in a compact binary form, for the state directory.
+    /// The ledger in a compact binary form, for the state directory: records
+    /// sorted by key, so that equal ledgers encode to equal bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32 + self.records.len() * RECORD_BYTES);
+        let most = self.saved.as_ref().map_or(0, |saved| saved.count) + self.records.len();
+        let mut out = Vec::with_capacity(32 + most * RECORD_BYTES);
         out.extend_from_slice(MAGIC);
         put_u32(&mut out, self.strings.len() as u32);
         for text in &self.strings {
             put_u32(&mut out, text.len() as u32);
             out.extend_from_slice(text.as_bytes());
         }
-        put_u64(&mut out, self.records.len() as u64);
-        let sorted = match &self.records {
-            Records::Encoded { bytes, start, .. } => {
-                out.extend_from_slice(&bytes[*start..]);
-                return out;
+        match &self.saved {
+            Some(saved) if self.records.is_empty() => {
+                put_u64(&mut out, saved.count as u64);
+                out.extend_from_slice(saved.body());
             }
-            Records::Decoded(records) => {
-                let mut sorted: Vec<&(ResponseKey, Record)> = records.iter().collect();
-                sorted.sort_unstable_by_key(|(key, _)| *key);
-                sorted
+            _ => {
+                let sorted = self.sorted();
+                put_u64(&mut out, sorted.len() as u64);
+                for (key, record) in sorted {
+                    encode_record(&mut out, key, &record);
+                }
             }
-        };
-        for (key, record) in sorted {
-            out.extend_from_slice(&key.0.to_le_bytes());
-            let t = &record.tokens;
-            for value in [
-                t.input,
-                t.output,
-                t.cache_creation,
-                t.cache_creation_1h,
-                t.cache_read,
-                t.web_search_requests,
-            ] {
-                put_u64(&mut out, value);
-            }
-            put_i64(&mut out, record.timestamp_ms);
-            for id in [record.model, record.session, record.project] {
-                put_u32(&mut out, id);
-            }
-            out.push(record.flags);
-            put_u64(&mut out, record.cost_usd.unwrap_or(f64::NAN).to_bits());
         }
         out
     }
@@ -436,7 +460,7 @@ impl Ledger {
     }
 
     /// Reads a ledger written by [`Ledger::encode`], keeping its records in
-    /// `bytes` until one changes.
+    /// `bytes`.
     pub fn from_encoded(bytes: FileBytes) -> Result<Ledger, LedgerError> {
         Ledger::try_decode(bytes).map_err(|error| LedgerError(error.to_string()))
     }
@@ -472,22 +496,46 @@ impl Ledger {
             }
             previous_key = Some(key);
         }
-        ledger.records = Records::Encoded {
+        ledger.saved = Some(SavedRecords {
             bytes,
             start,
             count,
-        };
+        });
         Ok(ledger)
     }
+}
+
+fn encode_record(out: &mut Vec<u8>, key: ResponseKey, record: &Record) {
+    out.extend_from_slice(&key.0.to_le_bytes());
+    let t = &record.tokens;
+    for value in [
+        t.input,
+        t.output,
+        t.cache_creation,
+        t.cache_creation_1h,
+        t.cache_read,
+        t.web_search_requests,
+    ] {
+        put_u64(out, value);
+    }
+    put_i64(out, record.timestamp_ms);
+    for id in [record.model, record.session, record.project] {
+        put_u32(out, id);
+    }
+    out.push(record.flags);
+    put_u64(out, record.cost_usd.unwrap_or(f64::NAN).to_bits());
+}
+
+fn record_key(chunk: &[u8]) -> ResponseKey {
+    ResponseKey(u128::from_le_bytes(
+        chunk[..16].try_into().unwrap_or([0; 16]),
+    ))
 }
 
 /// One fixed-size record, as [`Ledger::encode`] lays it out.
 fn decode_record(chunk: &[u8]) -> (ResponseKey, Record) {
     let u64_at = |at: usize| u64::from_le_bytes(chunk[at..at + 8].try_into().unwrap_or([0; 8]));
     let u32_at = |at: usize| u32::from_le_bytes(chunk[at..at + 4].try_into().unwrap_or([0; 4]));
-    let key = ResponseKey(u128::from_le_bytes(
-        chunk[..16].try_into().unwrap_or([0; 16]),
-    ));
     let cost = f64::from_bits(u64_at(85));
     let record = Record {
         tokens: TokenCounts {
@@ -505,7 +553,7 @@ fn decode_record(chunk: &[u8]) -> (ResponseKey, Record) {
         flags: chunk[84],
         cost_usd: (!cost.is_nan()).then_some(cost),
     };
-    (key, record)
+    (record_key(chunk), record)
 }
 
 const MAGIC: &[u8] = b"ccotel-ledger-1\n";
@@ -585,6 +633,45 @@ mod tests {
             merged.merge(&all);
             merged.encode()
         });
+    }
+
+    #[test]
+    fn a_saved_ledger_grows_as_a_fresh_one_would_and_records_what_changed() {
+        let key = |i: i64| ResponseKey::of(&format!("msg_{i}"), None);
+        let session = |i: i64| if i > 60 { "s2" } else { "s1" };
+        let mut everything = Ledger::new();
+        let mut first = Ledger::new();
+        for i in 0..50 {
+            first.observe(key(i), &obs(10, i, "s1"));
+            everything.observe(key(i), &obs(10, i, "s1"));
+        }
+        let mut later = Ledger::new();
+        for i in 25..75 {
+            // Saved responses grow (even) or repeat smaller (odd); 50.. are new.
+            let output = if i % 2 == 0 { 20 } else { 5 };
+            later.observe(key(i), &obs(output, i, session(i)));
+            everything.observe(key(i), &obs(output, i, session(i)));
+        }
+        let mut saved = Ledger::decode(&first.encode()).expect("decode");
+        let mut changes = Ledger::new();
+        saved.merge_recording(&later, &mut changes);
+
+        assert_eq!(saved.len(), 75);
+        assert_eq!(saved.responses().count(), 75);
+        assert_eq!(saved.encode(), everything.encode());
+        assert_eq!(saved.get(key(26)).map(|r| r.tokens.output), Some(20));
+        assert_eq!(saved.get(key(27)).map(|r| r.tokens.output), Some(10));
+        assert_eq!(saved.get(key(99)).map(|r| r.tokens.output), None);
+        // 26, 28, .., 48 replaced and 50..75 added: nothing else.
+        assert_eq!(changes.len(), 12 + 25);
+        let changes = Ledger::decode(&changes.encode()).expect("decode");
+        let mut merged = Ledger::decode(&first.encode()).expect("decode");
+        merged.merge(&changes);
+        assert_eq!(merged.encode(), everything.encode());
+        let mut applied = Ledger::decode(&first.encode()).expect("decode");
+        applied.apply_changes(&changes);
+        assert_eq!(applied.len(), 75);
+        assert_eq!(applied.encode(), everything.encode());
     }
 
     #[test]

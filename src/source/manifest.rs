@@ -9,6 +9,11 @@
 //! longer than the rest of such a run. The JSON manifest of earlier versions
 //! (`manifest.json`) is still read, and replaced at the next save.
 //!
+//! A run that adds little appends its ledger changes to the blob's journal
+//! ([`super::journal`]) instead of rewriting the blob, and names the journal's
+//! committed length in the manifest it writes; [`StateDir::save`] folds
+//! everything into a new blob once the journal has grown.
+//!
 //! Loading maps the files and checks them, but builds nothing: a
 //! [`SavedManifest`] is compared with the listing as it lies on disk, and decoded
 //! into a [`Manifest`] only when something changed.
@@ -24,11 +29,14 @@ use serde::{Deserialize, Serialize};
 
 use super::discover::TranscriptFile;
 use super::identity::{FileIdentity, Marker};
+use super::journal::{self, JournalRef};
 use crate::codec::{put_i64, put_section, put_u64, seal, unseal, CodecError, Decoder, FileBytes};
 use crate::transcript::LineStats;
 
 const MANIFEST_FILE: &str = "manifest.bin";
-const MAGIC: &[u8; 16] = b"ccotel-manifest2";
+const MAGIC: &[u8; 16] = b"ccotel-manifest3";
+/// The format before journals: read, never written.
+const MAGIC_WITHOUT_JOURNAL: &[u8; 16] = b"ccotel-manifest2";
 /// Written by ccotel before 0.2; read, never written.
 const LEGACY_MANIFEST_FILE: &str = "manifest.json";
 const LEGACY_FORMAT: u32 = 1;
@@ -72,7 +80,40 @@ pub struct Manifest {
 #[derive(Debug)]
 pub struct SavedManifest {
     files: Saved,
-    session_state: BlobRef,
+    session_state: StateRef,
+    state_id: String,
+}
+
+/// The session state as saved: the blob, and the journal payloads appended to it
+/// since, to apply in order.
+#[derive(Debug)]
+pub struct SessionState {
+    pub blob: FileBytes,
+    pub changes: journal::Records,
+}
+
+/// The session state a manifest commits to: a blob and how much of its journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateRef {
+    blob: BlobRef,
+    journal: JournalRef,
+}
+
+impl StateRef {
+    /// Names the state's content: two saves with equal ids saved equal state.
+    pub fn id(&self) -> String {
+        match self.journal.len {
+            0 => self.blob.xxh3.clone(),
+            len => format!("{}+{len}.{:016x}", self.blob.xxh3, self.journal.digest),
+        }
+    }
+
+    /// Whether appending `more` bytes of changes would leave the journal small
+    /// next to the blob. Every load replays the journal, at several times the
+    /// cost per record of loading the blob, so it is kept to an eighth of it.
+    pub fn journal_has_room(&self, more: usize) -> bool {
+        self.journal.record_bytes() + more as u64 <= self.blob.bytes / 8
+    }
 }
 
 #[derive(Debug)]
@@ -90,10 +131,15 @@ enum Saved {
 }
 
 impl SavedManifest {
-    /// The xxh3 of the session-state blob loaded with this manifest (checked
-    /// against its bytes): it names the saved ledger's content.
-    pub fn session_state_checksum(&self) -> &str {
-        &self.session_state.xxh3
+    /// Names the content of the session state loaded with this manifest (blob
+    /// and journal, both checked against their checksums).
+    pub fn state_id(&self) -> &str {
+        &self.state_id
+    }
+
+    /// The session state this manifest commits to, to append to.
+    pub fn session_state(&self) -> &StateRef {
+        &self.session_state
     }
 
     /// Files in the manifest.
@@ -171,7 +217,7 @@ struct LegacyManifestFile {
 }
 
 /// Names the session-state blob that matches the manifest's offsets.
-#[derive(Debug, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 struct BlobRef {
     file: String,
     bytes: u64,
@@ -221,8 +267,8 @@ impl StateDir {
         &self.path
     }
 
-    /// The manifest and session-state blob, or `Ok(None)` when there is none yet.
-    pub fn load(&self) -> Result<Option<(SavedManifest, FileBytes)>, ManifestError> {
+    /// The manifest and session state, or `Ok(None)` when there is none yet.
+    pub fn load(&self) -> Result<Option<(SavedManifest, SessionState)>, ManifestError> {
         load_from(&self.path)
     }
 
@@ -232,18 +278,51 @@ impl StateDir {
         !self.path.join(MANIFEST_FILE).exists() && self.path.join(LEGACY_MANIFEST_FILE).exists()
     }
 
-    /// Atomically replaces the manifest and its session-state blob.
-    pub fn save(&self, manifest: &Manifest, session_state: &[u8]) -> Result<(), ManifestError> {
-        let blob = BlobRef::of(session_state);
+    /// Atomically replaces the manifest and its session-state blob (with no
+    /// journal); returns the new state's id.
+    pub fn save(&self, manifest: &Manifest, session_state: &[u8]) -> Result<String, ManifestError> {
+        let state = StateRef {
+            blob: BlobRef::of(session_state),
+            journal: JournalRef::default(),
+        };
         // Always rewritten: a blob of the same name on disk may be the damaged one.
-        write_atomically(&self.path.join(&blob.file), session_state)?;
+        write_atomically(&self.path.join(&state.blob.file), session_state)?;
+        self.write_manifest(manifest, &state)?;
+        self.remove_stale_blobs(&state.blob.file);
+        Ok(state.id())
+    }
+
+    /// Appends `changes` (unless empty) to the journal of the state `base` (the
+    /// one loaded, which `changes` extend) and replaces the manifest with one that
+    /// commits them: a write proportional to what changed. Returns the new
+    /// state's id.
+    pub fn append(
+        &self,
+        manifest: &Manifest,
+        base: &StateRef,
+        changes: &[u8],
+    ) -> Result<String, ManifestError> {
+        let path = journal::journal_path(&self.path.join(&base.blob.file));
+        let journal = match changes.is_empty() {
+            true => base.journal,
+            false => journal::append(&path, base.journal, changes).map_err(io_error(&path))?,
+        };
+        let state = StateRef {
+            blob: base.blob.clone(),
+            journal,
+        };
+        self.write_manifest(manifest, &state)?;
+        Ok(state.id())
+    }
+
+    /// The commit point of a save: the manifest names the state its offsets match.
+    fn write_manifest(&self, manifest: &Manifest, state: &StateRef) -> Result<(), ManifestError> {
         write_atomically(
             &self.path.join(MANIFEST_FILE),
-            &encode_manifest(manifest, &blob),
+            &encode_manifest(manifest, state),
         )?;
         sync_dir(&self.path)?;
         let _ = fs::remove_file(self.path.join(LEGACY_MANIFEST_FILE));
-        self.remove_stale_blobs(&blob.file);
         Ok(())
     }
 
@@ -251,6 +330,7 @@ impl StateDir {
         let Ok(entries) = fs::read_dir(&self.path) else {
             return;
         };
+        // Journals go with their blob: `session-state.<hash>.journal`.
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
@@ -261,17 +341,24 @@ impl StateDir {
     }
 }
 
-/// Reads a state directory's manifest and blob without taking its lock: for
-/// inspecting the state of a running process. `Ok(None)` when there is none yet.
-pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, FileBytes)>, ManifestError> {
+/// Reads a state directory's manifest and session state without taking its
+/// lock: for inspecting the state of a running process. `Ok(None)` when there
+/// is none yet.
+pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, SessionState)>, ManifestError> {
     let path = dir.join(MANIFEST_FILE);
-    let (files, blob) = match FileBytes::open(&path) {
+    let (files, state) = match FileBytes::open(&path) {
         Ok(bytes) => check_manifest(&path, bytes).map_err(|reason| ManifestError::Corrupt {
             path: path.clone(),
             reason,
         })?,
         Err(error) if error.kind() == io::ErrorKind::NotFound => match load_legacy(dir)? {
-            Some((manifest, blob)) => (Saved::Decoded(manifest), blob),
+            Some((manifest, blob)) => (
+                Saved::Decoded(manifest),
+                StateRef {
+                    blob,
+                    journal: JournalRef::default(),
+                },
+            ),
             None => return Ok(None),
         },
         Err(error) => return Err(io_error(&path)(error)),
@@ -280,21 +367,29 @@ pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, FileBytes)>, Manif
         path: path.clone(),
         reason,
     };
+    let blob = &state.blob;
     if blob.file.contains('/') {
         return Err(corrupt(format!("bad session state name {:?}", blob.file)));
     }
     let blob_path = dir.join(&blob.file);
-    let session_state = FileBytes::open(&blob_path)
+    let blob_bytes = FileBytes::open(&blob_path)
         .map_err(|error| corrupt(format!("cannot read {}: {error}", blob_path.display())))?;
-    if BlobRef::of(&session_state) != blob {
+    if BlobRef::of(&blob_bytes) != *blob {
         return Err(corrupt(format!(
             "{} does not match its checksum",
             blob_path.display()
         )));
     }
+    let changes =
+        journal::read(&journal::journal_path(&blob_path), state.journal).map_err(corrupt)?;
     let manifest = SavedManifest {
         files,
-        session_state: blob,
+        state_id: state.id(),
+        session_state: state,
+    };
+    let session_state = SessionState {
+        blob: blob_bytes,
+        changes,
     };
     Ok(Some((manifest, session_state)))
 }
@@ -319,16 +414,19 @@ fn load_legacy(dir: &Path) -> Result<Option<(Manifest, BlobRef)>, ManifestError>
 }
 
 /// Files sorted by path, so the same manifest always encodes to the same bytes.
-fn encode_manifest(manifest: &Manifest, blob: &BlobRef) -> Vec<u8> {
+fn encode_manifest(manifest: &Manifest, state: &StateRef) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + manifest.files.len() * 200);
     out.extend_from_slice(MAGIC);
     put_section(
         &mut out,
         format!("ccotel {}", env!("CARGO_PKG_VERSION")).as_bytes(),
     );
+    let blob = &state.blob;
     put_section(&mut out, blob.file.as_bytes());
     put_u64(&mut out, blob.bytes);
     put_section(&mut out, blob.xxh3.as_bytes());
+    put_u64(&mut out, state.journal.len);
+    put_u64(&mut out, state.journal.digest);
     let mut entries: Vec<(&PathBuf, &FileState)> = manifest.files.iter().collect();
     entries.sort_unstable_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
     put_u64(&mut out, entries.len() as u64);
@@ -368,11 +466,12 @@ const MIN_FILE_BYTES: usize = 2 * 8 + 15 * 8;
 
 /// Checks a `manifest.bin` through to its last entry, so that decoding it later
 /// cannot fail, and finds where its entries start.
-fn check_manifest(path: &Path, bytes: FileBytes) -> Result<(Saved, BlobRef), String> {
+fn check_manifest(path: &Path, bytes: FileBytes) -> Result<(Saved, StateRef), String> {
     let invalid = |error: CodecError| error.to_string();
     let body = unseal(&bytes).map_err(invalid)?;
     let mut input = Decoder::new(body);
-    if input.take(MAGIC.len()).map_err(invalid)? != MAGIC {
+    let magic = input.take(MAGIC.len()).map_err(invalid)?;
+    if magic != MAGIC && magic != MAGIC_WITHOUT_JOURNAL {
         return Err("not a ccotel manifest".into());
     }
     let _written_by = input.section().map_err(invalid)?;
@@ -380,6 +479,13 @@ fn check_manifest(path: &Path, bytes: FileBytes) -> Result<(Saved, BlobRef), Str
         file: input.text().map_err(invalid)?.to_owned(),
         bytes: input.u64().map_err(invalid)?,
         xxh3: input.text().map_err(invalid)?.to_owned(),
+    };
+    let journal = match magic == MAGIC {
+        true => JournalRef {
+            len: input.u64().map_err(invalid)?,
+            digest: input.u64().map_err(invalid)?,
+        },
+        false => JournalRef::default(),
     };
     let count = input.count(MIN_FILE_BYTES).map_err(invalid)?;
     let entries_at = body.len() - input.remaining();
@@ -393,7 +499,7 @@ fn check_manifest(path: &Path, bytes: FileBytes) -> Result<(Saved, BlobRef), Str
         entries_at,
         count,
     };
-    Ok((saved, blob))
+    Ok((saved, StateRef { blob, journal }))
 }
 
 /// One file's entry, borrowed from the encoded manifest.
@@ -502,9 +608,10 @@ mod tests {
         state.save(&manifest, b"second").expect("save");
         let (loaded, blob) = state.load().expect("load").expect("some");
         let checksum = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"second"));
-        assert_eq!(loaded.session_state_checksum(), checksum);
+        assert_eq!(loaded.state_id(), checksum);
         assert_eq!(loaded.decode().expect("decode"), manifest);
-        assert_eq!(&*blob, b"second");
+        assert_eq!(&*blob.blob, b"second");
+        assert!(blob.changes.is_empty());
         let blobs = fs::read_dir(dir.path())
             .expect("ls")
             .filter(|e| {
@@ -540,13 +647,114 @@ mod tests {
         let (saved, session_state) = state.load().expect("load").expect("some");
         let manifest = saved.decode().expect("decode");
         assert_eq!(manifest.files[Path::new("/x/a.jsonl")], sample_state());
-        assert_eq!(&*session_state, b"ledger");
+        assert_eq!(&*session_state.blob, b"ledger");
         assert!(state.is_legacy());
-        state.save(&manifest, &session_state).expect("save");
+        state.save(&manifest, &session_state.blob).expect("save");
         assert!(!state.is_legacy());
         assert!(!dir.path().join(LEGACY_MANIFEST_FILE).exists());
         let (saved, _) = state.load().expect("load").expect("some");
         assert_eq!(saved.decode().expect("decode"), manifest);
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("ls")
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("session-state."))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn changes_append_to_the_journal_until_a_save_folds_them_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path()).expect("open");
+        let mut manifest = Manifest::default();
+        let blob_id = state.save(&manifest, b"base").expect("save");
+        let (saved, _) = state.load().expect("load").expect("some");
+        manifest.files.insert("/x/a.jsonl".into(), sample_state());
+        let first = state
+            .append(&manifest, saved.session_state(), b"one")
+            .expect("append");
+        let (saved, loaded) = state.load().expect("load").expect("some");
+        assert_eq!(saved.state_id(), first);
+        assert_eq!(saved.decode().expect("decode"), manifest);
+        let (saved, _) = state.load().expect("load").expect("some");
+        let unchanged = state
+            .append(&manifest, saved.session_state(), b"")
+            .expect("append nothing");
+        assert_eq!(unchanged, first, "nothing appended, the same state");
+        let second = state
+            .append(&manifest, saved.session_state(), b"two")
+            .expect("append");
+        let ids = [&blob_id, &first, &second];
+        assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+        let (saved, loaded_again) = state.load().expect("load").expect("some");
+        assert_eq!(saved.state_id(), second);
+        assert_eq!(&*loaded_again.blob, b"base");
+        let payloads: Vec<&[u8]> = loaded_again.changes.payloads().collect();
+        assert_eq!(payloads, [&b"one"[..], b"two"]);
+        assert_eq!(loaded.changes.len(), 1);
+        assert_eq!(names_in(dir.path()).len(), 2, "{:?}", names_in(dir.path()));
+
+        state.save(&manifest, b"base, one, two").expect("save");
+        let (_, folded) = state.load().expect("load").expect("some");
+        assert!(folded.changes.is_empty());
+        assert_eq!(
+            names_in(dir.path()).len(),
+            1,
+            "the old journal goes with its blob"
+        );
+
+        let (saved, _) = state.load().expect("load").expect("some");
+        state
+            .append(&manifest, saved.session_state(), b"three")
+            .expect("append");
+        let journal = dir.path().join(
+            names_in(dir.path())
+                .iter()
+                .find(|n| n.ends_with(".journal"))
+                .expect("journal"),
+        );
+        let mut bytes = fs::read(&journal).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&journal, bytes).expect("damage");
+        let error = state.load().expect_err("a damaged journal");
+        assert!(matches!(error, ManifestError::Corrupt { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_manifest_written_before_journals_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path()).expect("open");
+        let mut manifest = Manifest::default();
+        manifest.files.insert("/x/a.jsonl".into(), sample_state());
+        state.save(&manifest, b"blob").expect("save");
+        let path = dir.path().join(MANIFEST_FILE);
+        let current = fs::read(&path).expect("read");
+        let body = unseal(&current).expect("unseal");
+        let mut input = Decoder::new(body);
+        input.take(MAGIC.len()).expect("magic");
+        input.section().expect("written by");
+        input.section().expect("blob name");
+        input.u64().expect("blob bytes");
+        input.section().expect("blob xxh3");
+        let journal_at = body.len() - input.remaining();
+        let mut old = MAGIC_WITHOUT_JOURNAL.to_vec();
+        old.extend_from_slice(&body[MAGIC.len()..journal_at]);
+        old.extend_from_slice(&body[journal_at + 16..]);
+        seal(&mut old);
+        fs::write(&path, old).expect("write");
+        let (saved, loaded) = state.load().expect("load").expect("some");
+        assert_eq!(
+            saved.state_id(),
+            format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"blob"))
+        );
+        assert_eq!(saved.decode().expect("decode"), manifest);
+        assert_eq!(&*loaded.blob, b"blob");
     }
 
     #[test]

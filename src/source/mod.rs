@@ -7,6 +7,7 @@
 
 mod discover;
 mod identity;
+mod journal;
 pub mod listing;
 pub mod manifest;
 mod reader;
@@ -19,6 +20,8 @@ pub use discover::{
 };
 pub use identity::{FileIdentity, Marker, MARKER_WINDOW};
 pub use listing::Listing;
-pub use manifest::{FileState, Manifest, ManifestError, SavedManifest, StateDir};
+pub use manifest::{
+    FileState, Manifest, ManifestError, SavedManifest, SessionState, StateDir, StateRef,
+};
 pub use reader::{Line, LineReader, DEFAULT_MAX_INLINE_LINE};
 pub use tail::{resume_point, Restart, Tailer};
