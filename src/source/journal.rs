@@ -70,35 +70,34 @@ impl Records {
 }
 
 /// Reads the first `committed.len` bytes of the journal at `path`; an error
-/// (the reason) if they are not what the manifest says.
+/// (what is wrong with the file, to follow its name) if they are not what the
+/// manifest says.
 pub fn read(path: &Path, committed: JournalRef) -> Result<Records, String> {
     if committed.len == 0 {
         return Ok(Records::none());
     }
     // Read, not mapped: unlike the other state files, a journal is written in
     // place (appended to, and cut back after a crash).
-    let bytes =
-        std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-    let damaged = |what: &str| format!("{} {what}", path.display());
-    let end = usize::try_from(committed.len).map_err(|_| damaged("is too long"))?;
+    let bytes = std::fs::read(path).map_err(|error| format!("cannot be read: {error}"))?;
+    let end = usize::try_from(committed.len).map_err(|_| "is too long".to_owned())?;
     let committed_bytes = bytes
         .get(..end)
-        .ok_or_else(|| damaged("is shorter than committed"))?;
+        .ok_or_else(|| format!("is shorter than the {end} bytes the manifest commits"))?;
     if !committed_bytes.starts_with(MAGIC) {
-        return Err(damaged("is not a ccotel journal"));
+        return Err("is not a ccotel journal".into());
     }
     let mut ranges = Vec::new();
     let mut digest = 0;
     let mut at = MAGIC.len();
     while at < end {
-        let (payload, sum) =
-            record_at(committed_bytes, at).ok_or_else(|| damaged("has a damaged record"))?;
+        let (payload, sum) = record_at(committed_bytes, at)
+            .ok_or_else(|| format!("has a damaged record at byte {at}"))?;
         digest = chain(digest, sum);
         ranges.push(payload.clone());
         at = payload.end;
     }
     if digest != committed.digest {
-        return Err(damaged("does not match its digest"));
+        return Err("does not hold the records the manifest commits".into());
     }
     Ok(Records { bytes, ranges })
 }

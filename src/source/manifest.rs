@@ -380,8 +380,12 @@ pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, SessionState)>, Ma
             blob_path.display()
         )));
     }
+    let journal_path = journal::journal_path(&blob_path);
     let changes =
-        journal::read(&journal::journal_path(&blob_path), state.journal).map_err(corrupt)?;
+        journal::read(&journal_path, state.journal).map_err(|why| ManifestError::Corrupt {
+            reason: format!("it {why}"),
+            path: journal_path,
+        })?;
     let manifest = SavedManifest {
         files,
         state_id: state.id(),
