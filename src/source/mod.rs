@@ -1,7 +1,8 @@
 //! Where transcripts come from: the Claude config roots and the files under them
 //! (with a cache of unchanged directories' entries),
 //! reading complete lines from a byte offset, file identity, and the manifest that
-//! records how far each file has been read.
+//! records how far each file has been read (with the session state saved beside
+//! it, and that state's journal of changes).
 //!
 //! Nothing here knows what a line means.
 
