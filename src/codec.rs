@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io;
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 use std::path::Path;
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -104,6 +104,33 @@ pub fn unseal(bytes: &[u8]) -> Result<&[u8], CodecError> {
     } else {
         Err(CodecError::Checksum)
     }
+}
+
+/// Bytes in front of a journal record's payload: its length and checksum.
+pub const RECORD_HEADER_BYTES: usize = 4 + 8;
+
+/// One journal record, as both journals (the ledger's and the export's) append
+/// them: `[u32 length][u64 xxh3][payload]`. Returns it with the checksum.
+pub fn journal_record(payload: &[u8]) -> Result<(Vec<u8>, u64), CodecError> {
+    let length = u32::try_from(payload.len())
+        .map_err(|_| CodecError::Invalid("a journal record of 4 GiB or more".into()))?;
+    let sum = xxh3_64(payload);
+    let mut record = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
+    put_u32(&mut record, length);
+    put_u64(&mut record, sum);
+    record.extend_from_slice(payload);
+    Ok((record, sum))
+}
+
+/// The payload range and checksum of the [`journal_record`] at `at` in `bytes`,
+/// if it is whole and matches its checksum (a torn append is not).
+pub fn journal_record_at(bytes: &[u8], at: usize) -> Option<(Range<usize>, u64)> {
+    let mut input = Decoder::new(bytes.get(at..)?);
+    let len = input.u32().ok()? as usize;
+    let sum = input.u64().ok()?;
+    let payload = input.take(len).ok()?;
+    let start = at + RECORD_HEADER_BYTES;
+    (xxh3_64(payload) == sum).then_some((start..start + len, sum))
 }
 
 /// Reads what the `put_*` functions wrote, front to back.

@@ -195,7 +195,7 @@ where
             tracing::debug!(elapsed = ?started.elapsed(), "state loaded");
             let speculated = saved
                 .as_ref()
-                .map(|saved| speculate(&ledger, saved.state_id()));
+                .map(|saved| speculate(&ledger, &saved.state_id()));
             (saved, ledger, prior, speculated)
         });
         let files = list_files();
@@ -223,7 +223,7 @@ where
             files_unchanged: files.len(),
             ..IngestSummary::default()
         };
-        let saved_state = saved.map(|saved| saved.state_id().to_owned());
+        let saved_state = saved.map(|saved| saved.state_id());
         let result = Ingest {
             ledger,
             summary,

@@ -21,9 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use xxhash_rust::xxh3::xxh3_64;
-
-use crate::codec::{put_section, put_u32, put_u64, CodecError, Decoder};
+use crate::codec::{journal_record, journal_record_at, put_section, put_u64, CodecError, Decoder};
 use crate::session::Ledger;
 use crate::source::manifest::{io_error, write_atomically};
 use crate::source::{FileState, Manifest, ManifestError, StateDir};
@@ -122,10 +120,10 @@ impl Committer {
             path: path.clone(),
             reason: format!("cannot encode the offsets: {e}"),
         })?;
-        let mut record = Vec::with_capacity(12 + payload.len());
-        put_u32(&mut record, payload.len() as u32);
-        put_u64(&mut record, xxh3_64(&payload));
-        record.extend_from_slice(&payload);
+        let (record, _) = journal_record(&payload).map_err(|e| ManifestError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let journal = self.journal.as_mut().ok_or_else(|| ManifestError::Io {
             path: path.clone(),
             source: io::Error::other("the journal is not open"),
@@ -273,8 +271,9 @@ fn replay_journal(path: &Path, generation: u64, restored: &mut Restored) -> Opti
     }
     let mut at = header.len();
     let mut records = 0;
-    while let Some((payload, next)) = next_record(&bytes, at) {
-        let Ok(changes) = decode_changes(payload) else {
+    while let Some((payload, _)) = journal_record_at(&bytes, at) {
+        let next = payload.end;
+        let Ok(changes) = decode_changes(&bytes[payload]) else {
             break;
         };
         apply_files(&mut restored.manifest, changes.files);
@@ -292,14 +291,6 @@ fn replay_journal(path: &Path, generation: u64, restored: &mut Restored) -> Opti
     }
     tracing::debug!(records, "replayed the export journal");
     Some(at as u64)
-}
-
-fn next_record(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let mut input = Decoder::new(bytes.get(at..)?);
-    let len = input.u32().ok()? as usize;
-    let sum = input.u64().ok()?;
-    let payload = input.take(len).ok()?;
-    (xxh3_64(payload) == sum).then_some((payload, at + 12 + len))
 }
 
 fn encode_base(

@@ -192,27 +192,21 @@ struct SavedRecords {
 }
 
 impl SavedRecords {
-    fn body(&self) -> &[u8] {
-        &self.bytes[self.start..self.start + self.count * RECORD_BYTES]
+    fn records(&self) -> &[[u8; RECORD_BYTES]] {
+        let body = &self.bytes[self.start..self.start + self.count * RECORD_BYTES];
+        body.as_chunks().0
     }
 
     fn iter(&self) -> impl Iterator<Item = (ResponseKey, Record)> + '_ {
-        self.body().chunks_exact(RECORD_BYTES).map(decode_record)
+        self.records().iter().map(|chunk| decode_record(chunk))
     }
 
     fn find(&self, key: ResponseKey) -> Option<Record> {
-        let body = self.body();
-        let (mut low, mut high) = (0, self.count);
-        while low < high {
-            let middle = low + (high - low) / 2;
-            let chunk = &body[middle * RECORD_BYTES..(middle + 1) * RECORD_BYTES];
-            match record_key(chunk).cmp(&key) {
-                Ordering::Less => low = middle + 1,
-                Ordering::Greater => high = middle,
-                Ordering::Equal => return Some(decode_record(chunk).1),
-            }
-        }
-        None
+        let records = self.records();
+        let at = records
+            .binary_search_by_key(&key, |chunk| record_key(chunk))
+            .ok()?;
+        Some(decode_record(&records[at]).1)
     }
 }
 
@@ -441,7 +435,7 @@ impl Ledger {
         match &self.saved {
             Some(saved) if self.records.is_empty() => {
                 put_u64(&mut out, saved.count as u64);
-                out.extend_from_slice(saved.body());
+                out.extend_from_slice(saved.records().as_flattened());
             }
             _ => {
                 let sorted = self.sorted();

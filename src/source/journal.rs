@@ -2,11 +2,12 @@
 //! that a run which adds a little writes a little instead of the whole blob.
 //!
 //! `session-state.<hash>.journal` extends `session-state.<hash>.bin`: a header,
-//! then records `[u32 length][u64 xxh3][payload]`. The manifest names how many of
-//! its bytes are committed and a digest chained over their records' checksums;
-//! bytes past that length (a run that crashed before its manifest was written)
-//! are ignored and cut off by the next append. Whoever reads the blob applies the
-//! payloads to it in order.
+//! then records framed as `[u32 length][u64 xxh3][payload]`, as the export
+//! journal frames its own ([`crate::codec::journal_record`]). The manifest names
+//! how many of its bytes are committed and a digest chained over their records'
+//! checksums; bytes past that length (a run that crashed before its manifest was
+//! written) are ignored and cut off by the next append. Whoever reads the blob
+//! applies the payloads to it in order.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -15,10 +16,9 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::codec::{put_u32, put_u64, Decoder};
+use crate::codec::{journal_record, journal_record_at};
 
 const MAGIC: &[u8; 16] = b"ccotel-journal2\n";
-const RECORD_HEADER_BYTES: usize = 4 + 8;
 
 /// How much of a journal a manifest commits to: its length in bytes (0 for no
 /// journal) and a digest of its records, which names their content.
@@ -90,7 +90,7 @@ pub fn read(path: &Path, committed: JournalRef) -> Result<Records, String> {
     let mut digest = 0;
     let mut at = MAGIC.len();
     while at < end {
-        let (payload, sum) = record_at(committed_bytes, at)
+        let (payload, sum) = journal_record_at(committed_bytes, at)
             .ok_or_else(|| format!("has a damaged record at byte {at}"))?;
         digest = chain(digest, sum);
         ranges.push(payload.clone());
@@ -105,14 +105,8 @@ pub fn read(path: &Path, committed: JournalRef) -> Result<Records, String> {
 /// Appends one record after the committed part of the journal at `path`
 /// (creating it when nothing is committed), durably; returns what to commit.
 pub fn append(path: &Path, committed: JournalRef, payload: &[u8]) -> io::Result<JournalRef> {
-    let length = u32::try_from(payload.len())
-        .map_err(|_| io::Error::other("a journal record is larger than 4 GiB"))?;
+    let (record, sum) = journal_record(payload).map_err(io::Error::other)?;
     let mut file = open_at_end(path, committed)?;
-    let sum = xxh3_64(payload);
-    let mut record = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
-    put_u32(&mut record, length);
-    put_u64(&mut record, sum);
-    record.extend_from_slice(payload);
     file.write_all(&record)?;
     file.sync_data()?;
     Ok(JournalRef {
@@ -133,17 +127,6 @@ fn open_at_end(path: &Path, committed: JournalRef) -> io::Result<File> {
     file.set_len(committed.len)?;
     file.seek(SeekFrom::Start(committed.len))?;
     Ok(file)
-}
-
-/// The payload range and checksum of the record at `at`, if it is whole and
-/// matches its checksum.
-fn record_at(bytes: &[u8], at: usize) -> Option<(Range<usize>, u64)> {
-    let mut input = Decoder::new(bytes.get(at..)?);
-    let len = input.u32().ok()? as usize;
-    let sum = input.u64().ok()?;
-    let payload = input.take(len).ok()?;
-    let start = at + RECORD_HEADER_BYTES;
-    (xxh3_64(payload) == sum).then_some((start..start + len, sum))
 }
 
 fn chain(digest: u64, sum: u64) -> u64 {

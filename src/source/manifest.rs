@@ -81,7 +81,6 @@ pub struct Manifest {
 pub struct SavedManifest {
     files: Saved,
     session_state: StateRef,
-    state_id: String,
 }
 
 /// The session state as saved: the blob, and the journal payloads appended to it
@@ -133,8 +132,8 @@ enum Saved {
 impl SavedManifest {
     /// Names the content of the session state loaded with this manifest (blob
     /// and journal, both checked against their checksums).
-    pub fn state_id(&self) -> &str {
-        &self.state_id
+    pub fn state_id(&self) -> String {
+        self.session_state.id()
     }
 
     /// The session state this manifest commits to, to append to.
@@ -388,7 +387,6 @@ pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, SessionState)>, Ma
         })?;
     let manifest = SavedManifest {
         files,
-        state_id: state.id(),
         session_state: state,
     };
     let session_state = SessionState {
