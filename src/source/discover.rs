@@ -1,14 +1,17 @@
 //! Finding transcripts: the config roots (`CLAUDE_CONFIG_DIR`, else `~/.claude` and
 //! `~/.config/claude`) and every `*.jsonl` under each root's `projects/`.
 
-use std::fs;
+use std::ffi::OsStr;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use rustc_hash::FxHashSet;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
 
 use super::identity::FileIdentity;
 use super::listing::{DirEntries, DirEntry, DirListing, DirStamp, Listing};
@@ -99,15 +102,15 @@ fn discover_at(
     let mut project_dirs = Vec::new();
     for root in roots {
         let projects = root.join("projects");
-        if !fs::metadata(&projects).is_ok_and(|m| m.is_dir()) {
+        let Some(anchor) = Anchor::open(&projects)? else {
             continue;
-        }
-        let Some(entries) = walk.entries(&projects)? else {
+        };
+        let Some(entries) = walk.entries(&anchor, &projects)? else {
             continue;
         };
         for name in entries.transcripts() {
             let project = name.to_string_lossy();
-            walk.push_if_transcript(projects.join(name), &project);
+            walk.push_if_transcript(&anchor, projects.join(name), &project);
         }
         for name in entries.subdirs() {
             let project = name.to_string_lossy().into_owned();
@@ -187,7 +190,9 @@ fn visit_in_parallel(
                             });
                         };
                         let before = walk.found.files.len();
-                        walk.visit(dir, project)?;
+                        if let Some(anchor) = Anchor::open(dir)? {
+                            walk.visit(&anchor, dir, project)?;
+                        }
                         visited.push((at, walk.found.files.len() - before));
                     }
                 })
@@ -220,30 +225,30 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn visit(&mut self, dir: &Path, project: &str) -> io::Result<()> {
-        let Some(entries) = self.entries(dir)? else {
+    /// Lists `dir`, which is `anchor`'s or under it, and what is under it.
+    fn visit(&mut self, anchor: &Anchor<'_>, dir: &Path, project: &str) -> io::Result<()> {
+        let Some(entries) = self.entries(anchor, dir)? else {
             return Ok(());
         };
         for entry in entries.in_path_order() {
             match entry {
-                DirEntry::Transcript(name) => self.push_if_transcript(dir.join(name), project),
-                DirEntry::Subdir(name) => self.visit(&dir.join(name), project)?,
+                DirEntry::Transcript(name) => {
+                    self.push_if_transcript(anchor, dir.join(name), project)
+                }
+                DirEntry::Subdir(name) => self.visit(anchor, &dir.join(name), project)?,
             }
         }
         Ok(())
     }
 
-    /// A directory's entries, reused when it is unchanged since the last listing;
+    /// The entries of `dir`, reused when it is unchanged since the last listing;
     /// `None` when it is gone (deleted by Claude Code's cleanup while we walk).
-    fn entries(&mut self, dir: &Path) -> io::Result<Option<Arc<DirEntries>>> {
-        let gone = |error: io::Error| match error.kind() {
-            io::ErrorKind::NotFound => Ok(None),
-            _ => Err(error),
-        };
+    fn entries(&mut self, anchor: &Anchor<'_>, dir: &Path) -> io::Result<Option<Arc<DirEntries>>> {
         // Taken before reading: a change while we read shows as a different stamp.
-        let stamp = match fs::metadata(dir) {
-            Ok(metadata) => DirStamp::of(&metadata),
-            Err(error) => return gone(error),
+        let stamp = match anchor.stat(dir) {
+            Ok(stat) => DirStamp::of(&stat),
+            Err(Errno::NOENT) => return Ok(None),
+            Err(errno) => return Err(errno.into()),
         };
         let entries = match self.previous.entries_if_unchanged(dir, &stamp) {
             Some(entries) => Arc::clone(entries),
@@ -251,7 +256,8 @@ impl<'a> Walk<'a> {
                 self.found.dirs_read += 1;
                 match DirEntries::read(dir) {
                     Ok(entries) => Arc::new(entries),
-                    Err(error) => return gone(error),
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(error) => return Err(error),
                 }
             }
         };
@@ -266,24 +272,62 @@ impl<'a> Walk<'a> {
     }
 
     /// Follows a symlinked file; skips what is not a regular file or is gone.
-    fn push_if_transcript(&mut self, path: PathBuf, project: &str) {
-        let Ok(metadata) = fs::metadata(&path) else {
+    fn push_if_transcript(&mut self, anchor: &Anchor<'_>, path: PathBuf, project: &str) {
+        let Ok(stat) = anchor.stat(&path) else {
             return;
         };
-        if !metadata.is_file() {
+        if !FileType::from_raw_mode(stat.st_mode).is_file() {
             return;
         }
+        let identity = FileIdentity::of_stat(&stat);
         self.found.files.push(TranscriptFile {
             path,
             project: project.to_owned(),
-            size: metadata.len(),
-            identity: FileIdentity::of(&metadata),
+            size: identity.size,
+            identity,
         });
+    }
+}
+
+/// A directory held open so that what is under it is looked up from there rather
+/// than from `/`: on an unchanged corpus these `stat`s are most of a run's work,
+/// and most of each is walking the path.
+struct Anchor<'a> {
+    fd: OwnedFd,
+    dir: &'a Path,
+}
+
+impl<'a> Anchor<'a> {
+    /// `None` when `dir` is gone or not a directory. `O_PATH`: the handle is only
+    /// for lookups.
+    fn open(dir: &'a Path) -> io::Result<Option<Anchor<'a>>> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        match rustix::fs::open(dir, flags, Mode::empty()) {
+            Ok(fd) => Ok(Some(Anchor { fd, dir })),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+            Err(errno) => Err(errno.into()),
+        }
+    }
+
+    /// `stat` of `path`, the anchor's directory or a path under it, following
+    /// symlinks.
+    fn stat(&self, path: &Path) -> Result<Stat, Errno> {
+        let path = path.as_os_str().as_bytes();
+        let dir = self.dir.as_os_str().as_bytes();
+        match path.strip_prefix(dir) {
+            Some([]) => rustix::fs::fstat(&self.fd),
+            Some([b'/', relative @ ..]) if !relative.is_empty() => {
+                rustix::fs::statat(&self.fd, OsStr::from_bytes(relative), AtFlags::empty())
+            }
+            _ => rustix::fs::stat(path),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn touch(path: &Path) {
@@ -400,6 +444,29 @@ mod tests {
         let second = discover_with(&roots, &first.listing).expect("list");
         assert_eq!(second.dirs_read, 2);
         assert_eq!(second.files, first.files);
+    }
+
+    /// An unchanged file is passed over by comparing the listing's identity with the
+    /// saved one, taken from the opened file: both `stat`s must agree.
+    #[test]
+    fn a_listed_identity_equals_the_open_files_and_follows_symlinks() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let project = home.path().join(".claude/projects/-p");
+        touch(&project.join("s1.jsonl"));
+        std::os::unix::fs::symlink(project.join("s1.jsonl"), project.join("link.jsonl"))
+            .expect("symlink");
+        std::os::unix::fs::symlink(project.join("gone"), project.join("dangling.jsonl"))
+            .expect("symlink");
+        let files = discover(&default_roots(home.path())).expect("discover");
+        let opened = fs::File::open(project.join("s1.jsonl")).expect("open");
+        let identity = FileIdentity::of(&opened.metadata().expect("metadata"));
+        assert_eq!(
+            files.len(),
+            1,
+            "the link is the same file; the dangling one is skipped"
+        );
+        assert_eq!(files[0].identity, identity);
+        assert_eq!(files[0].size, 3);
     }
 
     #[test]

@@ -33,6 +33,18 @@ impl FileIdentity {
         }
     }
 
+    /// From a `stat` made relative to a directory (see [`super::discover`]); equal
+    /// to [`FileIdentity::of`] the same file's `Metadata`.
+    pub fn of_stat(stat: &rustix::fs::Stat) -> Self {
+        FileIdentity {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            size: u64::try_from(stat.st_size).unwrap_or(0),
+            mtime_ns: nanos(stat.st_mtime, stat.st_mtime_nsec),
+            ctime_ns: nanos(stat.st_ctime, stat.st_ctime_nsec),
+        }
+    }
+
     /// Same file, not written since: nothing to read.
     pub fn unchanged_since(&self, before: &FileIdentity) -> bool {
         self == before
@@ -42,6 +54,13 @@ impl FileIdentity {
     pub fn same_file(&self, before: &FileIdentity) -> bool {
         self.dev == before.dev && self.ino == before.ino
     }
+}
+
+/// A `stat` time as nanoseconds since the epoch, as `Metadata` gives it. The field
+/// types differ between architectures.
+pub fn nanos(secs: impl Into<i128>, nsec: impl Into<i128>) -> i64 {
+    let nanos = secs.into() * 1_000_000_000 + nsec.into();
+    i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Content hashes around a committed offset.

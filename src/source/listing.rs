@@ -18,13 +18,13 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rustc_hash::FxHashMap;
 
+use super::identity::nanos;
 use crate::codec::{put_i64, put_section, put_u64, seal, unseal, CodecError, Decoder, FileBytes};
 
 const LISTING_FILE: &str = "listing.bin";
@@ -45,12 +45,12 @@ pub struct DirStamp {
 }
 
 impl DirStamp {
-    pub fn of(metadata: &fs::Metadata) -> DirStamp {
+    pub fn of(stat: &rustix::fs::Stat) -> DirStamp {
         DirStamp {
-            dev: metadata.dev(),
-            ino: metadata.ino(),
-            mtime_ns: metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
-            ctime_ns: metadata.ctime() * 1_000_000_000 + metadata.ctime_nsec(),
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            mtime_ns: nanos(stat.st_mtime, stat.st_mtime_nsec),
+            ctime_ns: nanos(stat.st_ctime, stat.st_ctime_nsec),
         }
     }
 
