@@ -171,11 +171,13 @@ where
     Ok((result, prior))
 }
 
-/// [`ingest_incremental`], running `speculate` on the saved ledger (and its
-/// checksum, which names its content) while the transcripts are listed. Its
-/// result is returned only when nothing changed since the state was saved, when
-/// it is what `speculate` makes of the result's ledger: on an unchanged rerun a
-/// report is ready as soon as the listing is.
+/// [`ingest_incremental`], with `speculate` (a report, say) computed while the
+/// run waits on the disk, and returned with the result:
+///
+/// - on the saved ledger and its state id (which names its content) while the
+///   transcripts are listed; used when nothing changed since, so on an unchanged
+///   rerun a report is ready as soon as the listing is;
+/// - else on the new ledger, with no id yet, while it is saved.
 pub fn ingest_speculating<F, S, R>(
     state: &StateDir,
     list_files: F,
@@ -185,7 +187,7 @@ pub fn ingest_speculating<F, S, R>(
 ) -> Result<(Ingest, PriorState, Option<R>), IngestError>
 where
     F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
-    S: FnOnce(&Ledger, &str) -> R + Send,
+    S: Fn(&Ledger, Option<&str>) -> R + Sync,
     R: Send,
 {
     let started = std::time::Instant::now();
@@ -195,7 +197,7 @@ where
             tracing::debug!(elapsed = ?started.elapsed(), "state loaded");
             let speculated = saved
                 .as_ref()
-                .map(|saved| speculate(&ledger, &saved.state_id()));
+                .map(|saved| speculate(&ledger, Some(&saved.state_id())));
             (saved, ledger, prior, speculated)
         });
         let files = list_files();
@@ -245,13 +247,18 @@ where
     let recording = base.as_ref().map(|_| &mut changes);
     let (mut result, manifest) = ingest(files, manifest, ledger, recording, options, progress);
     tracing::debug!(elapsed = ?started.elapsed(), changed = changes.len(), "files read");
-    let saved_state = match &base {
-        Some(base) => save_changes(state, &manifest, &result.ledger, base, &changes)?,
-        None => state.save(&manifest, &result.ledger.encode())?,
-    };
-    tracing::debug!(elapsed = ?started.elapsed(), "state saved");
-    result.saved_state = Some(saved_state);
-    Ok((result, prior, None))
+    let (saved_state, speculated) = std::thread::scope(|scope| {
+        let ledger = &result.ledger;
+        let speculating = scope.spawn(|| speculate(ledger, None));
+        let saved_state = match &base {
+            Some(base) => save_changes(state, &manifest, ledger, base, &changes),
+            None => state.save(&manifest, &ledger.encode()),
+        };
+        tracing::debug!(elapsed = ?started.elapsed(), "state saved");
+        (saved_state, speculating.join().ok())
+    });
+    result.saved_state = Some(saved_state?);
+    Ok((result, prior, speculated))
 }
 
 /// Saves a run that extends the saved state `base`: its changes appended to the

@@ -15,7 +15,7 @@ use ccotel::ingest::{
 };
 use ccotel::progress::ProgressLine;
 use ccotel::receiver::ReceiverSettings;
-use ccotel::report::{cache::Rendered, DateFilter, Grouping, View};
+use ccotel::report::{cache::Rendered, Cached, DateFilter, Grouping, View};
 use ccotel::session::TrackerOptions;
 use ccotel::session::{Ledger, PriceTable};
 use ccotel::signal::{Encoder, ResourceBase};
@@ -425,38 +425,39 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
     };
     let view = report_view(loaded, args)?;
     let progress = Arc::new(Progress::default());
-    let (result, rendered) = if args.full {
+    let (result, cached, state_dir) = if args.full {
         let files = discover(&roots).context("listing transcripts")?;
         warn_if_none_found(&roots, &files);
         let _line = ProgressLine::start(Arc::clone(&progress));
-        (full_scan(files, &options, &progress), None)
+        let result = full_scan(files, &options, &progress);
+        let rendered = view.render(&result.ledger)?;
+        (result, Cached::Unkeyed(rendered), None)
     } else {
         let dir = loaded.state_dir(environment)?;
         let state = StateDir::open(&dir).context("opening the state directory")?;
         let list_files = || list_through_cache(&roots, state.path());
         let _line = ProgressLine::start(Arc::clone(&progress));
-        let render =
-            |ledger: &Ledger, checksum: &str| view.render_from_cache(&dir, ledger, checksum);
+        let render = |ledger: &Ledger, state_id: Option<&str>| match state_id {
+            Some(state_id) => view.render_from_cache(&dir, ledger, state_id),
+            None => view.render(ledger).map(Cached::Unkeyed),
+        };
         let (result, prior, speculated) =
             ingest_speculating(&state, list_files, render, &options, &progress)?;
         if let PriorState::Discarded(reason) = prior {
             tracing::warn!("{reason}; every transcript was read again");
         }
-        // A report of a changed state is cached too, for the next unchanged run.
-        let cached = match (speculated, &result.saved_state) {
-            (Some(speculated), _) => Some(speculated?),
-            (None, Some(state_id)) => {
-                Some(view.render_from_cache(&dir, &result.ledger, state_id)?)
-            }
-            (None, None) => None,
+        let cached = match (speculated.transpose()?, &result.saved_state) {
+            // A report of a changed state is cached too, for the next unchanged run.
+            (Some(Cached::Unkeyed(rendered)), Some(state_id)) => view.keyed(rendered, state_id),
+            (Some(cached), _) => cached,
+            (None, _) => Cached::Unkeyed(view.render(&result.ledger)?),
         };
-        (result, cached.map(|cached| cached.into_rendered(&dir)))
+        (result, cached, Some(dir))
     };
-    let rendered = match rendered {
-        Some(rendered) => rendered,
-        None => view.render(&result.ledger)?,
-    };
-    print_rendered(&rendered)?;
+    print_rendered(cached.rendered())?;
+    if let Some(dir) = state_dir {
+        cached.store(&dir);
+    }
     tracing::debug!(elapsed = ?started.elapsed(), "report printed");
     warn_about(&result.summary);
     // The process ends here: returning the ledger's and manifest's memory page by

@@ -4,6 +4,11 @@
 //! ccotel version. A rerun over an unchanged corpus prints the stored text instead
 //! of aggregating every response again.
 //!
+//! Each entry also names the saved state it was rendered from. A state never
+//! comes back once the next one is saved, so storing a report of a new state
+//! drops every entry of older ones: a run that counted something writes one
+//! report, not [`KEEP`].
+//!
 //! Like the directory listing, this is a cache, not state: it is replaced without
 //! an fsync, and a missing or damaged file only means the report is rendered.
 
@@ -17,10 +22,9 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::codec::{put_section, put_u64, seal, unseal, CodecError, Decoder, FileBytes};
 
 const CACHE_FILE: &str = "reports.bin";
-const MAGIC: &[u8; 16] = b"ccotel-reports1\n";
-/// Reports kept: a few views (daily, by model, a JSON one for a status line) of
-/// the latest ledger. Each run that counts something new stores one and rewrites
-/// the file, so it is kept short.
+const MAGIC: &[u8; 16] = b"ccotel-reports2\n";
+/// Reports kept of one state: a few views (daily, by model, a JSON one for a
+/// status line).
 const KEEP: usize = 4;
 
 /// A report as printed, with the models it could not price (warned about on every
@@ -67,26 +71,23 @@ pub fn lookup(state_dir: &Path, key: u64) -> Option<Rendered> {
     found
 }
 
-/// Stores `rendered` under `key`, keeping the [`KEEP`] most recent reports.
-pub fn store(state_dir: &Path, key: u64, rendered: &Rendered) -> io::Result<()> {
+/// Stores `rendered`, a report of the saved state `state`, under `key`, keeping
+/// the [`KEEP`] most recent reports of that state.
+pub fn store(state_dir: &Path, state: &str, key: u64, rendered: &Rendered) -> io::Result<()> {
     let path = state_dir.join(CACHE_FILE);
     let unpriced = rendered
         .unpriced
         .iter()
         .map(|(model, n)| (model.as_str(), *n));
-    let mut entries = Vec::with_capacity(rendered.text.len() * 2);
-    put_entry(&mut entries, key, &rendered.text, unpriced);
+    let mut entries = Vec::with_capacity(rendered.text.len() + 256);
+    put_entry(&mut entries, key, state, &rendered.text, unpriced);
     let mut count = 1;
     // Earlier entries are copied from the mapped file as they are, not decoded.
     if let Ok(bytes) = FileBytes::open(&path) {
         let _damaged_is_dropped = visit(&bytes, |found, entry| {
-            if found != key && count < KEEP {
-                put_entry(
-                    &mut entries,
-                    found,
-                    entry.text,
-                    entry.unpriced.iter().copied(),
-                );
+            if found != key && entry.state == state && count < KEEP {
+                let unpriced = entry.unpriced.iter().copied();
+                put_entry(&mut entries, found, state, entry.text, unpriced);
                 count += 1;
             }
         });
@@ -104,10 +105,12 @@ pub fn store(state_dir: &Path, key: u64, rendered: &Rendered) -> io::Result<()> 
 fn put_entry<'a>(
     out: &mut Vec<u8>,
     key: u64,
+    state: &str,
     text: &str,
     unpriced: impl ExactSizeIterator<Item = (&'a str, u64)>,
 ) {
     put_u64(out, key);
+    put_section(out, state.as_bytes());
     put_section(out, text.as_bytes());
     put_u64(out, unpriced.len() as u64);
     for (model, responses) in unpriced {
@@ -118,6 +121,7 @@ fn put_entry<'a>(
 
 /// A stored report, borrowed from the cache file.
 struct Entry<'a> {
+    state: &'a str,
     text: &'a str,
     unpriced: Vec<(&'a str, u64)>,
 }
@@ -141,15 +145,23 @@ fn visit(bytes: &[u8], mut each: impl FnMut(u64, &Entry<'_>)) -> Result<(), Code
     if input.take(MAGIC.len())? != MAGIC {
         return Err(CodecError::Invalid("not a ccotel report cache".into()));
     }
-    let count = input.count(3 * 8)?;
+    let count = input.count(4 * 8)?;
     for _ in 0..count {
         let key = input.u64()?;
+        let state = input.text()?;
         let text = input.text()?;
         let models = input.count(2 * 8)?;
         let unpriced = (0..models)
             .map(|_| Ok((input.text()?, input.u64()?)))
             .collect::<Result<Vec<_>, CodecError>>()?;
-        each(key, &Entry { text, unpriced });
+        each(
+            key,
+            &Entry {
+                state,
+                text,
+                unpriced,
+            },
+        );
     }
     input.finish()
 }
@@ -185,7 +197,7 @@ mod tests {
         assert_eq!(lookup(dir.path(), 1), None);
         let last = KEEP as u64 + 1;
         for key in 0..=last {
-            store(dir.path(), key, &rendered(&format!("report {key}"))).expect("store");
+            store(dir.path(), "s1", key, &rendered(&format!("report {key}"))).expect("store");
         }
         assert_eq!(
             lookup(dir.path(), last),
@@ -193,7 +205,7 @@ mod tests {
         );
         assert_eq!(lookup(dir.path(), 2), Some(rendered("report 2")));
         assert_eq!(lookup(dir.path(), 1), None, "the oldest were dropped");
-        store(dir.path(), 2, &rendered("again")).expect("store");
+        store(dir.path(), "s1", 2, &rendered("again")).expect("store");
         assert_eq!(lookup(dir.path(), 2), Some(rendered("again")));
         assert_eq!(
             lookup(dir.path(), last),
@@ -211,7 +223,27 @@ mod tests {
         bytes[middle] ^= 1;
         fs::write(&path, &bytes).expect("damage");
         assert_eq!(lookup(dir.path(), 2), None);
-        store(dir.path(), 5, &rendered("fresh")).expect("store over damage");
+        store(dir.path(), "s1", 5, &rendered("fresh")).expect("store over damage");
         assert_eq!(lookup(dir.path(), 5), Some(rendered("fresh")));
+    }
+
+    #[test]
+    fn a_report_of_a_new_state_drops_the_older_states_reports() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        store(dir.path(), "s1", 1, &rendered("daily of s1")).expect("store");
+        store(dir.path(), "s1", 2, &rendered("monthly of s1")).expect("store");
+        let size_of_two = fs::metadata(dir.path().join(CACHE_FILE))
+            .expect("stat")
+            .len();
+        store(dir.path(), "s2", 3, &rendered("daily of s2")).expect("store");
+        assert_eq!(lookup(dir.path(), 1), None);
+        assert_eq!(lookup(dir.path(), 2), None);
+        assert_eq!(lookup(dir.path(), 3), Some(rendered("daily of s2")));
+        let size_of_one = fs::metadata(dir.path().join(CACHE_FILE))
+            .expect("stat")
+            .len();
+        assert!(size_of_one < size_of_two, "{size_of_one} < {size_of_two}");
+        store(dir.path(), "s2", 4, &rendered("monthly of s2")).expect("store");
+        assert_eq!(lookup(dir.path(), 3), Some(rendered("daily of s2")));
     }
 }

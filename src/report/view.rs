@@ -22,10 +22,12 @@ pub struct View {
 /// A report rendered from the saved ledger, and whether the cache had it.
 pub enum Cached {
     Hit(Rendered),
-    /// Rendered now; to be stored under `key` if it is printed.
+    /// Rendered now; to be stored under `key` once it is printed.
     Miss {
         rendered: Rendered,
         key: u64,
+        /// The saved state it is a report of.
+        state: String,
     },
     /// Rendered now, in a view that is not cached.
     Unkeyed(Rendered),
@@ -62,7 +64,24 @@ impl View {
             return Ok(Cached::Hit(rendered));
         }
         let rendered = self.render(ledger)?;
-        Ok(Cached::Miss { rendered, key })
+        Ok(Cached::Miss {
+            rendered,
+            key,
+            state: checksum.to_owned(),
+        })
+    }
+
+    /// A report rendered from a ledger before it was saved, keyed now that it is
+    /// the one saved with `checksum`.
+    pub fn keyed(&self, rendered: Rendered, checksum: &str) -> Cached {
+        match self.cache_key(checksum) {
+            Some(key) => Cached::Miss {
+                rendered,
+                key,
+                state: checksum.to_owned(),
+            },
+            None => Cached::Unkeyed(rendered),
+        }
     }
 
     /// Everything the report is a function of besides the ledger's content;
@@ -80,16 +99,25 @@ impl View {
 }
 
 impl Cached {
-    /// The report, stored in the cache in `state_dir` if it was not there. Only
-    /// now: a speculation that something new made useless is not worth a write.
-    pub fn into_rendered(self, state_dir: &Path) -> Rendered {
+    pub fn rendered(&self) -> &Rendered {
         match self {
             Cached::Hit(rendered) | Cached::Unkeyed(rendered) => rendered,
-            Cached::Miss { rendered, key } => {
-                if let Err(error) = cache::store(state_dir, key, &rendered) {
-                    tracing::debug!("caching the report: {error}");
-                }
-                rendered
+            Cached::Miss { rendered, .. } => rendered,
+        }
+    }
+
+    /// Stores the report in the cache in `state_dir` if it was not there. Only
+    /// once printed: a speculation that something new made useless is not worth
+    /// a write, and the user need not wait for it.
+    pub fn store(&self, state_dir: &Path) {
+        if let Cached::Miss {
+            rendered,
+            key,
+            state,
+        } = self
+        {
+            if let Err(error) = cache::store(state_dir, state, *key, rendered) {
+                tracing::debug!("caching the report: {error}");
             }
         }
     }
