@@ -1,76 +1,149 @@
 //! Reports as JSON in ccusage's shape (`daily[]`/`monthly[]`/`sessions[]` and
 //! `totals`), so scripts written for ccusage keep working.
+//!
+//! Serialized straight from the report, not through a `serde_json::Value`: a
+//! year of daily rows with their model breakdowns is thousands of small maps,
+//! and building them cost more than aggregating. Each object's keys are written
+//! in sorted order, as ccusage's consumers have seen them from the start.
 
-use serde_json::{json, Map, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 
 use super::aggregate::{Grouping, Report, Row, Totals};
 
 /// The report as a ccusage-compatible JSON document.
 pub fn to_json(report: &Report) -> Value {
-    let (list, key_field) = match report.grouping {
-        Grouping::Daily => ("daily", "date"),
-        Grouping::Monthly => ("monthly", "month"),
-        Grouping::Session => ("sessions", "sessionId"),
-        Grouping::Project => ("projects", "project"),
-        Grouping::Model => ("models", "model"),
-    };
-    let rows: Vec<Value> = report
-        .rows
-        .iter()
-        .map(|row| row_json(row, key_field, report.grouping))
-        .collect();
-    let mut document = Map::new();
-    document.insert(list.into(), Value::Array(rows));
-    document.insert("totals".into(), token_fields(&report.totals, "totalCost"));
-    Value::Object(document)
+    serde_json::to_value(Document(report)).unwrap_or(Value::Null)
 }
 
-fn row_json(row: &Row, key_field: &str, grouping: Grouping) -> Value {
-    let mut object = match token_fields(&row.totals, "totalCost") {
-        Value::Object(object) => object,
-        _ => Map::new(),
-    };
-    object.insert(key_field.into(), Value::String(row.key.clone()));
+/// [`to_json`] as indented text, ending with a newline.
+pub fn to_json_text(report: &Report) -> Result<String, serde_json::Error> {
+    let mut text = serde_json::to_string_pretty(&Document(report))?;
+    text.push('\n');
+    Ok(text)
+}
+
+struct Document<'a>(&'a Report);
+
+impl Serialize for Document<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let report = self.0;
+        let (list, key_field) = match report.grouping {
+            Grouping::Daily => ("daily", "date"),
+            Grouping::Monthly => ("monthly", "month"),
+            Grouping::Session => ("sessions", "sessionId"),
+            Grouping::Project => ("projects", "project"),
+            Grouping::Model => ("models", "model"),
+        };
+        let rows: Vec<RowJson<'_>> = report
+            .rows
+            .iter()
+            .map(|row| RowJson {
+                row,
+                key_field,
+                grouping: report.grouping,
+            })
+            .collect();
+        let mut map = serializer.serialize_map(Some(2))?;
+        let totals = Object(token_fields(&report.totals, "totalCost"));
+        if list < "totals" {
+            map.serialize_entry(list, &rows)?;
+            map.serialize_entry("totals", &totals)?;
+        } else {
+            map.serialize_entry("totals", &totals)?;
+            map.serialize_entry(list, &rows)?;
+        }
+        map.end()
+    }
+}
+
+/// One value of an object's field.
+enum Field<'a> {
+    Count(u64),
+    Dollars(f64),
+    Text(&'a str),
+    OptionalText(Option<&'a str>),
+    Owned(String),
+    Names(Vec<&'a str>),
+    Breakdowns(Vec<Object<'a>>),
+}
+
+impl Serialize for Field<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Field::Count(n) => serializer.serialize_u64(*n),
+            Field::Dollars(dollars) => serializer.serialize_f64(*dollars),
+            Field::Text(text) => serializer.serialize_str(text),
+            Field::OptionalText(text) => text.serialize(serializer),
+            Field::Owned(text) => serializer.serialize_str(text),
+            Field::Names(names) => names.serialize(serializer),
+            Field::Breakdowns(objects) => objects.serialize(serializer),
+        }
+    }
+}
+
+/// A JSON object, written with its keys in sorted order.
+struct Object<'a>(Vec<(&'static str, Field<'a>)>);
+
+impl Serialize for Object<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut fields: Vec<&(&str, Field<'_>)> = self.0.iter().collect();
+        fields.sort_unstable_by_key(|(name, _)| *name);
+        let mut map = serializer.serialize_map(Some(fields.len()))?;
+        for (name, value) in fields {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+struct RowJson<'a> {
+    row: &'a Row,
+    key_field: &'static str,
+    grouping: Grouping,
+}
+
+impl Serialize for RowJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        row_object(self.row, self.key_field, self.grouping).serialize(serializer)
+    }
+}
+
+fn row_object<'a>(row: &'a Row, key_field: &'static str, grouping: Grouping) -> Object<'a> {
+    let mut fields = token_fields(&row.totals, "totalCost");
+    fields.push((key_field, Field::Text(&row.key)));
     let mut breakdowns: Vec<(&String, &Totals)> = row.models.iter().collect();
     breakdowns.sort_by(|a, b| b.1.cost.total_cmp(&a.1.cost).then_with(|| a.0.cmp(b.0)));
-    object.insert(
-        "modelsUsed".into(),
-        json!(row.models.keys().collect::<Vec<_>>()),
-    );
-    object.insert(
-        "modelBreakdowns".into(),
-        Value::Array(
-            breakdowns
-                .into_iter()
-                .map(|(model, totals)| {
-                    let mut breakdown = match token_fields(totals, "cost") {
-                        Value::Object(object) => object,
-                        _ => Map::new(),
-                    };
-                    breakdown.remove("totalTokens");
-                    breakdown.insert("modelName".into(), json!(model));
-                    Value::Object(breakdown)
-                })
-                .collect(),
-        ),
-    );
+    let names = row.models.keys().map(String::as_str).collect();
+    fields.push(("modelsUsed", Field::Names(names)));
+    let breakdowns = breakdowns
+        .into_iter()
+        .map(|(model, totals)| {
+            let mut breakdown = token_fields(totals, "cost");
+            breakdown.retain(|(name, _)| *name != "totalTokens");
+            breakdown.push(("modelName", Field::Text(model)));
+            Object(breakdown)
+        })
+        .collect();
+    fields.push(("modelBreakdowns", Field::Breakdowns(breakdowns)));
     if matches!(grouping, Grouping::Session) {
-        object.insert("projectPath".into(), json!(row.projects.iter().next()));
-        object.insert("firstActivity".into(), json!(iso(row.first_ms)));
-        object.insert("lastActivity".into(), json!(iso(row.last_ms)));
+        let project = row.projects.iter().next().map(String::as_str);
+        fields.push(("projectPath", Field::OptionalText(project)));
+        fields.push(("firstActivity", Field::Owned(iso(row.first_ms))));
+        fields.push(("lastActivity", Field::Owned(iso(row.last_ms))));
     }
-    Value::Object(object)
+    Object(fields)
 }
 
-fn token_fields(totals: &Totals, cost_field: &str) -> Value {
-    let mut object = Map::new();
-    object.insert("inputTokens".into(), json!(totals.input));
-    object.insert("outputTokens".into(), json!(totals.output));
-    object.insert("cacheCreationTokens".into(), json!(totals.cache_creation));
-    object.insert("cacheReadTokens".into(), json!(totals.cache_read));
-    object.insert("totalTokens".into(), json!(totals.total_tokens()));
-    object.insert(cost_field.into(), json!(totals.cost));
-    Value::Object(object)
+fn token_fields<'a>(totals: &Totals, cost_field: &'static str) -> Vec<(&'static str, Field<'a>)> {
+    vec![
+        ("inputTokens", Field::Count(totals.input)),
+        ("outputTokens", Field::Count(totals.output)),
+        ("cacheCreationTokens", Field::Count(totals.cache_creation)),
+        ("cacheReadTokens", Field::Count(totals.cache_read)),
+        ("totalTokens", Field::Count(totals.total_tokens())),
+        (cost_field, Field::Dollars(totals.cost)),
+    ]
 }
 
 fn iso(ms: i64) -> String {

@@ -8,7 +8,7 @@ use crate::session::{Ledger, PriceTable};
 
 use super::aggregate::{build, DateFilter, Grouping};
 use super::cache::{self, CacheKey, Rendered};
-use super::json::to_json;
+use super::json::to_json_text;
 use super::table::render;
 
 /// How a report is to be shown: its grouping, dates, prices and format.
@@ -38,7 +38,7 @@ impl View {
         let report = build(ledger, &self.prices, self.grouping, &self.filter);
         tracing::debug!(rows = report.rows.len(), "report built");
         let text = if self.json {
-            format!("{}\n", serde_json::to_string_pretty(&to_json(&report))?)
+            to_json_text(&report)?
         } else {
             render(&report)
         };
