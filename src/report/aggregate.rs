@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::civil::Date;
-use jiff::tz::TimeZone;
+use jiff::tz::{Offset, TimeZone};
 use jiff::Timestamp;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -158,27 +158,49 @@ impl Group {
     }
 }
 
-/// What each response needs looked up once per distinct value: the local date of
-/// its quarter hour (every time zone offset is a multiple of 15 minutes) and its
-/// model's price.
+/// What each response needs looked up once per distinct value: its zone offset,
+/// once per UTC day, and its model's price.
 struct Lookups<'p> {
     prices: &'p PriceTable,
-    dates: FxHashMap<i64, Date>,
+    /// The offset in force all through a UTC day, by day number; `None` for a day
+    /// with a transition (then each of its responses asks the zone).
+    day_offsets: FxHashMap<i64, Option<Offset>>,
     model_prices: Vec<Option<Option<&'p ModelPrice>>>,
 }
 
+const DAY_MS: i64 = 86_400_000;
+
 impl<'p> Lookups<'p> {
+    /// The local date of a response. A table of days, not of timestamps, stays
+    /// small enough to be a cache hit for every response.
     fn date(&mut self, filter: &DateFilter, timestamp_ms: i64) -> Date {
-        *self
-            .dates
-            .entry(timestamp_ms.div_euclid(900_000))
-            .or_insert_with(|| filter.local_date(timestamp_ms))
+        let day = timestamp_ms.div_euclid(DAY_MS);
+        let offset = *self
+            .day_offsets
+            .entry(day)
+            .or_insert_with(|| steady_offset(&filter.time_zone, day));
+        match (offset, Timestamp::from_millisecond(timestamp_ms)) {
+            (Some(offset), Ok(timestamp)) => offset.to_datetime(timestamp).date(),
+            _ => filter.local_date(timestamp_ms),
+        }
     }
 
     fn price(&mut self, model_id: u32, model: &str) -> Option<&'p ModelPrice> {
         let prices = self.prices;
         *self.model_prices[model_id as usize].get_or_insert_with(|| prices.lookup(model))
     }
+}
+
+/// The offset `time_zone` keeps through the whole UTC day `day`, if it has no
+/// transition that day.
+fn steady_offset(time_zone: &TimeZone, day: i64) -> Option<Offset> {
+    let start = Timestamp::from_millisecond(day.checked_mul(DAY_MS)?).ok()?;
+    let last = Timestamp::from_millisecond(day.checked_add(1)?.checked_mul(DAY_MS)? - 1).ok()?;
+    let mut transitions = time_zone.following(start);
+    let changes = transitions
+        .next()
+        .is_some_and(|next| next.timestamp() <= last);
+    (!changes).then(|| time_zone.to_offset(start))
 }
 
 /// Groups every counted response in the ledger.
@@ -194,7 +216,7 @@ pub fn build(
     let mut names: Vec<&str> = vec![""; ledger.string_count()];
     let mut lookups = Lookups {
         prices,
-        dates: FxHashMap::default(),
+        day_offsets: FxHashMap::default(),
         model_prices: vec![None; ledger.string_count()],
     };
     for (ids, response) in ledger.responses_with_ids() {
@@ -366,5 +388,53 @@ mod tests {
         assert_eq!(report.rows.len(), 1);
         assert_eq!(report.rows[0].key, "2025-05");
         assert_eq!(report.totals.output, 60);
+    }
+
+    /// The per-day offset shortcut gives the date the zone itself gives, through
+    /// daylight-saving changes, half-hour and 45-minute offsets, and a zone whose
+    /// change is 30 minutes.
+    #[test]
+    fn local_dates_match_the_zone_through_its_transitions() {
+        let prices = PriceTable::embedded();
+        for zone in [
+            "UTC",
+            "Europe/Paris",
+            "America/New_York",
+            "America/St_Johns",
+            "Asia/Kathmandu",
+            "Australia/Lord_Howe",
+            "Pacific/Apia",
+        ] {
+            let filter = DateFilter {
+                time_zone: TimeZone::get(zone).expect("bundled zone"),
+                since: None,
+                until: None,
+            };
+            let mut lookups = Lookups {
+                prices: &prices,
+                day_offsets: FxHashMap::default(),
+                model_prices: Vec::new(),
+            };
+            // 2011 holds Samoa's skipped day; 13-minute steps cross every hour.
+            let from = Timestamp::from_second(1_293_840_000)
+                .expect("2011")
+                .as_millisecond();
+            let to = Timestamp::from_second(1_330_000_000)
+                .expect("2012")
+                .as_millisecond();
+            for timestamp_ms in (from..to).step_by(13 * 60 * 1000) {
+                assert_eq!(
+                    lookups.date(&filter, timestamp_ms),
+                    filter.local_date(timestamp_ms),
+                    "{zone} at {timestamp_ms}"
+                );
+            }
+            let days = lookups.day_offsets.values();
+            let steady_days = days.filter(|offset| offset.is_some()).count();
+            let transition_days = lookups.day_offsets.len() - steady_days;
+            assert!(steady_days > 400, "{zone}: {steady_days} steady days");
+            let changes = !matches!(zone, "UTC" | "Asia/Kathmandu");
+            assert_eq!(transition_days > 0, changes, "{zone}: {transition_days}");
+        }
     }
 }
