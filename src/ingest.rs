@@ -5,12 +5,13 @@
 //! again after a crash, a corrupt manifest or a replaced file never counts a
 //! response twice; offsets only decide how much work a run does.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+
+use rustc_hash::FxHashMap;
 
 use crate::session::{Ledger, LedgerError, Observation, ResponseKey, TokenCounts};
 pub use crate::source::Restart;
@@ -99,7 +100,7 @@ fn ingest(
 ) -> (Ingest, Manifest) {
     let listed = files.len();
     let mut manifest = Manifest {
-        files: HashMap::with_capacity(listed),
+        files: FxHashMap::with_capacity_and_hasher(listed, Default::default()),
     };
     let jobs = plan(files, &mut previous, &mut manifest);
     let mut summary = IngestSummary {
@@ -328,7 +329,7 @@ fn plan(files: Vec<TranscriptFile>, previous: &mut Manifest, unchanged: &mut Man
             }),
         }
     }
-    let mut vanished: HashMap<(u64, u64), PathBuf> = previous
+    let mut vanished: FxHashMap<(u64, u64), PathBuf> = previous
         .files
         .iter()
         .map(|(path, state)| ((state.identity.dev, state.identity.ino), path.clone()))

@@ -18,13 +18,13 @@
 //! [`SavedManifest`] is compared with the listing as it lies on disk, and decoded
 //! into a [`Manifest`] only when something changed.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::discover::TranscriptFile;
@@ -73,7 +73,9 @@ pub struct FileState {
 /// Per-file read state, keyed by path.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Manifest {
-    pub files: HashMap<PathBuf, FileState>,
+    /// Fx, not SipHash: a run looks up every listed path, and the keys are our
+    /// own files' paths, not input an attacker picks to collide.
+    pub files: FxHashMap<PathBuf, FileState>,
 }
 
 /// A manifest as the state directory holds it, checked but not yet decoded.
@@ -192,7 +194,7 @@ impl SavedManifest {
             } => (path, bytes, entries_at, count),
         };
         let mut input = Decoder::new(&bytes[entries_at..]);
-        let mut files = HashMap::with_capacity(count);
+        let mut files = FxHashMap::with_capacity_and_hasher(count, Default::default());
         for _ in 0..count {
             let entry = decode_entry(&mut input).map_err(|error| ManifestError::Corrupt {
                 path: path.clone(),
@@ -212,7 +214,7 @@ impl SavedManifest {
 struct LegacyManifestFile {
     format: u32,
     session_state: BlobRef,
-    files: HashMap<PathBuf, FileState>,
+    files: FxHashMap<PathBuf, FileState>,
 }
 
 /// Names the session-state blob that matches the manifest's offsets.

@@ -6,10 +6,11 @@
 //! was truncated or replaced and is read again from its first byte. A file that
 //! moved to a new path keeps its offset.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
+
+use rustc_hash::FxHashMap;
 
 use super::{FileIdentity, FileState, Manifest, TranscriptFile};
 
@@ -59,7 +60,7 @@ pub struct Opened {
 /// The read position of every known file.
 #[derive(Debug, Default)]
 pub struct Tailer {
-    known: HashMap<PathBuf, FileState>,
+    known: FxHashMap<PathBuf, FileState>,
 }
 
 impl Tailer {
@@ -76,7 +77,8 @@ impl Tailer {
     /// Splits a listing into files with something new (in listing order) and paths
     /// that are gone. Files whose identity is unchanged are passed over unopened.
     pub fn changes(&mut self, listed: Vec<TranscriptFile>) -> (Vec<Pending>, Vec<PathBuf>) {
-        let mut seen: HashMap<PathBuf, ()> = HashMap::with_capacity(listed.len());
+        let mut seen: FxHashMap<PathBuf, ()> =
+            FxHashMap::with_capacity_and_hasher(listed.len(), Default::default());
         let mut pending = Vec::new();
         let mut fresh = Vec::new();
         for file in listed {
@@ -90,7 +92,7 @@ impl Tailer {
                 None => fresh.push(file),
             }
         }
-        let mut vanished: HashMap<(u64, u64), PathBuf> = self
+        let mut vanished: FxHashMap<(u64, u64), PathBuf> = self
             .known
             .iter()
             .filter(|(path, _)| !seen.contains_key(*path))
