@@ -248,7 +248,7 @@ impl<'a> Walk<'a> {
         let stamp = match anchor.stat(dir) {
             Ok(stat) => DirStamp::of(&stat),
             Err(Errno::NOENT) => return Ok(None),
-            Err(errno) => return Err(errno.into()),
+            Err(errno) => return Err(about(dir, errno.into())),
         };
         let entries = match self.previous.entries_if_unchanged(dir, &stamp) {
             Some(entries) => Arc::clone(entries),
@@ -257,7 +257,7 @@ impl<'a> Walk<'a> {
                 match DirEntries::read(dir) {
                     Ok(entries) => Arc::new(entries),
                     Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-                    Err(error) => return Err(error),
+                    Err(error) => return Err(about(dir, error)),
                 }
             }
         };
@@ -289,6 +289,11 @@ impl<'a> Walk<'a> {
     }
 }
 
+/// `error` with the directory it happened in, which the OS error lacks.
+fn about(dir: &Path, error: io::Error) -> io::Error {
+    io::Error::new(error.kind(), format!("{}: {error}", dir.display()))
+}
+
 /// A directory held open so that what is under it is looked up from there rather
 /// than from `/`: on an unchanged corpus these `stat`s are most of a run's work,
 /// and most of each is walking the path.
@@ -305,7 +310,7 @@ impl<'a> Anchor<'a> {
         match rustix::fs::open(dir, flags, Mode::empty()) {
             Ok(fd) => Ok(Some(Anchor { fd, dir })),
             Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
-            Err(errno) => Err(errno.into()),
+            Err(errno) => Err(about(dir, errno.into())),
         }
     }
 
@@ -467,6 +472,18 @@ mod tests {
         );
         assert_eq!(files[0].identity, identity);
         assert_eq!(files[0].size, 3);
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_opened_is_named_in_the_error() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let roots = default_roots(home.path());
+        let projects = roots[0].join("projects");
+        fs::create_dir_all(&roots[0]).expect("mkdir");
+        std::os::unix::fs::symlink(&projects, &projects).expect("symlink loop");
+        let error = discover(&roots).expect_err("a symlink loop cannot be listed");
+        let message = error.to_string();
+        assert!(message.contains(&*projects.to_string_lossy()), "{message}");
     }
 
     #[test]
