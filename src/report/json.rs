@@ -13,48 +13,34 @@ use super::aggregate::{Grouping, Report, Row, Totals};
 
 /// The report as a ccusage-compatible JSON document.
 pub fn to_json(report: &Report) -> Value {
-    serde_json::to_value(Document(report)).unwrap_or(Value::Null)
+    serde_json::to_value(document(report)).unwrap_or(Value::Null)
 }
 
 /// [`to_json`] as indented text, ending with a newline.
 pub fn to_json_text(report: &Report) -> Result<String, serde_json::Error> {
-    let mut text = serde_json::to_string_pretty(&Document(report))?;
+    let mut text = serde_json::to_string_pretty(&document(report))?;
     text.push('\n');
     Ok(text)
 }
 
-struct Document<'a>(&'a Report);
-
-impl Serialize for Document<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let report = self.0;
-        let (list, key_field) = match report.grouping {
-            Grouping::Daily => ("daily", "date"),
-            Grouping::Monthly => ("monthly", "month"),
-            Grouping::Session => ("sessions", "sessionId"),
-            Grouping::Project => ("projects", "project"),
-            Grouping::Model => ("models", "model"),
-        };
-        let rows: Vec<RowJson<'_>> = report
-            .rows
-            .iter()
-            .map(|row| RowJson {
-                row,
-                key_field,
-                grouping: report.grouping,
-            })
-            .collect();
-        let mut map = serializer.serialize_map(Some(2))?;
-        let totals = Object(token_fields(&report.totals, "totalCost"));
-        if list < "totals" {
-            map.serialize_entry(list, &rows)?;
-            map.serialize_entry("totals", &totals)?;
-        } else {
-            map.serialize_entry("totals", &totals)?;
-            map.serialize_entry(list, &rows)?;
-        }
-        map.end()
-    }
+fn document(report: &Report) -> Object<'_> {
+    let (list, key_field) = match report.grouping {
+        Grouping::Daily => ("daily", "date"),
+        Grouping::Monthly => ("monthly", "month"),
+        Grouping::Session => ("sessions", "sessionId"),
+        Grouping::Project => ("projects", "project"),
+        Grouping::Model => ("models", "model"),
+    };
+    let rows = report
+        .rows
+        .iter()
+        .map(|row| row_object(row, key_field, report.grouping))
+        .collect();
+    let totals = Object(token_fields(&report.totals, "totalCost"));
+    Object(vec![
+        (list, Field::Objects(rows)),
+        ("totals", Field::Object(totals)),
+    ])
 }
 
 /// One value of an object's field.
@@ -65,7 +51,8 @@ enum Field<'a> {
     OptionalText(Option<&'a str>),
     Owned(String),
     Names(Vec<&'a str>),
-    Breakdowns(Vec<Object<'a>>),
+    Object(Object<'a>),
+    Objects(Vec<Object<'a>>),
 }
 
 impl Serialize for Field<'_> {
@@ -77,7 +64,8 @@ impl Serialize for Field<'_> {
             Field::OptionalText(text) => text.serialize(serializer),
             Field::Owned(text) => serializer.serialize_str(text),
             Field::Names(names) => names.serialize(serializer),
-            Field::Breakdowns(objects) => objects.serialize(serializer),
+            Field::Object(object) => object.serialize(serializer),
+            Field::Objects(objects) => objects.serialize(serializer),
         }
     }
 }
@@ -97,18 +85,6 @@ impl Serialize for Object<'_> {
     }
 }
 
-struct RowJson<'a> {
-    row: &'a Row,
-    key_field: &'static str,
-    grouping: Grouping,
-}
-
-impl Serialize for RowJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        row_object(self.row, self.key_field, self.grouping).serialize(serializer)
-    }
-}
-
 fn row_object<'a>(row: &'a Row, key_field: &'static str, grouping: Grouping) -> Object<'a> {
     let mut fields = token_fields(&row.totals, "totalCost");
     fields.push((key_field, Field::Text(&row.key)));
@@ -125,7 +101,7 @@ fn row_object<'a>(row: &'a Row, key_field: &'static str, grouping: Grouping) -> 
             Object(breakdown)
         })
         .collect();
-    fields.push(("modelBreakdowns", Field::Breakdowns(breakdowns)));
+    fields.push(("modelBreakdowns", Field::Objects(breakdowns)));
     if matches!(grouping, Grouping::Session) {
         let project = row.projects.iter().next().map(String::as_str);
         fields.push(("projectPath", Field::OptionalText(project)));
