@@ -530,7 +530,7 @@ impl<'p> FileReader<'p> {
         lines.add(&run_lines);
         Ok(Outcome::Read {
             state: Box::new(FileState {
-                project: job.file.project.clone(),
+                project: job.file.project.to_string(),
                 identity,
                 offset,
                 marker: Marker::read(&file, offset)?,

@@ -172,13 +172,10 @@ macro_rules! outln {
 }
 
 /// Writes to stdout; a reader that went away (`ccotel ... | head`) is not an error.
-fn emit(text: &str) -> Result<()> {
+fn emit(text: &[u8]) -> Result<()> {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match stdout.write_all(text).and_then(|()| stdout.flush()) {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
         _ => Ok(()),
     }
@@ -270,7 +267,7 @@ fn run(cli: Cli, stats: Arc<PipelineStats>) -> Result<()> {
                 .map(|s| s.layout)
                 .unwrap_or_else(|| default_layout(&loaded));
             let ddl: Vec<String> = layout.ddl().iter().map(|s| format!("{s};\n")).collect();
-            emit(&ddl.join("\n"))
+            emit(ddl.join("\n").as_bytes())
         }
     }
 }
@@ -480,7 +477,7 @@ fn report_view(loaded: &Loaded, args: &ReportArgs) -> Result<View> {
 }
 
 fn print_rendered(rendered: &Rendered) -> Result<()> {
-    emit(&rendered.text)?;
+    emit(rendered.text.as_bytes())?;
     for (model, responses) in &rendered.unpriced {
         tracing::warn!(
             "no price for model {model:?} ({responses} responses counted at $0); add [pricing.\"{model}\"] to the config"
@@ -493,19 +490,20 @@ fn print_rendered(rendered: &Rendered) -> Result<()> {
 /// saved in the state directory, and saves what changed.
 fn list_through_cache(roots: &[PathBuf], state_dir: &Path) -> std::io::Result<Vec<TranscriptFile>> {
     let previous = Listing::load(state_dir);
-    let found = discover_with(roots, &previous)?;
+    let mut found = discover_with(roots, &previous)?;
     tracing::debug!(
         dirs_read = found.dirs_read,
         dirs_cached = previous.len(),
         "transcripts listed"
     );
-    if found.listing_changed(&previous) {
-        if let Err(error) = found.listing.save(state_dir) {
+    let files = std::mem::take(&mut found.files);
+    if let Some(listing) = found.changed_listing() {
+        if let Err(error) = listing.save(state_dir) {
             tracing::debug!("saving the directory listing: {error}");
         }
     }
-    warn_if_none_found(roots, &found.files);
-    Ok(found.files)
+    warn_if_none_found(roots, &files);
+    Ok(files)
 }
 
 fn warn_about(summary: &IngestSummary) {
@@ -600,5 +598,5 @@ fn config_check(loaded: &Loaded, environment: &Environment) -> Result<()> {
     }
     outln!(out, "# content policy: {}", loaded.content_policy()?);
     outln!(out, "{}", loaded.to_masked_toml().trim_end());
-    emit(&out)
+    emit(out.as_bytes())
 }

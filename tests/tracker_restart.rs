@@ -19,7 +19,7 @@ fn lines(home: &ClaudeHome) -> Vec<(String, String, u64, Vec<u8>)> {
             if line.ends_with(b"\n") {
                 out.push((
                     file.path.display().to_string(),
-                    file.project.clone(),
+                    file.project.to_string(),
                     offset,
                     line.to_vec(),
                 ));

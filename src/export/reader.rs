@@ -147,9 +147,12 @@ impl Reader {
     /// One look at every file: reads what is new.
     fn pass(&mut self, first: bool) -> Result<(), ReadEnd> {
         let listed = match discover_with(&self.options.roots, &self.listing) {
-            Ok(found) => {
-                self.listing = found.listing;
-                found.files
+            Ok(mut found) => {
+                let files = std::mem::take(&mut found.files);
+                if let Some(listing) = found.changed_listing() {
+                    self.listing = listing;
+                }
+                files
             }
             Err(error) => {
                 tracing::warn!("cannot list transcripts: {error}");

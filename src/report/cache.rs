@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::ops::Range;
 use std::path::Path;
 
 use xxhash_rust::xxh3::Xxh3;
@@ -29,11 +30,47 @@ const KEEP: usize = 4;
 
 /// A report as printed, with the models it could not price (warned about on every
 /// print, cached or not).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Rendered {
-    pub text: String,
+    pub text: ReportText,
     pub unpriced: BTreeMap<String, u64>,
 }
+
+/// A report's text: rendered by this run, or found in the mapped cache file. A
+/// hit is printed from the mapping: on an unchanged rerun, copying it to the heap
+/// cost a tenth of the run, most of it in page faults.
+#[derive(Debug)]
+pub enum ReportText {
+    Rendered(String),
+    /// UTF-8, checked when the entry was found.
+    Cached {
+        file: FileBytes,
+        at: Range<usize>,
+    },
+}
+
+impl ReportText {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            ReportText::Rendered(text) => text.as_bytes(),
+            ReportText::Cached { file, at } => &file[at.clone()],
+        }
+    }
+}
+
+impl From<String> for ReportText {
+    fn from(text: String) -> Self {
+        ReportText::Rendered(text)
+    }
+}
+
+impl PartialEq for ReportText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for ReportText {}
 
 /// What a rendered report is keyed by: build it from every input of the report.
 #[derive(Default)]
@@ -60,15 +97,19 @@ impl CacheKey {
 
 /// The rendered report stored under `key`, if any.
 pub fn lookup(state_dir: &Path, key: u64) -> Option<Rendered> {
-    let bytes = FileBytes::open(&state_dir.join(CACHE_FILE)).ok()?;
+    let file = FileBytes::open(&state_dir.join(CACHE_FILE)).ok()?;
     let mut found = None;
-    visit(&bytes, |entry_key, entry| {
+    visit(&file, |entry_key, entry| {
         if entry_key == key {
-            found = Some(entry.to_owned());
+            found = Some((entry.text_at.clone(), entry.unpriced_owned()));
         }
     })
     .ok()?;
-    found
+    let (at, unpriced) = found?;
+    Some(Rendered {
+        text: ReportText::Cached { file, at },
+        unpriced,
+    })
 }
 
 /// Stores `rendered`, a report of the saved state `state`, under `key`, keeping
@@ -79,8 +120,9 @@ pub fn store(state_dir: &Path, state: &str, key: u64, rendered: &Rendered) -> io
         .unpriced
         .iter()
         .map(|(model, n)| (model.as_str(), *n));
-    let mut entries = Vec::with_capacity(rendered.text.len() + 256);
-    put_entry(&mut entries, key, state, &rendered.text, unpriced);
+    let text = rendered.text.as_bytes();
+    let mut entries = Vec::with_capacity(text.len() + 256);
+    put_entry(&mut entries, key, state, text, unpriced);
     let mut count = 1;
     // Earlier entries are copied from the mapped file as they are, not decoded.
     if let Ok(bytes) = FileBytes::open(&path) {
@@ -106,12 +148,12 @@ fn put_entry<'a>(
     out: &mut Vec<u8>,
     key: u64,
     state: &str,
-    text: &str,
+    text: &[u8],
     unpriced: impl ExactSizeIterator<Item = (&'a str, u64)>,
 ) {
     put_u64(out, key);
     put_section(out, state.as_bytes());
-    put_section(out, text.as_bytes());
+    put_section(out, text);
     put_u64(out, unpriced.len() as u64);
     for (model, responses) in unpriced {
         put_section(out, model.as_bytes());
@@ -122,26 +164,25 @@ fn put_entry<'a>(
 /// A stored report, borrowed from the cache file.
 struct Entry<'a> {
     state: &'a str,
-    text: &'a str,
+    text: &'a [u8],
+    /// Where `text` is in the file.
+    text_at: Range<usize>,
     unpriced: Vec<(&'a str, u64)>,
 }
 
 impl Entry<'_> {
-    fn to_owned(&self) -> Rendered {
-        Rendered {
-            text: self.text.to_owned(),
-            unpriced: self
-                .unpriced
-                .iter()
-                .map(|&(model, responses)| (model.to_owned(), responses))
-                .collect(),
-        }
+    fn unpriced_owned(&self) -> BTreeMap<String, u64> {
+        self.unpriced
+            .iter()
+            .map(|&(model, responses)| (model.to_owned(), responses))
+            .collect()
     }
 }
 
 /// Checks the whole file, and calls `each` with every entry without copying it.
 fn visit(bytes: &[u8], mut each: impl FnMut(u64, &Entry<'_>)) -> Result<(), CodecError> {
-    let mut input = Decoder::new(unseal(bytes)?);
+    let body = unseal(bytes)?;
+    let mut input = Decoder::new(body);
     if input.take(MAGIC.len())? != MAGIC {
         return Err(CodecError::Invalid("not a ccotel report cache".into()));
     }
@@ -149,7 +190,9 @@ fn visit(bytes: &[u8], mut each: impl FnMut(u64, &Entry<'_>)) -> Result<(), Code
     for _ in 0..count {
         let key = input.u64()?;
         let state = input.text()?;
-        let text = input.text()?;
+        let text = input.text()?.as_bytes();
+        let end = body.len() - input.remaining();
+        let text_at = end - text.len()..end;
         let models = input.count(2 * 8)?;
         let unpriced = (0..models)
             .map(|_| Ok((input.text()?, input.u64()?)))
@@ -159,6 +202,7 @@ fn visit(bytes: &[u8], mut each: impl FnMut(u64, &Entry<'_>)) -> Result<(), Code
             &Entry {
                 state,
                 text,
+                text_at,
                 unpriced,
             },
         );
@@ -172,7 +216,7 @@ mod tests {
 
     fn rendered(text: &str) -> Rendered {
         Rendered {
-            text: text.into(),
+            text: text.to_owned().into(),
             unpriced: BTreeMap::from([("mystery-model".to_owned(), 3)]),
         }
     }

@@ -43,7 +43,7 @@ impl View {
             render(&report)
         };
         Ok(Rendered {
-            text,
+            text: text.into(),
             unpriced: report.unpriced,
         })
     }

@@ -20,8 +20,9 @@ use super::listing::{DirEntries, DirEntry, DirListing, DirStamp, Listing};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TranscriptFile {
     pub path: PathBuf,
-    /// The project directory name under `projects/` (Claude Code's encoded cwd).
-    pub project: String,
+    /// The project directory name under `projects/` (Claude Code's encoded cwd),
+    /// shared by its files.
+    pub project: Arc<str>,
     pub size: u64,
     /// What `stat` said while listing; lets an unchanged file be passed over
     /// without opening it.
@@ -64,21 +65,47 @@ pub fn discover(roots: &[PathBuf]) -> io::Result<Vec<TranscriptFile>> {
 }
 
 /// What a listing found, and what it learned for the next one.
-#[derive(Debug, Default)]
-pub struct Discovery {
+#[derive(Debug)]
+pub struct Discovery<'a> {
     pub files: Vec<TranscriptFile>,
-    /// The settled directories' entries, for the next call.
-    pub listing: Listing,
     /// Directories whose entries were read (the others were unchanged).
     pub dirs_read: usize,
+    /// The listing this one started from.
+    previous: &'a Listing,
+    /// The settled directories among those read, with their entries.
+    read: Listing,
+    /// The directories whose entries came unchanged from `previous`: recorded
+    /// by reference, as on a rerun they are nearly all of them and the listing
+    /// learned is then `previous` again.
+    kept: Vec<&'a OsStr>,
 }
 
-impl Discovery {
-    /// The listing learned differs from `previous`, the one it started from.
-    /// With no directory read, every entry came unchanged from `previous`, so the
-    /// sizes tell.
-    pub fn listing_changed(&self, previous: &Listing) -> bool {
-        self.dirs_read > 0 || self.listing.len() != previous.len()
+impl<'a> Discovery<'a> {
+    fn new(previous: &'a Listing) -> Self {
+        Discovery {
+            files: Vec::new(),
+            dirs_read: 0,
+            previous,
+            read: Listing::default(),
+            kept: Vec::new(),
+        }
+    }
+
+    /// The listing learned differs from the one it started from. With no
+    /// directory read, every entry came unchanged from it, so the counts tell.
+    pub fn listing_changed(&self) -> bool {
+        self.dirs_read > 0 || self.kept.len() != self.previous.len()
+    }
+
+    /// The listing learned, for the next call; `None` when it is the one this
+    /// call started from.
+    pub fn changed_listing(self) -> Option<Listing> {
+        if !self.listing_changed() {
+            return None;
+        }
+        let mut listing = self.read;
+        listing.keep(self.previous, &self.kept);
+        Some(listing)
     }
 }
 
@@ -88,16 +115,16 @@ impl Discovery {
 ///
 /// Project directories are visited on several threads: on an unchanged corpus,
 /// these `stat` calls are most of what a run does.
-pub fn discover_with(roots: &[PathBuf], previous: &Listing) -> io::Result<Discovery> {
+pub fn discover_with<'a>(roots: &[PathBuf], previous: &'a Listing) -> io::Result<Discovery<'a>> {
     discover_at(roots, previous, SystemTime::now())
 }
 
 /// [`discover_with`] as if it ran at `listed_at`, which decides what is settled.
-fn discover_at(
+fn discover_at<'a>(
     roots: &[PathBuf],
-    previous: &Listing,
+    previous: &'a Listing,
     listed_at: SystemTime,
-) -> io::Result<Discovery> {
+) -> io::Result<Discovery<'a>> {
     let mut walk = Walk::new(previous, listed_at);
     let mut project_dirs = Vec::new();
     for root in roots {
@@ -109,11 +136,11 @@ fn discover_at(
             continue;
         };
         for name in entries.transcripts() {
-            let project = name.to_string_lossy();
+            let project: Arc<str> = name.to_string_lossy().into();
             walk.push_if_transcript(&anchor, projects.join(name), &project);
         }
         for name in entries.subdirs() {
-            let project = name.to_string_lossy().into_owned();
+            let project: Arc<str> = name.to_string_lossy().into();
             project_dirs.push((projects.join(name), project));
         }
     }
@@ -140,19 +167,20 @@ fn discover_at(
 
 /// One walker's findings, with the project directories it visited (their index,
 /// in increasing order) and how many files each added.
-struct Part {
-    found: Discovery,
+struct Part<'a> {
+    found: Discovery<'a>,
     visited: Vec<(usize, usize)>,
 }
 
 /// Adds the walkers' findings to `found`, their files in the order of the project
 /// directories they came from.
-fn merge_in_project_order(parts: Vec<Part>, found: &mut Discovery) {
+fn merge_in_project_order<'a>(parts: Vec<Part<'a>>, found: &mut Discovery<'a>) {
     let mut runs: Vec<(usize, usize, usize)> = Vec::new();
     let mut files = Vec::with_capacity(parts.len());
     for (walker, part) in parts.into_iter().enumerate() {
         runs.extend(part.visited.iter().map(|&(at, count)| (at, walker, count)));
-        found.listing.extend(part.found.listing);
+        found.read.extend(part.found.read);
+        found.kept.extend(part.found.kept);
         found.dirs_read += part.found.dirs_read;
         files.push(part.found.files.into_iter());
     }
@@ -165,68 +193,85 @@ fn merge_in_project_order(parts: Vec<Part>, found: &mut Discovery) {
     }
 }
 
-fn visit_in_parallel(
-    project_dirs: &[(PathBuf, String)],
-    previous: &Listing,
+/// Visits the project directories on up to as many threads as there are cores,
+/// this one among them, each taking the next unvisited directory.
+fn visit_in_parallel<'a>(
+    project_dirs: &[(PathBuf, Arc<str>)],
+    previous: &'a Listing,
     listed_at: SystemTime,
-) -> io::Result<Vec<Part>> {
+) -> io::Result<Vec<Part<'a>>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8)
         .min(project_dirs.len().max(1));
+    // Sized from the last listing, so a walker's list is not copied as it grows.
+    let expected_files = previous.transcripts() / threads + 16;
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> io::Result<Part<'a>> {
+        let mut walk = Walk::new(previous, listed_at);
+        walk.found.files.reserve(expected_files);
+        let mut visited = Vec::new();
+        loop {
+            let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((dir, project)) = project_dirs.get(at) else {
+                return Ok(Part {
+                    found: walk.found,
+                    visited,
+                });
+            };
+            let before = walk.found.files.len();
+            if let Some(anchor) = Anchor::open(dir)? {
+                walk.visit(&anchor, dir, project)?;
+            }
+            visited.push((at, walk.found.files.len() - before));
+        }
+    };
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut walk = Walk::new(previous, listed_at);
-                    let mut visited = Vec::new();
-                    loop {
-                        let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((dir, project)) = project_dirs.get(at) else {
-                            return Ok(Part {
-                                found: walk.found,
-                                visited,
-                            });
-                        };
-                        let before = walk.found.files.len();
-                        if let Some(anchor) = Anchor::open(dir)? {
-                            walk.visit(&anchor, dir, project)?;
-                        }
-                        visited.push((at, walk.found.files.len() - before));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("listing thread failed")))
-            })
-            .collect()
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut parts = vec![work()];
+        for helper in helpers {
+            let part = helper
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("listing thread failed")));
+            parts.push(part);
+        }
+        parts.into_iter().collect()
     })
+}
+
+/// A directory's entries: kept from the previous listing, or read now.
+enum Entries<'a> {
+    Kept(&'a DirEntries),
+    Read(Arc<DirEntries>),
+}
+
+impl std::ops::Deref for Entries<'_> {
+    type Target = DirEntries;
+
+    fn deref(&self) -> &DirEntries {
+        match self {
+            Entries::Kept(entries) => entries,
+            Entries::Read(entries) => entries,
+        }
+    }
 }
 
 /// One thread's share of a listing.
 struct Walk<'a> {
-    previous: &'a Listing,
     listed_at: SystemTime,
-    found: Discovery,
+    found: Discovery<'a>,
 }
 
 impl<'a> Walk<'a> {
     fn new(previous: &'a Listing, listed_at: SystemTime) -> Self {
         Walk {
-            previous,
             listed_at,
-            found: Discovery::default(),
+            found: Discovery::new(previous),
         }
     }
 
     /// Lists `dir`, which is `anchor`'s or under it, and what is under it.
-    fn visit(&mut self, anchor: &Anchor<'_>, dir: &Path, project: &str) -> io::Result<()> {
+    fn visit(&mut self, anchor: &Anchor<'_>, dir: &Path, project: &Arc<str>) -> io::Result<()> {
         let Some(entries) = self.entries(anchor, dir)? else {
             return Ok(());
         };
@@ -241,38 +286,39 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// The entries of `dir`, reused when it is unchanged since the last listing;
+    /// The entries of `dir`, kept when it is unchanged since the last listing;
     /// `None` when it is gone (deleted by Claude Code's cleanup while we walk).
-    fn entries(&mut self, anchor: &Anchor<'_>, dir: &Path) -> io::Result<Option<Arc<DirEntries>>> {
+    fn entries(&mut self, anchor: &Anchor<'_>, dir: &Path) -> io::Result<Option<Entries<'a>>> {
         // Taken before reading: a change while we read shows as a different stamp.
         let stamp = match anchor.stat(dir) {
             Ok(stat) => DirStamp::of(&stat),
             Err(Errno::NOENT) => return Ok(None),
             Err(errno) => return Err(about(dir, errno.into())),
         };
-        let entries = match self.previous.entries_if_unchanged(dir, &stamp) {
-            Some(entries) => Arc::clone(entries),
-            None => {
-                self.found.dirs_read += 1;
-                match DirEntries::read(dir) {
-                    Ok(entries) => Arc::new(entries),
-                    Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-                    Err(error) => return Err(about(dir, error)),
-                }
-            }
+        // Kept entries were settled when recorded and their stamp has not moved
+        // since, so they are still settled.
+        if let Some((key, entries)) = self.found.previous.unchanged(dir, &stamp) {
+            self.found.kept.push(key);
+            return Ok(Some(Entries::Kept(entries)));
+        }
+        self.found.dirs_read += 1;
+        let entries = match DirEntries::read(dir) {
+            Ok(entries) => Arc::new(entries),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(about(dir, error)),
         };
         if stamp.settled(self.listed_at) {
             let listing = DirListing {
                 stamp,
                 entries: Arc::clone(&entries),
             };
-            self.found.listing.insert(dir, listing);
+            self.found.read.insert(dir, listing);
         }
-        Ok(Some(entries))
+        Ok(Some(Entries::Read(entries)))
     }
 
     /// Follows a symlinked file; skips what is not a regular file or is gone.
-    fn push_if_transcript(&mut self, anchor: &Anchor<'_>, path: PathBuf, project: &str) {
+    fn push_if_transcript(&mut self, anchor: &Anchor<'_>, path: PathBuf, project: &Arc<str>) {
         let Ok(stat) = anchor.stat(&path) else {
             return;
         };
@@ -282,7 +328,7 @@ impl<'a> Walk<'a> {
         let identity = FileIdentity::of_stat(&stat);
         self.found.files.push(TranscriptFile {
             path,
-            project: project.to_owned(),
+            project: Arc::clone(project),
             size: identity.size,
             identity,
         });
@@ -376,7 +422,7 @@ mod tests {
                 "s1/subagents/agent-acompact-e1f845.jsonl",
             ]
         );
-        assert!(files.iter().all(|f| f.project == "-home-dev-app"));
+        assert!(files.iter().all(|f| &*f.project == "-home-dev-app"));
     }
 
     /// A listing taken this long after now sees today's directories as settled.
@@ -384,7 +430,7 @@ mod tests {
         SystemTime::now() + 2 * super::super::listing::SETTLE
     }
 
-    fn relative_paths(found: &Discovery, project: &Path) -> Vec<String> {
+    fn relative_paths(found: &Discovery<'_>, project: &Path) -> Vec<String> {
         found
             .files
             .iter()
@@ -402,18 +448,21 @@ mod tests {
         let project = roots[0].join("projects").join("-p");
         touch(&project.join("s1.jsonl"));
         touch(&project.join("s1/subagents/agent-a1.jsonl"));
-        let first = discover_at(&roots, &Listing::default(), later()).expect("list");
+        let empty = Listing::default();
+        let first = discover_at(&roots, &empty, later()).expect("list");
         assert_eq!(first.dirs_read, 4, "projects, -p, s1, subagents");
-        assert_eq!(first.listing.len(), 4);
+        let first_files = first.files.clone();
+        let first_listing = first.changed_listing().expect("every directory is new");
+        assert_eq!(first_listing.len(), 4);
 
-        let second = discover_at(&roots, &first.listing, later()).expect("list");
+        let second = discover_at(&roots, &first_listing, later()).expect("list");
         assert_eq!(second.dirs_read, 0);
-        assert_eq!(second.files, first.files);
-        assert_eq!(second.listing, first.listing);
+        assert_eq!(second.files, first_files);
+        assert_eq!(second.changed_listing(), None, "nothing changed");
 
         fs::write(project.join("s1.jsonl"), b"{}\n{}\n").expect("append");
         touch(&project.join("s2/subagents/agent-b1.jsonl"));
-        let third = discover_at(&roots, &second.listing, later()).expect("list");
+        let third = discover_at(&roots, &first_listing, later()).expect("list");
         assert_eq!(
             third.dirs_read, 3,
             "-p changed; s2 and its subagents are new"
@@ -430,13 +479,22 @@ mod tests {
             third.files[0].size, 6,
             "an append is seen without reading the directory"
         );
+        let third_listing = third.changed_listing().expect("-p changed");
+        assert_eq!(third_listing.len(), 6, "s2 and its subagents added");
+        assert_eq!(
+            third_listing.transcripts(),
+            3,
+            "kept and read entries alike"
+        );
 
         fs::remove_dir_all(project.join("s1")).expect("rm");
-        let fourth = discover_at(&roots, &third.listing, later()).expect("list");
+        let fourth = discover_at(&roots, &third_listing, later()).expect("list");
         assert_eq!(
             relative_paths(&fourth, &project),
             ["s1.jsonl", "s2/subagents/agent-b1.jsonl"]
         );
+        let fourth_listing = fourth.changed_listing().expect("s1 is gone");
+        assert_eq!(fourth_listing.len(), 4, "s1 and its subagents dropped");
     }
 
     #[test]
@@ -444,11 +502,14 @@ mod tests {
         let home = tempfile::tempdir().expect("tempdir");
         let roots = default_roots(home.path());
         touch(&roots[0].join("projects/-p/s1.jsonl"));
-        let first = discover_with(&roots, &Listing::default()).expect("list");
-        assert!(first.listing.is_empty(), "nothing is settled yet");
-        let second = discover_with(&roots, &first.listing).expect("list");
+        let empty = Listing::default();
+        let first = discover_with(&roots, &empty).expect("list");
+        let first_files = first.files.clone();
+        let first_listing = first.changed_listing().expect("directories were read");
+        assert!(first_listing.is_empty(), "nothing is settled yet");
+        let second = discover_with(&roots, &first_listing).expect("list");
         assert_eq!(second.dirs_read, 2);
-        assert_eq!(second.files, first.files);
+        assert_eq!(second.files, first_files);
     }
 
     /// An unchanged file is passed over by comparing the listing's identity with the

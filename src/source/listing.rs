@@ -198,12 +198,13 @@ impl Listing {
         self.dirs.is_empty()
     }
 
-    /// The entries recorded for `dir`, if its stamp is still `stamp`.
-    pub fn entries_if_unchanged(&self, dir: &Path, stamp: &DirStamp) -> Option<&Arc<DirEntries>> {
+    /// `dir` as recorded (its key, to refer to it) and its entries, if its stamp
+    /// is still `stamp`.
+    pub fn unchanged(&self, dir: &Path, stamp: &DirStamp) -> Option<(&OsStr, &DirEntries)> {
         self.dirs
-            .get(dir.as_os_str())
-            .filter(|listing| listing.stamp == *stamp)
-            .map(|listing| &listing.entries)
+            .get_key_value(dir.as_os_str())
+            .filter(|(_, listing)| listing.stamp == *stamp)
+            .map(|(key, listing)| (key.as_os_str(), &*listing.entries))
     }
 
     pub fn insert(&mut self, dir: &Path, listing: DirListing) {
@@ -212,6 +213,24 @@ impl Listing {
 
     pub fn extend(&mut self, other: Listing) {
         self.dirs.extend(other.dirs);
+    }
+
+    /// Adds `previous`'s records of `dirs`, sharing their entries.
+    pub fn keep(&mut self, previous: &Listing, dirs: &[&OsStr]) {
+        self.dirs.reserve(dirs.len());
+        for &dir in dirs {
+            if let Some(listing) = previous.dirs.get(dir) {
+                self.dirs.insert(dir.to_owned(), listing.clone());
+            }
+        }
+    }
+
+    /// How many transcripts the recorded directories hold.
+    pub fn transcripts(&self) -> usize {
+        self.dirs
+            .values()
+            .map(|listing| listing.entries.transcripts)
+            .sum()
     }
 
     /// The listing saved in `state_dir`, or an empty one when there is none or it
