@@ -490,14 +490,14 @@ fn print_rendered(rendered: &Rendered) -> Result<()> {
 /// saved in the state directory, and saves what changed.
 fn list_through_cache(roots: &[PathBuf], state_dir: &Path) -> std::io::Result<Vec<TranscriptFile>> {
     let previous = Listing::load(state_dir);
-    let mut found = discover_with(roots, &previous)?;
+    let found = discover_with(roots, &previous)?;
     tracing::debug!(
         dirs_read = found.dirs_read,
         dirs_cached = previous.len(),
         "transcripts listed"
     );
-    let files = std::mem::take(&mut found.files);
-    if let Some(listing) = found.changed_listing() {
+    let (files, changed_listing) = found.into_parts();
+    if let Some(listing) = changed_listing {
         if let Err(error) = listing.save(state_dir) {
             tracing::debug!("saving the directory listing: {error}");
         }

@@ -147,9 +147,9 @@ impl Reader {
     /// One look at every file: reads what is new.
     fn pass(&mut self, first: bool) -> Result<(), ReadEnd> {
         let listed = match discover_with(&self.options.roots, &self.listing) {
-            Ok(mut found) => {
-                let files = std::mem::take(&mut found.files);
-                if let Some(listing) = found.changed_listing() {
+            Ok(found) => {
+                let (files, changed_listing) = found.into_parts();
+                if let Some(listing) = changed_listing {
                     self.listing = listing;
                 }
                 files

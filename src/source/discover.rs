@@ -91,16 +91,17 @@ impl<'a> Discovery<'a> {
         }
     }
 
-    /// The listing learned differs from the one it started from. With no
-    /// directory read, every entry came unchanged from it, so the counts tell.
-    pub fn listing_changed(&self) -> bool {
-        self.dirs_read > 0 || self.kept.len() != self.previous.len()
+    /// What was found, and the listing learned for the next call: `None` when it
+    /// is the one this call started from.
+    pub fn into_parts(mut self) -> (Vec<TranscriptFile>, Option<Listing>) {
+        let files = std::mem::take(&mut self.files);
+        (files, self.changed_listing())
     }
 
-    /// The listing learned, for the next call; `None` when it is the one this
-    /// call started from.
-    pub fn changed_listing(self) -> Option<Listing> {
-        if !self.listing_changed() {
+    /// With no directory read, every entry came unchanged from the listing this
+    /// call started from, so the counts tell whether the learned one differs.
+    fn changed_listing(self) -> Option<Listing> {
+        if self.dirs_read == 0 && self.kept.len() == self.previous.len() {
             return None;
         }
         let mut listing = self.read;
@@ -451,8 +452,8 @@ mod tests {
         let empty = Listing::default();
         let first = discover_at(&roots, &empty, later()).expect("list");
         assert_eq!(first.dirs_read, 4, "projects, -p, s1, subagents");
-        let first_files = first.files.clone();
-        let first_listing = first.changed_listing().expect("every directory is new");
+        let (first_files, first_listing) = first.into_parts();
+        let first_listing = first_listing.expect("every directory is new");
         assert_eq!(first_listing.len(), 4);
 
         let second = discover_at(&roots, &first_listing, later()).expect("list");
@@ -504,8 +505,8 @@ mod tests {
         touch(&roots[0].join("projects/-p/s1.jsonl"));
         let empty = Listing::default();
         let first = discover_with(&roots, &empty).expect("list");
-        let first_files = first.files.clone();
-        let first_listing = first.changed_listing().expect("directories were read");
+        let (first_files, first_listing) = first.into_parts();
+        let first_listing = first_listing.expect("directories were read");
         assert!(first_listing.is_empty(), "nothing is settled yet");
         let second = discover_with(&roots, &first_listing).expect("list");
         assert_eq!(second.dirs_read, 2);
