@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -16,7 +17,7 @@ use rustc_hash::FxHashMap;
 use crate::session::{Ledger, LedgerError, Observation, ResponseKey, TokenCounts};
 pub use crate::source::Restart;
 use crate::source::{
-    resume_point, FileIdentity, FileState, Line, LineReader, Manifest, ManifestError, Marker,
+    resume_point, FileChange, FileIdentity, FileState, Line, LineReader, ManifestError, Marker,
     SavedManifest, SessionState, StateDir, StateRef, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
@@ -83,30 +84,32 @@ pub fn full_scan(
     options: &IngestOptions,
     progress: &Progress,
 ) -> Ingest {
-    let nothing = Manifest::default();
-    ingest(files, nothing, Ledger::new(), None, options, progress).0
+    ingest(files, None, Ledger::new(), None, options, progress).0
 }
 
 /// Reads what is new in `files` on top of a previous run's manifest and ledger
-/// (empty ones for a full scan); returns the manifest that matches the result.
-/// What the run added to the ledger is also observed in `changes`, if given.
+/// (none and an empty one for a full scan); returns what changed in the
+/// manifest, sorted by path. What the run added to the ledger is also observed
+/// in `changes`, if given.
 fn ingest(
     files: Vec<TranscriptFile>,
-    mut previous: Manifest,
+    previous: Option<&SavedManifest>,
     mut ledger: Ledger,
     mut changes: Option<&mut Ledger>,
     options: &IngestOptions,
     progress: &Progress,
-) -> (Ingest, Manifest) {
+) -> (Ingest, Vec<FileChange>) {
     let listed = files.len();
-    let mut manifest = Manifest {
-        files: FxHashMap::with_capacity_and_hasher(listed, Default::default()),
-    };
-    let jobs = plan(files, &mut previous, &mut manifest);
+    let Plan {
+        jobs,
+        unchanged,
+        gone,
+        renamed,
+    } = plan(files, previous);
     let mut summary = IngestSummary {
         files: listed,
-        files_unchanged: manifest.files.len(),
-        files_gone: previous.files.len(),
+        files_unchanged: unchanged,
+        files_gone: gone.len() - renamed,
         ..IngestSummary::default()
     };
     let expected: u64 = jobs
@@ -126,15 +129,20 @@ fn ingest(
             None => ledger.merge(worker_ledger),
         }
     }
+    let mut file_changes: Vec<FileChange> = gone.into_iter().map(|path| (path, None)).collect();
     for (job, outcome) in jobs.into_iter().zip(outcomes) {
-        record_outcome(job, outcome, &mut manifest, &mut summary);
+        if let Some(change) = record_outcome(job, outcome, &mut summary) {
+            file_changes.push(change);
+        }
     }
+    file_changes
+        .sort_unstable_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
     let result = Ingest {
         ledger,
         summary,
         saved_state: None,
     };
-    (result, manifest)
+    (result, file_changes)
 }
 
 /// What the state directory held before a run.
@@ -234,26 +242,20 @@ where
         };
         return Ok((result, prior, speculated));
     }
-    let base = saved.as_ref().map(|saved| saved.session_state().clone());
-    let (manifest, ledger, base, prior) = match saved.map(SavedManifest::decode).transpose() {
-        Ok(manifest) => (manifest.unwrap_or_default(), ledger, base, prior),
-        Err(error) => (
-            Manifest::default(),
-            Ledger::new(),
-            None,
-            PriorState::Discarded(error.to_string()),
-        ),
-    };
+    let appendable = saved.as_ref().map(|saved| saved.session_state().clone());
     let mut changes = Ledger::new();
-    let recording = base.as_ref().map(|_| &mut changes);
-    let (mut result, manifest) = ingest(files, manifest, ledger, recording, options, progress);
+    let recording = appendable.as_ref().map(|_| &mut changes);
+    let (mut result, file_changes) =
+        ingest(files, saved.as_ref(), ledger, recording, options, progress);
     tracing::debug!(elapsed = ?started.elapsed(), changed = changes.len(), "files read");
     let (saved_state, speculated) = std::thread::scope(|scope| {
         let ledger = &result.ledger;
         let speculating = scope.spawn(|| speculate(ledger, None));
-        let saved_state = match &base {
-            Some(base) => save_changes(state, &manifest, ledger, base, &changes),
-            None => state.save(&manifest, &ledger.encode()),
+        let saved_state = match &appendable {
+            Some(base) => {
+                save_changes(state, saved.as_ref(), &file_changes, ledger, base, &changes)
+            }
+            None => state.save_with(None, &file_changes, &ledger.encode()),
         };
         tracing::debug!(elapsed = ?started.elapsed(), "state saved");
         (saved_state, speculating.join().ok())
@@ -264,9 +266,13 @@ where
 
 /// Saves a run that extends the saved state `base`: its changes appended to the
 /// journal while that stays small, else everything in a new blob.
+/// Saves a run's changes on top of the state loaded: appended to its journal,
+/// or, once that has grown (or the state is an earlier version's), folded with
+/// everything into a new base.
 fn save_changes(
     state: &StateDir,
-    manifest: &Manifest,
+    saved: Option<&SavedManifest>,
+    file_changes: &[FileChange],
     ledger: &Ledger,
     base: &StateRef,
     changes: &Ledger,
@@ -275,9 +281,9 @@ fn save_changes(
         true => Vec::new(),
         false => changes.encode(),
     };
-    match base.journal_has_room(encoded.len()) {
-        true => state.append(manifest, base, &encoded),
-        false => state.save(manifest, &ledger.encode()),
+    match base.journal_has_room(encoded.len() + file_changes.len() * 256) {
+        true => state.append(file_changes, base, &encoded),
+        false => state.save_with(saved, file_changes, &ledger.encode()),
     }
 }
 
@@ -312,35 +318,72 @@ struct Job {
     previous: Option<FileState>,
 }
 
-/// Pairs each file with its manifest state, following renames: a file at a new path
-/// whose inode matches a vanished path's resumes where that one stopped. Files
-/// `stat` says are unchanged go straight into `unchanged`, with no job. What is
-/// left in `previous` afterwards is gone from disk.
-fn plan(files: Vec<TranscriptFile>, previous: &mut Manifest, unchanged: &mut Manifest) -> Vec<Job> {
+/// The files to read, and what needs no reading.
+struct Plan {
+    jobs: Vec<Job>,
+    /// Files whose manifest state still matches them.
+    unchanged: usize,
+    /// Paths in the manifest that are not listed any more.
+    gone: Vec<PathBuf>,
+    /// How many of those were renamed (their state goes on under the new path).
+    renamed: usize,
+}
+
+/// Pairs each file with its manifest state, following renames: a file at a new
+/// path with the device and inode of one gone from the manifest resumes from its
+/// state. Walks the listing and the manifest side by side, both sorted by path,
+/// so that only changed files' states are copied.
+fn plan(mut files: Vec<TranscriptFile>, previous: Option<&SavedManifest>) -> Plan {
+    let path_order = |a: &TranscriptFile, b: &TranscriptFile| {
+        a.path
+            .as_os_str()
+            .as_bytes()
+            .cmp(b.path.as_os_str().as_bytes())
+    };
+    if !files.is_sorted_by(|a, b| path_order(a, b).is_le()) {
+        files.sort_unstable_by(path_order);
+    }
+    let mut saved = previous
+        .map(SavedManifest::entries)
+        .into_iter()
+        .flatten()
+        .peekable();
     let mut jobs: Vec<Job> = Vec::new();
+    let mut unchanged = 0;
+    let mut gone: Vec<(PathBuf, FileState)> = Vec::new();
     for file in files {
-        match previous.files.remove(&file.path) {
-            Some(state) if file.identity.unchanged_since(&state.identity) => {
-                unchanged.files.insert(file.path, state);
-            }
-            state => jobs.push(Job {
+        let path = file.path.as_os_str().as_bytes();
+        while let Some(entry) = saved.next_if(|entry| entry.path < path) {
+            gone.push((entry.path_buf(), entry.to_state()));
+        }
+        match saved.next_if(|entry| entry.path == path) {
+            Some(entry) if file.identity.unchanged_since(&entry.identity) => unchanged += 1,
+            entry => jobs.push(Job {
                 file,
-                previous: state,
+                previous: entry.map(|entry| entry.to_state()),
             }),
         }
     }
-    let mut vanished: FxHashMap<(u64, u64), PathBuf> = previous
-        .files
+    gone.extend(saved.map(|entry| (entry.path_buf(), entry.to_state())));
+    let mut vanished: FxHashMap<(u64, u64), usize> = gone
         .iter()
-        .map(|(path, state)| ((state.identity.dev, state.identity.ino), path.clone()))
+        .enumerate()
+        .map(|(index, (_, state))| ((state.identity.dev, state.identity.ino), index))
         .collect();
+    let mut renamed = 0;
     for job in jobs.iter_mut().filter(|job| job.previous.is_none()) {
         let identity = job.file.identity;
-        if let Some(old_path) = vanished.remove(&(identity.dev, identity.ino)) {
-            job.previous = previous.files.remove(&old_path);
+        if let Some(index) = vanished.remove(&(identity.dev, identity.ino)) {
+            job.previous = Some(gone[index].1.clone());
+            renamed += 1;
         }
     }
-    jobs
+    Plan {
+        jobs,
+        unchanged,
+        gone: gone.into_iter().map(|(path, _)| path).collect(),
+        renamed,
+    }
 }
 
 enum Outcome {
@@ -402,19 +445,14 @@ fn run_workers(
     (outcomes, ledgers)
 }
 
-fn record_outcome(
-    job: Job,
-    outcome: Outcome,
-    manifest: &mut Manifest,
-    summary: &mut IngestSummary,
-) {
+/// Adds a job's outcome to the summary; returns the file's new manifest state,
+/// if it has one.
+fn record_outcome(job: Job, outcome: Outcome, summary: &mut IngestSummary) -> Option<FileChange> {
     let path = job.file.path;
     match outcome {
         Outcome::Unchanged => {
             summary.files_unchanged += 1;
-            if let Some(state) = job.previous {
-                manifest.files.insert(path, state);
-            }
+            job.previous.map(|state| (path, Some(state)))
         }
         Outcome::Read {
             state,
@@ -433,13 +471,11 @@ fn record_outcome(
             if let Some(restart) = restart {
                 summary.files_restarted.push((path.clone(), restart));
             }
-            manifest.files.insert(path, *state);
+            Some((path, Some(*state)))
         }
         Outcome::Failed(error) => {
             summary.errors.push((path.clone(), error.to_string()));
-            if let Some(state) = job.previous {
-                manifest.files.insert(path, state);
-            }
+            job.previous.map(|state| (path, Some(state)))
         }
     }
 }

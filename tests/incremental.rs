@@ -124,8 +124,8 @@ fn session_state_files(state: &Path) -> Vec<String> {
         .collect()
 }
 
-/// What a crash while appending leaves: bytes after the journal's committed end,
-/// which the manifest does not name.
+/// What a crash while appending leaves: a torn record at the end of the journal,
+/// which the next load drops and the next append cuts off.
 fn crash_mid_append(state: &Path) {
     for name in session_state_files(state) {
         if name.ends_with(".journal") {

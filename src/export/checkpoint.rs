@@ -237,7 +237,7 @@ fn load_base(dir: &Path) -> Result<Option<(u64, Restored, u64)>, String> {
     if !state.changes.is_empty() {
         return Err("the base has a session-state journal, which export never writes".into());
     }
-    let manifest = manifest.decode().map_err(|e| e.to_string())?;
+    let manifest = manifest.decode();
     let (generation, restored) = decode_base(manifest, &state.blob).map_err(|e| e.to_string())?;
     Ok(Some((generation, restored, state.blob.len() as u64)))
 }

@@ -1,13 +1,19 @@
-//! The session-state journal: changes appended to a saved session-state blob, so
-//! that a run which adds a little writes a little instead of the whole blob.
+//! The state journal: changes appended to a saved state (manifest and session-state
+//! blob), so that a run which changes a little writes a little instead of both.
 //!
-//! `session-state.<hash>.journal` extends `session-state.<hash>.bin`: a header,
-//! then records framed as `[u32 length][u64 xxh3][payload]`, as the export
-//! journal frames its own ([`crate::codec::journal_record`]). The manifest names
-//! how many of its bytes are committed and a digest chained over their records'
-//! checksums; bytes past that length (a run that crashed before its manifest was
-//! written) are ignored and cut off by the next append. Whoever reads the blob
-//! applies the payloads to it in order.
+//! `session-state.<hash>.journal` extends `session-state.<hash>.bin` and the
+//! manifest that names it: a header, then records framed as
+//! `[u32 length][u64 xxh3][payload]`, as the export journal frames its own
+//! ([`crate::codec::journal_record`]). Each record is one run's changes, written
+//! with one `fdatasync`, and is its own commit point: a record that is whole and
+//! matches its checksum is committed. Every prefix of the journal is a consistent
+//! state (a record holds a run's file offsets and its ledger changes together), so
+//! a torn or damaged record and whatever follows it are dropped, read again from
+//! the transcripts, and cut off by the next append.
+//!
+//! Journals written before 0.3 (`ccotel-journal2`) held ledger changes only, and
+//! the manifest named how many of their bytes were committed; they are still read
+//! ([`read_committed`]), never appended to.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -18,10 +24,12 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::codec::{journal_record, journal_record_at};
 
-const MAGIC: &[u8; 16] = b"ccotel-journal2\n";
+const MAGIC: &[u8; 16] = b"ccotel-journal3\n";
+/// The format whose committed length the manifest names: read, never written.
+const MAGIC_COMMITTED_BY_MANIFEST: &[u8; 16] = b"ccotel-journal2\n";
 
-/// How much of a journal a manifest commits to: its length in bytes (0 for no
-/// journal) and a digest of its records, which names their content.
+/// How much of a journal is committed: its length in bytes (0 for no journal)
+/// and a digest chained over its records' checksums, which names their content.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JournalRef {
     pub len: u64,
@@ -55,6 +63,23 @@ impl Records {
         }
     }
 
+    /// The same bytes with other payload ranges (parts of the records').
+    pub fn with_ranges(self, ranges: Vec<Range<usize>>) -> Records {
+        Records {
+            bytes: self.bytes,
+            ranges,
+        }
+    }
+
+    /// Where the payloads are, in the order they were appended.
+    pub fn payload_ranges(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        self.ranges.iter().cloned()
+    }
+
+    pub fn bytes_at(&self, range: Range<usize>) -> &[u8] {
+        &self.bytes[range]
+    }
+
     /// The payloads, in the order they were appended.
     pub fn payloads(&self) -> impl Iterator<Item = &[u8]> {
         self.ranges.iter().map(|range| &self.bytes[range.clone()])
@@ -69,10 +94,75 @@ impl Records {
     }
 }
 
-/// Reads the first `committed.len` bytes of the journal at `path`; an error
-/// (what is wrong with the file, to follow its name) if they are not what the
-/// manifest says.
-pub fn read(path: &Path, committed: JournalRef) -> Result<Records, String> {
+/// A journal as read: its whole records, and how much of it they are.
+#[derive(Debug)]
+pub struct Read {
+    pub records: Records,
+    /// What each prefix of the records commits: `commits[i]` ends with record `i`.
+    pub commits: Vec<JournalRef>,
+    /// Why bytes after the whole records were dropped, if there were any.
+    pub dropped: Option<String>,
+}
+
+impl Read {
+    /// Keeps the first `count` records only.
+    pub fn truncate(&mut self, count: usize) {
+        self.records.ranges.truncate(count);
+        self.commits.truncate(count);
+    }
+
+    /// What the records kept commit.
+    pub fn committed(&self) -> JournalRef {
+        self.commits.last().copied().unwrap_or_default()
+    }
+}
+
+/// Reads the journal at `path` up to its last whole record. A missing journal
+/// has none; a journal of another format, or bytes after the last whole record
+/// (a run that crashed mid-append, or damage), are dropped and said why.
+pub fn read(path: &Path) -> Read {
+    let mut read = Read {
+        records: Records::none(),
+        commits: Vec::new(),
+        dropped: None,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return read,
+        Err(error) => {
+            read.dropped = Some(format!("it cannot be read: {error}"));
+            return read;
+        }
+    };
+    if !bytes.starts_with(MAGIC) {
+        read.dropped = Some("it is not a ccotel journal".into());
+        return read;
+    }
+    let mut digest = 0;
+    let mut at = MAGIC.len();
+    while let Some((payload, sum)) = journal_record_at(&bytes, at) {
+        digest = chain(digest, sum);
+        at = payload.end;
+        read.records.ranges.push(payload);
+        read.commits.push(JournalRef {
+            len: at as u64,
+            digest,
+        });
+    }
+    if at < bytes.len() {
+        let after = bytes.len() - at;
+        read.dropped = Some(format!(
+            "its last {after} bytes are not a whole record (a run that stopped while writing, or damage)"
+        ));
+    }
+    read.records.bytes = bytes;
+    read
+}
+
+/// Reads the first `committed.len` bytes of a journal whose manifest names its
+/// committed length (the format before 0.3); an error (what is wrong with the
+/// file, to follow its name) if they are not what the manifest says.
+pub fn read_committed(path: &Path, committed: JournalRef) -> Result<Records, String> {
     if committed.len == 0 {
         return Ok(Records::none());
     }
@@ -83,12 +173,12 @@ pub fn read(path: &Path, committed: JournalRef) -> Result<Records, String> {
     let committed_bytes = bytes
         .get(..end)
         .ok_or_else(|| format!("is shorter than the {end} bytes the manifest commits"))?;
-    if !committed_bytes.starts_with(MAGIC) {
+    if !committed_bytes.starts_with(MAGIC_COMMITTED_BY_MANIFEST) {
         return Err("is not a ccotel journal".into());
     }
     let mut ranges = Vec::new();
     let mut digest = 0;
-    let mut at = MAGIC.len();
+    let mut at = MAGIC_COMMITTED_BY_MANIFEST.len();
     while at < end {
         let (payload, sum) = journal_record_at(committed_bytes, at)
             .ok_or_else(|| format!("has a damaged record at byte {at}"))?;
@@ -103,7 +193,8 @@ pub fn read(path: &Path, committed: JournalRef) -> Result<Records, String> {
 }
 
 /// Appends one record after the committed part of the journal at `path`
-/// (creating it when nothing is committed), durably; returns what to commit.
+/// (creating it when nothing is committed), durably: once this returns, the
+/// record is committed. Returns what the journal now commits.
 pub fn append(path: &Path, committed: JournalRef, payload: &[u8]) -> io::Result<JournalRef> {
     let (record, sum) = journal_record(payload).map_err(io::Error::other)?;
     let mut file = open_at_end(path, committed)?;
@@ -140,48 +231,106 @@ fn chain(digest: u64, sum: u64) -> u64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn committed_records_are_read_back_and_an_uncommitted_tail_is_cut() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("session-state.x.journal");
-        let first = append(&path, JournalRef::default(), b"one").expect("append");
-        let second = append(&path, first, b"two").expect("append");
-        let read_back = read(&path, second).expect("read");
-        let payloads: Vec<&[u8]> = read_back.payloads().collect();
-        assert_eq!(payloads, [&b"one"[..], b"two"]);
-        // The manifest committed only `first`: `two` is not read, and the next
-        // append replaces it.
-        let read_back = read(&path, first).expect("read");
-        let payloads: Vec<&[u8]> = read_back.payloads().collect();
-        assert_eq!(payloads, [&b"one"[..]]);
-        let other = append(&path, first, b"three").expect("append");
-        assert_ne!(other.digest, second.digest);
-        let read_back = read(&path, other).expect("read");
-        let payloads: Vec<&[u8]> = read_back.payloads().collect();
-        assert_eq!(payloads, [&b"one"[..], b"three"]);
-        assert!(read(&path, JournalRef::default()).expect("none").is_empty());
+    fn payloads(read: &Read) -> Vec<&[u8]> {
+        read.records.payloads().collect()
     }
 
     #[test]
-    fn damage_in_the_committed_part_is_an_error() {
+    fn appended_records_are_read_back_and_a_torn_tail_is_dropped_then_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("session-state.x.journal");
+        assert!(payloads(&read(&path)).is_empty(), "no journal, no records");
+        let first = append(&path, JournalRef::default(), b"one").expect("append");
+        let second = append(&path, first, b"two").expect("append");
+        let read_back = read(&path);
+        assert_eq!(payloads(&read_back), [&b"one"[..], b"two"]);
+        assert_eq!(read_back.commits, [first, second]);
+        assert_eq!(read_back.committed(), second);
+        assert!(read_back.dropped.is_none());
+
+        // A run that stopped while appending a third record.
+        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        file.write_all(&[200, 0, 0, 0, 1, 2, 3])
+            .expect("torn write");
+        drop(file);
+        let torn = read(&path);
+        assert_eq!(payloads(&torn), [&b"one"[..], b"two"]);
+        assert_eq!(torn.committed(), second);
+        assert!(torn
+            .dropped
+            .as_ref()
+            .expect("said why")
+            .contains("last 7 bytes"));
+        let third = append(&path, torn.committed(), b"three").expect("append");
+        let read_back = read(&path);
+        assert_eq!(payloads(&read_back), [&b"one"[..], b"two", b"three"]);
+        assert!(read_back.dropped.is_none(), "the torn bytes were cut off");
+        assert_eq!(read_back.committed(), third);
+        assert_ne!(third.digest, second.digest);
+    }
+
+    #[test]
+    fn a_damaged_record_and_those_after_it_are_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("j.journal");
-        let committed = append(&path, JournalRef::default(), b"payload").expect("append");
-        let good = std::fs::read(&path).expect("read");
-        let mut flipped = good.clone();
-        let last = flipped.len() - 1;
-        flipped[last] ^= 1;
-        std::fs::write(&path, &flipped).expect("write");
-        assert!(read(&path, committed).is_err(), "a flipped byte");
-        std::fs::write(&path, &good[..good.len() - 1]).expect("write");
-        assert!(read(&path, committed).is_err(), "a cut file");
-        std::fs::write(&path, &good).expect("write");
+        let first = append(&path, JournalRef::default(), b"payload").expect("append");
+        append(&path, first, b"later").expect("append");
+        let mut bytes = std::fs::read(&path).expect("read");
+        // The first record's last payload byte.
+        bytes[first.len as usize - 1] ^= 1;
+        std::fs::write(&path, &bytes).expect("write");
+        let damaged = read(&path);
+        assert!(payloads(&damaged).is_empty());
+        assert_eq!(damaged.committed(), JournalRef::default());
+        assert!(damaged.dropped.is_some());
+
+        std::fs::write(&path, b"not a journal at all").expect("write");
+        let other = read(&path);
+        assert!(payloads(&other).is_empty());
+        assert!(other
+            .dropped
+            .as_ref()
+            .expect("said why")
+            .contains("not a ccotel journal"));
+        let restarted = append(&path, other.committed(), b"new").expect("append");
+        assert_eq!(payloads(&read(&path)), [&b"new"[..]]);
+        assert_eq!(read(&path).committed(), restarted);
+    }
+
+    /// A journal written before 0.3: its manifest names how much is committed.
+    #[test]
+    fn a_journal_committed_by_its_manifest_is_read_to_that_length() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.journal");
+        let mut bytes = MAGIC_COMMITTED_BY_MANIFEST.to_vec();
+        let mut committed = JournalRef::default();
+        for payload in [&b"one"[..], b"two"] {
+            let (record, sum) = journal_record(payload).expect("record");
+            bytes.extend_from_slice(&record);
+            committed = JournalRef {
+                len: bytes.len() as u64,
+                digest: chain(committed.digest, sum),
+            };
+        }
+        let (uncommitted, _) = journal_record(b"three").expect("record");
+        bytes.extend_from_slice(&uncommitted);
+        std::fs::write(&path, &bytes).expect("write");
+        let records = read_committed(&path, committed).expect("read");
+        let payloads: Vec<&[u8]> = records.payloads().collect();
+        assert_eq!(payloads, [&b"one"[..], b"two"]);
         let wrong_digest = JournalRef {
             digest: committed.digest ^ 1,
             ..committed
         };
-        assert!(read(&path, wrong_digest).is_err(), "another digest");
+        assert!(read_committed(&path, wrong_digest).is_err());
+        let mut flipped = bytes.clone();
+        flipped[committed.len as usize - 1] ^= 1;
+        std::fs::write(&path, &flipped).expect("write");
+        assert!(read_committed(&path, committed).is_err(), "a flipped byte");
         std::fs::remove_file(&path).expect("remove");
-        assert!(read(&path, committed).is_err(), "a missing journal");
+        assert!(
+            read_committed(&path, committed).is_err(),
+            "a missing journal"
+        );
     }
 }

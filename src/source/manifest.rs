@@ -1,27 +1,35 @@
 //! The manifest: per file, how far it has been read and how to recognise it, plus an
 //! opaque blob of session state (the dedup ledger) that must stay consistent with
-//! those offsets. Both are written atomically (temp file, fsync, rename, fsync of
-//! the directory); the blob first, under a new name, then the manifest that names
-//! it, so a crash at any point leaves a consistent pair.
+//! those offsets.
 //!
-//! The manifest is binary (`manifest.bin`, checksummed): a rerun over an unchanged
-//! corpus is mostly loading it, and decoding 10,000 files' state from JSON took
-//! longer than the rest of such a run. The JSON manifest of earlier versions
-//! (`manifest.json`) is still read, and replaced at the next save.
+//! A state is a base and its journal:
+//! - the base, `manifest.bin` (checksummed, entries sorted by path) and the
+//!   `session-state.<hash>.bin` blob it names, each written atomically (temp file,
+//!   fsync, rename, fsync of the directory); the blob first, under a new name, then
+//!   the manifest, so a crash at any point leaves a consistent pair;
+//! - its journal ([`super::journal`]): one record per run since, holding the run's
+//!   changed file entries and ledger changes together, each its own commit point.
 //!
-//! A run that adds little appends its ledger changes to the blob's journal
-//! ([`super::journal`]) instead of rewriting the blob, and names the journal's
-//! committed length in the manifest it writes; [`StateDir::save`] folds
-//! everything into a new blob once the journal has grown.
+//! So a run that changes a little appends a little (one write, one `fdatasync`),
+//! whatever the history; [`StateDir::save_with`] folds everything into a new base
+//! once the journal has grown.
+//!
+//! The manifest is binary: a rerun over an unchanged corpus is mostly loading it,
+//! and decoding 10,000 files' state from JSON took longer than the rest of such a
+//! run. The JSON manifest of earlier versions (`manifest.json`) and the binary
+//! formats before 0.3 are still read, and replaced at the next save.
 //!
 //! Loading maps the files and checks them, but builds nothing: a
-//! [`SavedManifest`] is compared with the listing as it lies on disk, and decoded
-//! into a [`Manifest`] only when something changed.
+//! [`SavedManifest`] is walked in path order beside the listing (which is sorted
+//! the same way), and only changed files' entries are ever copied out.
 
-use std::ffi::OsStr;
+use std::collections::{btree_map, BTreeMap};
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::iter::Peekable;
+use std::ops::Range;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rustc_hash::FxHashMap;
@@ -34,7 +42,10 @@ use crate::codec::{put_i64, put_section, put_u64, seal, unseal, CodecError, Deco
 use crate::transcript::LineStats;
 
 const MANIFEST_FILE: &str = "manifest.bin";
-const MAGIC: &[u8; 16] = b"ccotel-manifest3";
+const MAGIC: &[u8; 16] = b"ccotel-manifest4";
+/// The format whose journal's committed length the manifest names (before 0.3):
+/// read, never written.
+const MAGIC_COMMITTING_JOURNAL: &[u8; 16] = b"ccotel-manifest3";
 /// The format before journals: read, never written.
 const MAGIC_WITHOUT_JOURNAL: &[u8; 16] = b"ccotel-manifest2";
 /// Written by ccotel before 0.2; read, never written.
@@ -78,11 +89,32 @@ pub struct Manifest {
     pub files: FxHashMap<PathBuf, FileState>,
 }
 
-/// A manifest as the state directory holds it, checked but not yet decoded.
+/// What a run changes in the manifest: a file's new state, or `None` when the
+/// file is gone.
+pub type FileChange = (PathBuf, Option<FileState>);
+
+/// Changed entries by path bytes (the order entries are kept in).
+type Changed = BTreeMap<Vec<u8>, Option<FileState>>;
+
+/// A manifest as the state directory holds it: checked, but not decoded.
 #[derive(Debug)]
 pub struct SavedManifest {
-    files: Saved,
+    base: Base,
+    /// What the journal changed since the base was written.
+    changed: Changed,
     session_state: StateRef,
+}
+
+/// The entries of `manifest.bin`, sorted by path, checked when loaded.
+#[derive(Debug)]
+enum Base {
+    Encoded {
+        bytes: FileBytes,
+        entries_at: usize,
+        count: usize,
+    },
+    /// An earlier version's `manifest.json`, whose entries are all in `changed`.
+    Empty,
 }
 
 /// The session state as saved: the blob, and the journal payloads appended to it
@@ -98,6 +130,9 @@ pub struct SessionState {
 pub struct StateRef {
     blob: BlobRef,
     journal: JournalRef,
+    /// The base is in this version's format, whose journal records commit
+    /// themselves; an earlier one is folded into a new base at the next change.
+    appendable: bool,
 }
 
 impl StateRef {
@@ -113,22 +148,8 @@ impl StateRef {
     /// next to the blob. Every load replays the journal, at several times the
     /// cost per record of loading the blob, so it is kept to an eighth of it.
     pub fn journal_has_room(&self, more: usize) -> bool {
-        self.journal.record_bytes() + more as u64 <= self.blob.bytes / 8
+        self.appendable && self.journal.record_bytes() + more as u64 <= self.blob.bytes / 8
     }
-}
-
-#[derive(Debug)]
-enum Saved {
-    /// `manifest.bin` at `path`, whose file entries (sorted by path) start at
-    /// `entries_at`.
-    Encoded {
-        path: PathBuf,
-        bytes: FileBytes,
-        entries_at: usize,
-        count: usize,
-    },
-    /// An earlier version's `manifest.json`.
-    Decoded(Manifest),
 }
 
 impl SavedManifest {
@@ -143,69 +164,106 @@ impl SavedManifest {
         &self.session_state
     }
 
-    /// Files in the manifest.
-    pub fn len(&self) -> usize {
-        match &self.files {
-            Saved::Encoded { count, .. } => *count,
-            Saved::Decoded(manifest) => manifest.files.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// The entries, in path order.
+    pub fn entries(&self) -> Entries<'_> {
+        Entries::new(&self.base, &self.changed)
     }
 
     /// `files` (sorted by path bytes, as a listing is) are exactly the manifest's
     /// files, none changed since: the usual rerun, decided without decoding.
     pub fn lists_unchanged(&self, files: &[TranscriptFile]) -> bool {
-        if files.len() != self.len() {
-            return false;
-        }
-        match &self.files {
-            Saved::Encoded {
-                bytes, entries_at, ..
-            } => {
-                let mut input = Decoder::new(&bytes[*entries_at..]);
-                files.iter().all(|file| {
-                    decode_entry(&mut input).is_ok_and(|entry| {
-                        entry.path == file.path.as_os_str().as_bytes()
-                            && file.identity.unchanged_since(&entry.identity)
-                    })
-                })
-            }
-            Saved::Decoded(manifest) => files.iter().all(|file| {
-                manifest
-                    .files
-                    .get(&file.path)
-                    .is_some_and(|state| file.identity.unchanged_since(&state.identity))
-            }),
-        }
+        let mut entries = self.entries();
+        files.iter().all(|file| {
+            entries.next().is_some_and(|entry| {
+                entry.path == file.path.as_os_str().as_bytes()
+                    && file.identity.unchanged_since(&entry.identity)
+            })
+        }) && entries.next().is_none()
     }
 
-    /// The manifest, to change.
-    pub fn decode(self) -> Result<Manifest, ManifestError> {
-        let (path, bytes, entries_at, count) = match self.files {
-            Saved::Decoded(manifest) => return Ok(manifest),
-            Saved::Encoded {
-                path,
+    /// The manifest as a map, to change.
+    pub fn decode(&self) -> Manifest {
+        let files = self
+            .entries()
+            .map(|entry| (entry.path_buf(), entry.to_state()))
+            .collect();
+        Manifest { files }
+    }
+}
+
+/// A manifest's entries in path order: the base's, with the journal's changes
+/// applied.
+pub struct Entries<'a> {
+    base: Option<Decoder<'a>>,
+    base_left: usize,
+    next_base: Option<Entry<'a>>,
+    changed: Peekable<btree_map::Iter<'a, Vec<u8>, Option<FileState>>>,
+}
+
+impl<'a> Entries<'a> {
+    fn new(base: &'a Base, changed: &'a Changed) -> Entries<'a> {
+        let (base, base_left) = match base {
+            Base::Encoded {
                 bytes,
                 entries_at,
                 count,
-            } => (path, bytes, entries_at, count),
+            } => (Some(Decoder::new(&bytes[*entries_at..])), *count),
+            Base::Empty => (None, 0),
         };
-        let mut input = Decoder::new(&bytes[entries_at..]);
-        let mut files = FxHashMap::with_capacity_and_hasher(count, Default::default());
-        for _ in 0..count {
-            let entry = decode_entry(&mut input).map_err(|error| ManifestError::Corrupt {
-                path: path.clone(),
-                reason: error.to_string(),
-            })?;
-            files.insert(
-                PathBuf::from(OsStr::from_bytes(entry.path)),
-                entry.to_state(),
-            );
+        Entries {
+            base,
+            base_left,
+            next_base: None,
+            changed: changed.iter().peekable(),
         }
-        Ok(Manifest { files })
+    }
+
+    fn peek_base(&mut self) -> Option<Entry<'a>> {
+        if self.next_base.is_none() && self.base_left > 0 {
+            self.base_left -= 1;
+            // The base was checked through to its last entry when loaded; were
+            // one unreadable all the same, the files after it would look new and
+            // be read again, which the ledger makes harmless.
+            self.next_base = self
+                .base
+                .as_mut()
+                .and_then(|input| decode_entry(input).ok());
+            if self.next_base.is_none() {
+                self.base_left = 0;
+            }
+        }
+        self.next_base
+    }
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Entry<'a>;
+
+    fn next(&mut self) -> Option<Entry<'a>> {
+        loop {
+            let base = self.peek_base();
+            let change_path = self.changed.peek().map(|(path, _)| path.as_slice());
+            match (base, change_path) {
+                (None, None) => return None,
+                (Some(base), None) => {
+                    self.next_base = None;
+                    return Some(base);
+                }
+                (Some(base), Some(path)) if base.path < path => {
+                    self.next_base = None;
+                    return Some(base);
+                }
+                (base, Some(path)) => {
+                    if base.is_some_and(|base| base.path == path) {
+                        self.next_base = None;
+                    }
+                    let (path, change) = self.changed.next()?;
+                    if let Some(state) = change {
+                        return Some(Entry::of(path, state));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -282,49 +340,105 @@ impl StateDir {
     /// Atomically replaces the manifest and its session-state blob (with no
     /// journal); returns the new state's id.
     pub fn save(&self, manifest: &Manifest, session_state: &[u8]) -> Result<String, ManifestError> {
+        let mut entries: Vec<Entry<'_>> = manifest
+            .files
+            .iter()
+            .map(|(path, state)| Entry::of(path.as_os_str().as_bytes(), state))
+            .collect();
+        entries.sort_unstable_by(|a, b| a.path.cmp(b.path));
+        self.save_entries(&entries, session_state)
+    }
+
+    /// [`StateDir::save`] of the manifest `saved` (none: an empty one) with
+    /// `changes` made to it: a new base, into which the journal is folded.
+    pub fn save_with(
+        &self,
+        saved: Option<&SavedManifest>,
+        changes: &[FileChange],
+        session_state: &[u8],
+    ) -> Result<String, ManifestError> {
+        let mut changed: BTreeMap<&[u8], Option<&FileState>> = BTreeMap::new();
+        if let Some(saved) = saved {
+            for (path, change) in &saved.changed {
+                changed.insert(path, change.as_ref());
+            }
+        }
+        for (path, change) in changes {
+            changed.insert(path.as_os_str().as_bytes(), change.as_ref());
+        }
+        let empty = Base::Empty;
+        let base = saved.map_or(&empty, |saved| &saved.base);
+        let unchanged = Changed::new();
+        let mut base_entries = Entries::new(base, &unchanged).peekable();
+        let mut entries: Vec<Entry<'_>> = Vec::new();
+        for (path, change) in changed {
+            while let Some(entry) = base_entries.next_if(|entry| entry.path < path) {
+                entries.push(entry);
+            }
+            base_entries.next_if(|entry| entry.path == path);
+            if let Some(state) = change {
+                entries.push(Entry::of(path, state));
+            }
+        }
+        entries.extend(base_entries);
+        self.save_entries(&entries, session_state)
+    }
+
+    /// Writes a new base of `entries` (sorted by path) and `session_state`.
+    fn save_entries(
+        &self,
+        entries: &[Entry<'_>],
+        session_state: &[u8],
+    ) -> Result<String, ManifestError> {
         let state = StateRef {
             blob: BlobRef::of(session_state),
             journal: JournalRef::default(),
+            appendable: true,
         };
+        let blob_path = self.path.join(&state.blob.file);
         // Always rewritten: a blob of the same name on disk may be the damaged one.
-        write_atomically(&self.path.join(&state.blob.file), session_state)?;
-        self.write_manifest(manifest, &state)?;
+        write_atomically(&blob_path, session_state)?;
+        // A journal extends the manifest that names its blob; one left from an
+        // earlier base with the same blob must not extend this one.
+        let journal_path = journal::journal_path(&blob_path);
+        match fs::remove_file(&journal_path) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                return Err(io_error(&journal_path)(error))
+            }
+            _ => {}
+        }
+        write_atomically(
+            &self.path.join(MANIFEST_FILE),
+            &encode_manifest(entries, &state),
+        )?;
+        sync_dir(&self.path)?;
+        let _ = fs::remove_file(self.path.join(LEGACY_MANIFEST_FILE));
         self.remove_stale_blobs(&state.blob.file);
         Ok(state.id())
     }
 
-    /// Appends `changes` (unless empty) to the journal of the state `base` (the
-    /// one loaded, which `changes` extend) and replaces the manifest with one that
-    /// commits them: a write proportional to what changed. Returns the new
-    /// state's id.
+    /// Appends a run's `changes` to the files and `ledger_changes` (both may be
+    /// empty) to the journal of the state `base` (the one loaded, which they
+    /// extend), as one record: a write proportional to what changed, and the
+    /// commit point. Returns the new state's id. Only for a base whose
+    /// [`StateRef::journal_has_room`].
     pub fn append(
         &self,
-        manifest: &Manifest,
+        changes: &[FileChange],
         base: &StateRef,
-        changes: &[u8],
+        ledger_changes: &[u8],
     ) -> Result<String, ManifestError> {
+        if changes.is_empty() && ledger_changes.is_empty() {
+            return Ok(base.id());
+        }
         let path = journal::journal_path(&self.path.join(&base.blob.file));
-        let journal = match changes.is_empty() {
-            true => base.journal,
-            false => journal::append(&path, base.journal, changes).map_err(io_error(&path))?,
-        };
+        let record = encode_record(changes, ledger_changes);
+        let journal = journal::append(&path, base.journal, &record).map_err(io_error(&path))?;
         let state = StateRef {
-            blob: base.blob.clone(),
             journal,
+            ..base.clone()
         };
-        self.write_manifest(manifest, &state)?;
         Ok(state.id())
-    }
-
-    /// The commit point of a save: the manifest names the state its offsets match.
-    fn write_manifest(&self, manifest: &Manifest, state: &StateRef) -> Result<(), ManifestError> {
-        write_atomically(
-            &self.path.join(MANIFEST_FILE),
-            &encode_manifest(manifest, state),
-        )?;
-        sync_dir(&self.path)?;
-        let _ = fs::remove_file(self.path.join(LEGACY_MANIFEST_FILE));
-        Ok(())
     }
 
     fn remove_stale_blobs(&self, keep: &str) {
@@ -347,26 +461,32 @@ impl StateDir {
 /// is none yet.
 pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, SessionState)>, ManifestError> {
     let path = dir.join(MANIFEST_FILE);
-    let (files, state) = match FileBytes::open(&path) {
-        Ok(bytes) => check_manifest(&path, bytes).map_err(|reason| ManifestError::Corrupt {
-            path: path.clone(),
-            reason,
-        })?,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => match load_legacy(dir)? {
-            Some((manifest, blob)) => (
-                Saved::Decoded(manifest),
-                StateRef {
-                    blob,
-                    journal: JournalRef::default(),
-                },
-            ),
-            None => return Ok(None),
-        },
-        Err(error) => return Err(io_error(&path)(error)),
-    };
     let corrupt = |reason: String| ManifestError::Corrupt {
         path: path.clone(),
         reason,
+    };
+    let (base, changed, mut state) = match FileBytes::open(&path) {
+        Ok(bytes) => {
+            let (base, state) = check_manifest(bytes).map_err(corrupt)?;
+            (base, Changed::new(), state)
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => match load_legacy(dir)? {
+            Some((manifest, blob)) => {
+                let changed = manifest
+                    .files
+                    .into_iter()
+                    .map(|(path, state)| (path.into_os_string().into_vec(), Some(state)))
+                    .collect();
+                let state = StateRef {
+                    blob,
+                    journal: JournalRef::default(),
+                    appendable: false,
+                };
+                (Base::Empty, changed, state)
+            }
+            None => return Ok(None),
+        },
+        Err(error) => return Err(io_error(&path)(error)),
     };
     let blob = &state.blob;
     if blob.file.contains('/') {
@@ -382,13 +502,25 @@ pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, SessionState)>, Ma
         )));
     }
     let journal_path = journal::journal_path(&blob_path);
-    let changes =
-        journal::read(&journal_path, state.journal).map_err(|why| ManifestError::Corrupt {
-            reason: format!("it {why}"),
-            path: journal_path,
-        })?;
+    let (changed, changes) = match state.appendable {
+        true => {
+            let (changed, changes, committed) = read_journal(&journal_path, changed);
+            state.journal = committed;
+            (changed, changes)
+        }
+        false => {
+            let changes = journal::read_committed(&journal_path, state.journal).map_err(|why| {
+                ManifestError::Corrupt {
+                    reason: format!("it {why}"),
+                    path: journal_path,
+                }
+            })?;
+            (changed, changes)
+        }
+    };
     let manifest = SavedManifest {
-        files,
+        base,
+        changed,
         session_state: state,
     };
     let session_state = SessionState {
@@ -396,6 +528,48 @@ pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, SessionState)>, Ma
         changes,
     };
     Ok(Some((manifest, session_state)))
+}
+
+/// The journal's records applied to the base's entries: the entries it changed,
+/// its ledger payloads, and what it commits. Records after one that cannot be
+/// used are dropped, with a warning: any prefix is a consistent state, and what
+/// the rest recorded is read again from the transcripts.
+fn read_journal(path: &Path, mut changed: Changed) -> (Changed, journal::Records, JournalRef) {
+    let mut read = journal::read(path);
+    let mut ledger_payloads: Vec<Range<usize>> = Vec::new();
+    let mut usable = 0;
+    for payload in read.records.payload_ranges() {
+        let bytes = read.records.bytes_at(payload.clone());
+        match decode_record(bytes) {
+            Ok((changes, ledger)) => {
+                for (path, change) in changes {
+                    changed.insert(path, change);
+                }
+                // A run may change offsets and count nothing new.
+                if !ledger.is_empty() {
+                    ledger_payloads.push(payload.start + ledger.start..payload.start + ledger.end);
+                }
+                usable += 1;
+            }
+            Err(error) => {
+                read.dropped = Some(format!("record {} cannot be decoded: {error}", usable + 1));
+                break;
+            }
+        }
+    }
+    read.truncate(usable);
+    if let Some(why) = &read.dropped {
+        tracing::warn!(
+            "{}: {why}; what was dropped is read again from the transcripts",
+            path.display()
+        );
+    }
+    let committed = read.committed();
+    (
+        changed,
+        read.records.with_ranges(ledger_payloads),
+        committed,
+    )
 }
 
 fn load_legacy(dir: &Path) -> Result<Option<(Manifest, BlobRef)>, ManifestError> {
@@ -417,9 +591,9 @@ fn load_legacy(dir: &Path) -> Result<Option<(Manifest, BlobRef)>, ManifestError>
     Ok(Some((Manifest { files: file.files }, file.session_state)))
 }
 
-/// Files sorted by path, so the same manifest always encodes to the same bytes.
-fn encode_manifest(manifest: &Manifest, state: &StateRef) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + manifest.files.len() * 200);
+/// Entries sorted by path, so the same manifest always encodes to the same bytes.
+fn encode_manifest(entries: &[Entry<'_>], state: &StateRef) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + entries.len() * 200);
     out.extend_from_slice(MAGIC);
     put_section(
         &mut out,
@@ -429,62 +603,107 @@ fn encode_manifest(manifest: &Manifest, state: &StateRef) -> Vec<u8> {
     put_section(&mut out, blob.file.as_bytes());
     put_u64(&mut out, blob.bytes);
     put_section(&mut out, blob.xxh3.as_bytes());
-    put_u64(&mut out, state.journal.len);
-    put_u64(&mut out, state.journal.digest);
-    let mut entries: Vec<(&PathBuf, &FileState)> = manifest.files.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
     put_u64(&mut out, entries.len() as u64);
-    for (path, state) in entries {
-        put_section(&mut out, path.as_os_str().as_bytes());
-        put_section(&mut out, state.project.as_bytes());
-        let id = &state.identity;
-        for value in [id.dev, id.ino, id.size] {
-            put_u64(&mut out, value);
-        }
-        put_i64(&mut out, id.mtime_ns);
-        put_i64(&mut out, id.ctime_ns);
-        put_u64(&mut out, state.offset);
-        let marker = &state.marker;
-        let lines = &state.lines;
-        for value in [
-            marker.head_len,
-            marker.head,
-            marker.tail,
-            lines.lines,
-            lines.blank,
-            lines.not_object,
-            lines.malformed,
-            lines.repaired,
-            lines.oversized,
-        ] {
-            put_u64(&mut out, value);
-        }
+    for entry in entries {
+        put_section(&mut out, entry.path);
+        put_state(&mut out, entry);
     }
     seal(&mut out);
     out
+}
+
+fn put_state(out: &mut Vec<u8>, entry: &Entry<'_>) {
+    put_section(out, entry.project.as_bytes());
+    let id = &entry.identity;
+    for value in [id.dev, id.ino, id.size] {
+        put_u64(out, value);
+    }
+    put_i64(out, id.mtime_ns);
+    put_i64(out, id.ctime_ns);
+    put_u64(out, entry.offset);
+    let marker = &entry.marker;
+    let lines = &entry.lines;
+    for value in [
+        marker.head_len,
+        marker.head,
+        marker.tail,
+        lines.lines,
+        lines.blank,
+        lines.not_object,
+        lines.malformed,
+        lines.repaired,
+        lines.oversized,
+    ] {
+        put_u64(out, value);
+    }
+}
+
+/// A journal record: the run's changed entries (a path, then 1 and the state,
+/// or 0 for a file gone), then its ledger changes.
+fn encode_record(changes: &[FileChange], ledger_changes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + changes.len() * 220 + ledger_changes.len());
+    put_u64(&mut out, changes.len() as u64);
+    for (path, change) in changes {
+        put_section(&mut out, path.as_os_str().as_bytes());
+        match change {
+            Some(state) => {
+                out.push(1);
+                put_state(&mut out, &Entry::of(path.as_os_str().as_bytes(), state));
+            }
+            None => out.push(0),
+        }
+    }
+    put_section(&mut out, ledger_changes);
+    out
+}
+
+/// What [`encode_record`] wrote: the changes, and where the ledger's are in
+/// `payload`.
+#[allow(clippy::type_complexity)]
+fn decode_record(
+    payload: &[u8],
+) -> Result<(Vec<(Vec<u8>, Option<FileState>)>, Range<usize>), CodecError> {
+    let mut input = Decoder::new(payload);
+    let count = input.count(9)?;
+    let mut changes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let path = input.section()?.to_vec();
+        let change = match input.u8()? {
+            0 => None,
+            1 => Some(decode_state(path.as_slice(), &mut input)?.to_state()),
+            other => return Err(CodecError::Invalid(format!("bad change tag {other}"))),
+        };
+        changes.push((path, change));
+    }
+    let ledger = input.section()?;
+    let start = payload.len() - input.remaining() - ledger.len();
+    let end = start + ledger.len();
+    input.finish()?;
+    Ok((changes, start..end))
 }
 
 /// The smallest encoded file: two empty sections (path, project) and 15 numbers
 /// (identity 5, offset 1, marker 3, line counts 6).
 const MIN_FILE_BYTES: usize = 2 * 8 + 15 * 8;
 
-/// Checks a `manifest.bin` through to its last entry, so that decoding it later
+/// Checks a `manifest.bin` through to its last entry, so that walking it later
 /// cannot fail, and finds where its entries start.
-fn check_manifest(path: &Path, bytes: FileBytes) -> Result<(Saved, StateRef), String> {
+fn check_manifest(bytes: FileBytes) -> Result<(Base, StateRef), String> {
     let invalid = |error: CodecError| error.to_string();
     let body = unseal(&bytes).map_err(invalid)?;
     let mut input = Decoder::new(body);
     let magic = input.take(MAGIC.len()).map_err(invalid)?;
-    if magic != MAGIC && magic != MAGIC_WITHOUT_JOURNAL {
+    if ![&MAGIC[..], MAGIC_COMMITTING_JOURNAL, MAGIC_WITHOUT_JOURNAL].contains(&magic) {
         return Err("not a ccotel manifest".into());
     }
+    let appendable = magic == MAGIC;
     let _written_by = input.section().map_err(invalid)?;
     let blob = BlobRef {
         file: input.text().map_err(invalid)?.to_owned(),
         bytes: input.u64().map_err(invalid)?,
         xxh3: input.text().map_err(invalid)?.to_owned(),
     };
-    let journal = match magic == MAGIC {
+    let journal = match magic == MAGIC_COMMITTING_JOURNAL {
         true => JournalRef {
             len: input.u64().map_err(invalid)?,
             digest: input.u64().map_err(invalid)?,
@@ -497,27 +716,47 @@ fn check_manifest(path: &Path, bytes: FileBytes) -> Result<(Saved, StateRef), St
         decode_entry(&mut input).map_err(invalid)?;
     }
     input.finish().map_err(invalid)?;
-    let saved = Saved::Encoded {
-        path: path.to_owned(),
+    let base = Base::Encoded {
         bytes,
         entries_at,
         count,
     };
-    Ok((saved, StateRef { blob, journal }))
+    let state = StateRef {
+        blob,
+        journal,
+        appendable,
+    };
+    Ok((base, state))
 }
 
-/// One file's entry, borrowed from the encoded manifest.
-struct Entry<'a> {
-    path: &'a [u8],
-    project: &'a str,
-    identity: FileIdentity,
-    offset: u64,
-    marker: Marker,
-    lines: LineStats,
+/// One file's entry, borrowed from an encoded manifest or a [`FileState`].
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub path: &'a [u8],
+    pub project: &'a str,
+    pub identity: FileIdentity,
+    pub offset: u64,
+    pub marker: Marker,
+    pub lines: LineStats,
 }
 
-impl Entry<'_> {
-    fn to_state(&self) -> FileState {
+impl<'a> Entry<'a> {
+    fn of(path: &'a [u8], state: &'a FileState) -> Entry<'a> {
+        Entry {
+            path,
+            project: &state.project,
+            identity: state.identity,
+            offset: state.offset,
+            marker: state.marker,
+            lines: state.lines,
+        }
+    }
+
+    pub fn path_buf(&self) -> PathBuf {
+        PathBuf::from(OsString::from_vec(self.path.to_vec()))
+    }
+
+    pub fn to_state(&self) -> FileState {
         FileState {
             project: self.project.to_owned(),
             identity: self.identity,
@@ -530,6 +769,13 @@ impl Entry<'_> {
 
 fn decode_entry<'a>(input: &mut Decoder<'a>) -> Result<Entry<'a>, CodecError> {
     let path = input.section()?;
+    decode_state(path, input)
+}
+
+fn decode_state<'a, 'p>(path: &'p [u8], input: &mut Decoder<'a>) -> Result<Entry<'p>, CodecError>
+where
+    'a: 'p,
+{
     let project = input.text()?;
     let identity = FileIdentity {
         dev: input.u64()?,
@@ -613,7 +859,7 @@ mod tests {
         let (loaded, blob) = state.load().expect("load").expect("some");
         let checksum = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"second"));
         assert_eq!(loaded.state_id(), checksum);
-        assert_eq!(loaded.decode().expect("decode"), manifest);
+        assert_eq!(loaded.decode(), manifest);
         assert_eq!(&*blob.blob, b"second");
         assert!(blob.changes.is_empty());
         let blobs = fs::read_dir(dir.path())
@@ -649,7 +895,7 @@ mod tests {
         )
         .expect("write");
         let (saved, session_state) = state.load().expect("load").expect("some");
-        let manifest = saved.decode().expect("decode");
+        let manifest = saved.decode();
         assert_eq!(manifest.files[Path::new("/x/a.jsonl")], sample_state());
         assert_eq!(&*session_state.blob, b"ledger");
         assert!(state.is_legacy());
@@ -657,7 +903,7 @@ mod tests {
         assert!(!state.is_legacy());
         assert!(!dir.path().join(LEGACY_MANIFEST_FILE).exists());
         let (saved, _) = state.load().expect("load").expect("some");
-        assert_eq!(saved.decode().expect("decode"), manifest);
+        assert_eq!(saved.decode(), manifest);
     }
 
     fn names_in(dir: &Path) -> Vec<String> {
@@ -671,71 +917,171 @@ mod tests {
         names
     }
 
+    fn state_at(offset: u64) -> FileState {
+        FileState {
+            offset,
+            ..sample_state()
+        }
+    }
+
+    fn map(entries: &[(&str, u64)]) -> Manifest {
+        let files = entries
+            .iter()
+            .map(|(path, offset)| (PathBuf::from(path), state_at(*offset)))
+            .collect();
+        Manifest { files }
+    }
+
+    fn load(state: &StateDir) -> (SavedManifest, SessionState) {
+        state.load().expect("load").expect("some")
+    }
+
+    fn ledger_payloads(session_state: &SessionState) -> Vec<Vec<u8>> {
+        session_state
+            .changes
+            .payloads()
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    fn journal_in(dir: &Path) -> PathBuf {
+        dir.join(
+            names_in(dir)
+                .iter()
+                .find(|n| n.ends_with(".journal"))
+                .expect("journal"),
+        )
+    }
+
     #[test]
     fn changes_append_to_the_journal_until_a_save_folds_them_in() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::open(dir.path()).expect("open");
-        let mut manifest = Manifest::default();
-        let blob_id = state.save(&manifest, b"base").expect("save");
-        let (saved, _) = state.load().expect("load").expect("some");
-        manifest.files.insert("/x/a.jsonl".into(), sample_state());
+        let blob_id = state
+            .save(&map(&[("/x/a.jsonl", 20), ("/x/c.jsonl", 5)]), b"base")
+            .expect("save");
+        let (saved, _) = load(&state);
+        let changes = [
+            ("/x/a.jsonl".into(), Some(state_at(30))),
+            ("/x/b.jsonl".into(), Some(state_at(7))),
+        ];
         let first = state
-            .append(&manifest, saved.session_state(), b"one")
+            .append(&changes, saved.session_state(), b"one")
             .expect("append");
-        let (saved, loaded) = state.load().expect("load").expect("some");
+        let (saved, loaded) = load(&state);
         assert_eq!(saved.state_id(), first);
-        assert_eq!(saved.decode().expect("decode"), manifest);
-        let (saved, _) = state.load().expect("load").expect("some");
+        let expected = map(&[("/x/a.jsonl", 30), ("/x/b.jsonl", 7), ("/x/c.jsonl", 5)]);
+        assert_eq!(saved.decode(), expected);
+        let paths: Vec<&[u8]> = saved.entries().map(|entry| entry.path).collect();
+        assert_eq!(paths, [&b"/x/a.jsonl"[..], b"/x/b.jsonl", b"/x/c.jsonl"]);
+        assert_eq!(ledger_payloads(&loaded), [b"one".to_vec()]);
+
         let unchanged = state
-            .append(&manifest, saved.session_state(), b"")
+            .append(&[], saved.session_state(), b"")
             .expect("append nothing");
         assert_eq!(unchanged, first, "nothing appended, the same state");
+        let gone = [("/x/a.jsonl".into(), None)];
         let second = state
-            .append(&manifest, saved.session_state(), b"two")
+            .append(&gone, saved.session_state(), b"two")
             .expect("append");
         let ids = [&blob_id, &first, &second];
         assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
-        let (saved, loaded_again) = state.load().expect("load").expect("some");
+        let (saved, loaded) = load(&state);
         assert_eq!(saved.state_id(), second);
-        assert_eq!(&*loaded_again.blob, b"base");
-        let payloads: Vec<&[u8]> = loaded_again.changes.payloads().collect();
-        assert_eq!(payloads, [&b"one"[..], b"two"]);
-        assert_eq!(loaded.changes.len(), 1);
+        assert_eq!(saved.decode(), map(&[("/x/b.jsonl", 7), ("/x/c.jsonl", 5)]));
+        assert_eq!(&*loaded.blob, b"base");
+        assert_eq!(ledger_payloads(&loaded), [b"one".to_vec(), b"two".to_vec()]);
         assert_eq!(names_in(dir.path()).len(), 2, "{:?}", names_in(dir.path()));
 
-        state.save(&manifest, b"base, one, two").expect("save");
-        let (_, folded) = state.load().expect("load").expect("some");
+        let more = [("/x/d.jsonl".into(), Some(state_at(1)))];
+        let folded_id = state
+            .save_with(Some(&saved), &more, b"base, one, two")
+            .expect("save");
+        let (saved, folded) = load(&state);
+        assert_eq!(saved.state_id(), folded_id);
         assert!(folded.changes.is_empty());
+        let all = map(&[("/x/b.jsonl", 7), ("/x/c.jsonl", 5), ("/x/d.jsonl", 1)]);
+        assert_eq!(saved.decode(), all);
         assert_eq!(
             names_in(dir.path()).len(),
             1,
             "the old journal goes with its blob"
         );
+    }
 
-        let (saved, _) = state.load().expect("load").expect("some");
+    /// Any prefix of the journal is a consistent state: a record that cannot be
+    /// read, and those after it, are dropped; their files are read again.
+    #[test]
+    fn a_damaged_journal_record_rolls_the_state_back_to_the_one_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path()).expect("open");
         state
-            .append(&manifest, saved.session_state(), b"three")
+            .save(&map(&[("/x/a.jsonl", 20)]), b"base")
+            .expect("save");
+        let (saved, _) = load(&state);
+        let one = [("/x/a.jsonl".into(), Some(state_at(30)))];
+        let first = state
+            .append(&one, saved.session_state(), b"one")
             .expect("append");
-        let journal = dir.path().join(
-            names_in(dir.path())
-                .iter()
-                .find(|n| n.ends_with(".journal"))
-                .expect("journal"),
-        );
+        let (saved, _) = load(&state);
+        let two = [("/x/a.jsonl".into(), Some(state_at(40)))];
+        state
+            .append(&two, saved.session_state(), b"two")
+            .expect("append");
+        let journal = journal_in(dir.path());
         let mut bytes = fs::read(&journal).expect("read");
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         fs::write(&journal, bytes).expect("damage");
-        let error = state.load().expect_err("a damaged journal");
-        assert!(matches!(error, ManifestError::Corrupt { .. }), "{error}");
+        let (saved, loaded) = load(&state);
+        assert_eq!(saved.state_id(), first);
+        assert_eq!(saved.decode(), map(&[("/x/a.jsonl", 30)]));
+        assert_eq!(ledger_payloads(&loaded), [b"one".to_vec()]);
+        // The next append replaces the damaged record.
+        let three = [("/x/a.jsonl".into(), Some(state_at(50)))];
+        let third = state
+            .append(&three, saved.session_state(), b"three")
+            .expect("append");
+        let (saved, loaded) = load(&state);
+        assert_eq!(saved.state_id(), third);
+        assert_eq!(saved.decode(), map(&[("/x/a.jsonl", 50)]));
+        assert_eq!(
+            ledger_payloads(&loaded),
+            [b"one".to_vec(), b"three".to_vec()]
+        );
     }
 
+    /// A journal extends the manifest written with its blob, not a later one
+    /// that names a blob of the same content.
     #[test]
-    fn a_manifest_written_before_journals_is_read() {
+    fn a_new_base_with_the_same_blob_starts_without_a_journal() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::open(dir.path()).expect("open");
-        let mut manifest = Manifest::default();
-        manifest.files.insert("/x/a.jsonl".into(), sample_state());
+        state
+            .save(&map(&[("/x/a.jsonl", 20)]), b"same")
+            .expect("save");
+        let (saved, _) = load(&state);
+        let change = [("/x/b.jsonl".into(), Some(state_at(9)))];
+        state
+            .append(&change, saved.session_state(), b"")
+            .expect("append");
+        assert!(journal_in(dir.path()).exists());
+        let other = map(&[("/x/z.jsonl", 1)]);
+        let id = state.save(&other, b"same").expect("save");
+        let (saved, loaded) = load(&state);
+        assert_eq!(saved.state_id(), id);
+        assert_eq!(saved.decode(), other);
+        assert!(loaded.changes.is_empty());
+    }
+
+    /// Written before 0.3: a manifest that names its journal's committed
+    /// length, and one from before journals. Both are read; a change folds
+    /// them into a new base rather than appending.
+    #[test]
+    fn manifests_of_earlier_formats_are_read_and_then_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path()).expect("open");
+        let manifest = map(&[("/x/a.jsonl", 20)]);
         state.save(&manifest, b"blob").expect("save");
         let path = dir.path().join(MANIFEST_FILE);
         let current = fs::read(&path).expect("read");
@@ -747,18 +1093,25 @@ mod tests {
         input.u64().expect("blob bytes");
         input.section().expect("blob xxh3");
         let journal_at = body.len() - input.remaining();
-        let mut old = MAGIC_WITHOUT_JOURNAL.to_vec();
-        old.extend_from_slice(&body[MAGIC.len()..journal_at]);
-        old.extend_from_slice(&body[journal_at + 16..]);
-        seal(&mut old);
-        fs::write(&path, old).expect("write");
-        let (saved, loaded) = state.load().expect("load").expect("some");
-        assert_eq!(
-            saved.state_id(),
-            format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"blob"))
-        );
-        assert_eq!(saved.decode().expect("decode"), manifest);
-        assert_eq!(&*loaded.blob, b"blob");
+        let mut without_journal = MAGIC_WITHOUT_JOURNAL.to_vec();
+        without_journal.extend_from_slice(&body[MAGIC.len()..]);
+        seal(&mut without_journal);
+        let mut committing = MAGIC_COMMITTING_JOURNAL.to_vec();
+        committing.extend_from_slice(&body[MAGIC.len()..journal_at]);
+        committing.extend_from_slice(&[0; 16]);
+        committing.extend_from_slice(&body[journal_at..]);
+        seal(&mut committing);
+        for old in [without_journal, committing] {
+            fs::write(&path, old).expect("write");
+            let (saved, loaded) = load(&state);
+            assert_eq!(
+                saved.state_id(),
+                format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"blob"))
+            );
+            assert_eq!(saved.decode(), manifest);
+            assert_eq!(&*loaded.blob, b"blob");
+            assert!(!saved.session_state().journal_has_room(0));
+        }
     }
 
     #[test]
