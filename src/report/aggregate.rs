@@ -43,6 +43,17 @@ impl Totals {
 /// incremental run versus a full one).
 const FEMTODOLLARS: f64 = 1e15;
 
+/// `dollars` in whole femtodollars. Through `i64` when it fits (below $9,000 a
+/// response, always in practice): converting a float to `i128` is a slow
+/// software routine, and this runs once per response.
+fn femtodollars(dollars: f64) -> i128 {
+    let scaled = (dollars * FEMTODOLLARS).round();
+    match scaled.abs() < 9.0e18 {
+        true => i128::from(scaled as i64),
+        false => scaled as i128,
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Sum {
     input: u64,
@@ -179,16 +190,45 @@ impl<'p> Lookups<'p> {
             .day_offsets
             .entry(day)
             .or_insert_with(|| steady_offset(&filter.time_zone, day));
-        match (offset, Timestamp::from_millisecond(timestamp_ms)) {
-            (Some(offset), Ok(timestamp)) => offset.to_datetime(timestamp).date(),
-            _ => filter.local_date(timestamp_ms),
-        }
+        let local_day = offset.and_then(|offset| {
+            let local_ms = timestamp_ms.checked_add(i64::from(offset.seconds()) * 1000)?;
+            date_of_epoch_day(local_ms.div_euclid(DAY_MS))
+        });
+        local_day.unwrap_or_else(|| filter.local_date(timestamp_ms))
     }
 
     fn price(&mut self, model_id: u32, model: &str) -> Option<&'p ModelPrice> {
         let prices = self.prices;
         *self.model_prices[model_id as usize].get_or_insert_with(|| prices.lookup(model))
     }
+}
+
+/// The civil date `days` after 1970-01-01 (proleptic Gregorian), by arithmetic:
+/// a report dates every response, and this is several times cheaper than
+/// building a civil datetime for each.
+fn date_of_epoch_day(days: i64) -> Option<Date> {
+    // Days since 0000-03-01, split into 400-year eras; March-based years put the
+    // leap day last.
+    let z = days.checked_add(719_468)?;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let march_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * march_month + 2) / 5 + 1;
+    let month = if march_month < 10 {
+        march_month + 3
+    } else {
+        march_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    Date::new(
+        i16::try_from(year).ok()?,
+        i8::try_from(month).ok()?,
+        i8::try_from(day).ok()?,
+    )
+    .ok()
 }
 
 /// The offset `time_zone` keeps through the whole UTC day `day`, if it has no
@@ -226,7 +266,7 @@ pub fn build(
         }
         let price = lookups.price(ids.model, response.model);
         let cost = match prices.cost_at(price, &response) {
-            Some(cost) => (cost * FEMTODOLLARS).round() as i128,
+            Some(cost) => femtodollars(cost),
             None => {
                 *unpriced.entry(response.model.to_owned()).or_insert(0) += 1;
                 0
@@ -388,6 +428,38 @@ mod tests {
         assert_eq!(report.rows.len(), 1);
         assert_eq!(report.rows[0].key, "2025-05");
         assert_eq!(report.totals.output, 60);
+    }
+
+    #[test]
+    fn epoch_days_are_the_dates_jiff_gives() {
+        let epoch = jiff::civil::date(1970, 1, 1);
+        for days in (-800_000..800_000).step_by(7).chain(-1000..1000) {
+            let expected = epoch.checked_add(jiff::Span::new().days(days)).ok();
+            assert_eq!(date_of_epoch_day(days), expected, "day {days}");
+        }
+        assert_eq!(date_of_epoch_day(i64::MAX), None);
+        assert_eq!(date_of_epoch_day(100_000_000), None, "past year 9999");
+    }
+
+    #[test]
+    fn femtodollars_round_as_before_on_both_sides_of_the_fast_path() {
+        for dollars in [
+            0.0,
+            1e-15,
+            0.4e-15,
+            0.5e-15,
+            3.75,
+            123.456_789,
+            -2.5e-15,
+            9.5e3,
+            1e6,
+        ] {
+            assert_eq!(
+                femtodollars(dollars),
+                (dollars * FEMTODOLLARS).round() as i128,
+                "{dollars}"
+            );
+        }
     }
 
     /// The per-day offset shortcut gives the date the zone itself gives, through

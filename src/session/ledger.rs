@@ -202,11 +202,15 @@ impl SavedRecords {
     }
 
     fn find(&self, key: ResponseKey) -> Option<Record> {
-        let records = self.records();
-        let at = records
+        let at = self.position(key)?;
+        Some(decode_record(&self.records()[at]).1)
+    }
+
+    /// Where the record of `key` is, if saved.
+    fn position(&self, key: ResponseKey) -> Option<usize> {
+        self.records()
             .binary_search_by_key(&key, |chunk| record_key(chunk))
-            .ok()?;
-        Some(decode_record(&records[at]).1)
+            .ok()
     }
 }
 
@@ -345,11 +349,23 @@ impl Ledger {
 
     /// Saved records that nothing replaced, then the records observed since.
     fn iter(&self) -> impl Iterator<Item = (ResponseKey, Record)> + '_ {
-        let replaced = |key: &ResponseKey| !self.index.is_empty() && self.index.contains_key(key);
+        // Where the replaced saved records are, found by binary search: a rerun
+        // replaces few, and this costs that few rather than a lookup per record.
+        let mut replaced: Vec<usize> = match &self.saved {
+            Some(saved) => self
+                .records
+                .iter()
+                .filter_map(|(key, _)| saved.position(*key))
+                .collect(),
+            None => Vec::new(),
+        };
+        replaced.sort_unstable();
+        let mut replaced = replaced.into_iter().peekable();
         self.saved
             .iter()
-            .flat_map(SavedRecords::iter)
-            .filter(move |(key, _)| !replaced(key))
+            .flat_map(|saved| saved.iter().enumerate())
+            .filter(move |(at, _)| replaced.next_if_eq(at).is_none())
+            .map(|(_, record)| record)
             .chain(self.records.iter().copied())
     }
 
