@@ -11,7 +11,7 @@
 //! a torn or damaged record and whatever follows it are dropped, read again from
 //! the transcripts, and cut off by the next append.
 //!
-//! Journals written before 0.3 (`ccotel-journal2`) held ledger changes only, and
+//! Journals in the earlier format (`ccotel-journal2`) held ledger changes only, and
 //! the manifest named how many of their bytes were committed; they are still read
 //! ([`read_committed`]), never appended to.
 
@@ -160,7 +160,7 @@ pub fn read(path: &Path) -> Read {
 }
 
 /// Reads the first `committed.len` bytes of a journal whose manifest names its
-/// committed length (the format before 0.3); an error (what is wrong with the
+/// committed length (the earlier format); an error (what is wrong with the
 /// file, to follow its name) if they are not what the manifest says.
 pub fn read_committed(path: &Path, committed: JournalRef) -> Result<Records, String> {
     if committed.len == 0 {
@@ -200,6 +200,12 @@ pub fn append(path: &Path, committed: JournalRef, payload: &[u8]) -> io::Result<
     let mut file = open_at_end(path, committed)?;
     file.write_all(&record)?;
     file.sync_data()?;
+    if committed.len == 0 {
+        // A new journal: its directory entry must be durable too.
+        if let Some(dir) = path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+    }
     Ok(JournalRef {
         len: file.stream_position()?,
         digest: chain(committed.digest, sum),
@@ -297,7 +303,7 @@ mod tests {
         assert_eq!(read(&path).committed(), restarted);
     }
 
-    /// A journal written before 0.3: its manifest names how much is committed.
+    /// A journal in the earlier format: its manifest names how much is committed.
     #[test]
     fn a_journal_committed_by_its_manifest_is_read_to_that_length() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -17,7 +17,7 @@
 //! The manifest is binary: a rerun over an unchanged corpus is mostly loading it,
 //! and decoding 10,000 files' state from JSON took longer than the rest of such a
 //! run. The JSON manifest of earlier versions (`manifest.json`) and the binary
-//! formats before 0.3 are still read, and replaced at the next save.
+//! earlier binary formats are still read, and replaced at the next save.
 //!
 //! Loading maps the files and checks them, but builds nothing: a
 //! [`SavedManifest`] is walked in path order beside the listing (which is sorted
@@ -43,7 +43,7 @@ use crate::transcript::LineStats;
 
 const MANIFEST_FILE: &str = "manifest.bin";
 const MAGIC: &[u8; 16] = b"ccotel-manifest4";
-/// The format whose journal's committed length the manifest names (before 0.3):
+/// The format whose journal's committed length the manifest names:
 /// read, never written.
 const MAGIC_COMMITTING_JOURNAL: &[u8; 16] = b"ccotel-manifest3";
 /// The format before journals: read, never written.
@@ -1074,7 +1074,7 @@ mod tests {
         assert!(loaded.changes.is_empty());
     }
 
-    /// Written before 0.3: a manifest that names its journal's committed
+    /// Earlier formats: a manifest that names its journal's committed
     /// length, and one from before journals. Both are read; a change folds
     /// them into a new base rather than appending.
     #[test]
