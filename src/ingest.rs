@@ -18,7 +18,7 @@ use crate::session::{Ledger, LedgerError, Observation, ResponseKey, TokenCounts}
 pub use crate::source::Restart;
 use crate::source::{
     resume_point, FileChange, FileIdentity, FileState, Line, LineReader, ManifestError, Marker,
-    SavedManifest, SessionState, StateDir, StateRef, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
+    SavedManifest, SessionState, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -242,19 +242,16 @@ where
         };
         return Ok((result, prior, speculated));
     }
-    let appendable = saved.as_ref().map(|saved| saved.session_state().clone());
     let mut changes = Ledger::new();
-    let recording = appendable.as_ref().map(|_| &mut changes);
+    let recording = saved.as_ref().map(|_| &mut changes);
     let (mut result, file_changes) =
         ingest(files, saved.as_ref(), ledger, recording, options, progress);
     tracing::debug!(elapsed = ?started.elapsed(), changed = changes.len(), "files read");
     let (saved_state, speculated) = std::thread::scope(|scope| {
         let ledger = &result.ledger;
         let speculating = scope.spawn(|| speculate(ledger, None));
-        let saved_state = match &appendable {
-            Some(base) => {
-                save_changes(state, saved.as_ref(), &file_changes, ledger, base, &changes)
-            }
+        let saved_state = match &saved {
+            Some(saved) => save_changes(state, saved, &file_changes, ledger, &changes),
             None => state.save_with(None, &file_changes, &ledger.encode()),
         };
         tracing::debug!(elapsed = ?started.elapsed(), "state saved");
@@ -264,26 +261,24 @@ where
     Ok((result, prior, speculated))
 }
 
-/// Saves a run that extends the saved state `base`: its changes appended to the
-/// journal while that stays small, else everything in a new blob.
-/// Saves a run's changes on top of the state loaded: appended to its journal,
-/// or, once that has grown (or the state is an earlier version's), folded with
-/// everything into a new base.
+/// Saves a run's changes on top of the state `saved` it loaded: appended to its
+/// journal, or, once that has grown (or the state is in an earlier format),
+/// folded with everything into a new base.
 fn save_changes(
     state: &StateDir,
-    saved: Option<&SavedManifest>,
+    saved: &SavedManifest,
     file_changes: &[FileChange],
     ledger: &Ledger,
-    base: &StateRef,
     changes: &Ledger,
 ) -> Result<String, ManifestError> {
+    let base = saved.session_state();
     let encoded = match changes.is_empty() {
         true => Vec::new(),
         false => changes.encode(),
     };
     match base.journal_has_room(encoded.len() + file_changes.len() * 256) {
         true => state.append(file_changes, base, &encoded),
-        false => state.save_with(saved, file_changes, &ledger.encode()),
+        false => state.save_with(Some(saved), file_changes, &ledger.encode()),
     }
 }
 
@@ -316,6 +311,8 @@ fn restore_ledger(saved: SessionState) -> Result<Ledger, LedgerError> {
 struct Job {
     file: TranscriptFile,
     previous: Option<FileState>,
+    /// `previous` is the state of a file gone from another path.
+    renamed: bool,
 }
 
 /// The files to read, and what needs no reading.
@@ -361,6 +358,7 @@ fn plan(mut files: Vec<TranscriptFile>, previous: Option<&SavedManifest>) -> Pla
             entry => jobs.push(Job {
                 file,
                 previous: entry.map(|entry| entry.to_state()),
+                renamed: false,
             }),
         }
     }
@@ -375,6 +373,7 @@ fn plan(mut files: Vec<TranscriptFile>, previous: Option<&SavedManifest>) -> Pla
         let identity = job.file.identity;
         if let Some(index) = vanished.remove(&(identity.dev, identity.ino)) {
             job.previous = Some(gone[index].1.clone());
+            job.renamed = true;
             renamed += 1;
         }
     }
@@ -445,14 +444,20 @@ fn run_workers(
     (outcomes, ledgers)
 }
 
-/// Adds a job's outcome to the summary; returns the file's new manifest state,
-/// if it has one.
+/// Adds a job's outcome to the summary; returns the change to the file's
+/// manifest entry, if there is one.
 fn record_outcome(job: Job, outcome: Outcome, summary: &mut IngestSummary) -> Option<FileChange> {
     let path = job.file.path;
+    // A file not read keeps its state: unchanged, or under its new path if it
+    // was renamed.
+    let kept = |path: PathBuf, previous: Option<FileState>| match job.renamed {
+        true => previous.map(|state| (path, Some(state))),
+        false => None,
+    };
     match outcome {
         Outcome::Unchanged => {
             summary.files_unchanged += 1;
-            job.previous.map(|state| (path, Some(state)))
+            kept(path, job.previous)
         }
         Outcome::Read {
             state,
@@ -475,7 +480,7 @@ fn record_outcome(job: Job, outcome: Outcome, summary: &mut IngestSummary) -> Op
         }
         Outcome::Failed(error) => {
             summary.errors.push((path.clone(), error.to_string()));
-            job.previous.map(|state| (path, Some(state)))
+            kept(path, job.previous)
         }
     }
 }

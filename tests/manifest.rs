@@ -175,7 +175,16 @@ fn a_renamed_file_resumes_where_it_stopped() {
     home.append("-p/renamed.jsonl", response("b", 7).as_bytes());
     let (result, _) = home.incremental_scan(state.path());
     assert_eq!(result.summary.bytes_read as usize, response("b", 7).len());
+    assert_eq!(result.summary.files_gone, 0, "a rename is not a file gone");
     assert_eq!(output_and_responses(&result), (12, 2));
+    let (saved, _) = StateDir::open(state.path())
+        .and_then(|state| state.load())
+        .expect("load")
+        .expect("a manifest");
+    let paths: Vec<std::path::PathBuf> = saved.decode().files.into_keys().collect();
+    assert_eq!(paths, [home.path("-p/renamed.jsonl")], "only the new path");
+    let (again, _) = home.incremental_scan(state.path());
+    assert_eq!(again.summary.bytes_read, 0);
 }
 
 #[test]
