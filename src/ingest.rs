@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use rustc_hash::FxHashMap;
 
-use crate::session::{Ledger, LedgerError, Observation, ResponseKey, TokenCounts};
+use crate::session::{Ledger, LedgerDelta, LedgerError, Observation, ResponseKey, TokenCounts};
 pub use crate::source::Restart;
 use crate::source::{
     resume_point, FileChange, FileIdentity, FileState, Line, LineReader, ManifestError, Marker,
@@ -90,12 +90,12 @@ pub fn full_scan(
 /// Reads what is new in `files` on top of a previous run's manifest and ledger
 /// (none and an empty one for a full scan); returns what changed in the
 /// manifest, sorted by path. What the run added to the ledger is also observed
-/// in `changes`, if given.
+/// in `delta`, if given.
 fn ingest(
     files: Vec<TranscriptFile>,
     previous: Option<&SavedManifest>,
     mut ledger: Ledger,
-    mut changes: Option<&mut Ledger>,
+    mut delta: Option<&mut LedgerDelta>,
     options: &IngestOptions,
     progress: &Progress,
 ) -> (Ingest, Vec<FileChange>) {
@@ -124,8 +124,8 @@ fn ingest(
 
     let (outcomes, ledgers) = run_workers(&jobs, options, progress);
     for worker_ledger in &ledgers {
-        match changes.as_deref_mut() {
-            Some(changes) => ledger.merge_recording(worker_ledger, changes),
+        match delta.as_deref_mut() {
+            Some(delta) => ledger.merge_recording(worker_ledger, delta),
             None => ledger.merge(worker_ledger),
         }
     }
@@ -176,8 +176,20 @@ pub fn ingest_incremental<F>(
 where
     F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
 {
-    let (result, prior, _) = ingest_speculating(state, list_files, |_, _| (), options, progress)?;
+    let (result, prior, _) = ingest_speculating(state, list_files, |_| (), options, progress)?;
     Ok((result, prior))
+}
+
+/// What a speculation is computed on.
+pub enum Basis<'a> {
+    /// The saved ledger, and the id of the state that holds it.
+    Saved { ledger: &'a Ledger, state: &'a str },
+    /// The ledger after this run, not saved yet; with the state it grew from
+    /// (if any) and what the run changed in it.
+    Changed {
+        ledger: &'a Ledger,
+        from: Option<(&'a str, &'a LedgerDelta)>,
+    },
 }
 
 /// [`ingest_incremental`], with `speculate` (a report, say) computed while the
@@ -196,7 +208,7 @@ pub fn ingest_speculating<F, S, R>(
 ) -> Result<(Ingest, PriorState, Option<R>), IngestError>
 where
     F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
-    S: Fn(&Ledger, Option<&str>) -> R + Sync,
+    S: Fn(Basis<'_>) -> R + Sync,
     R: Send,
 {
     let started = std::time::Instant::now();
@@ -204,9 +216,12 @@ where
         let loading = scope.spawn(|| {
             let (saved, ledger, prior) = load_prior(state);
             tracing::debug!(elapsed = ?started.elapsed(), "state loaded");
-            let speculated = saved
-                .as_ref()
-                .map(|saved| speculate(&ledger, Some(&saved.state_id())));
+            let speculated = saved.as_ref().map(|saved| {
+                speculate(Basis::Saved {
+                    ledger: &ledger,
+                    state: &saved.state_id(),
+                })
+            });
             (saved, ledger, prior, speculated)
         });
         let files = list_files();
@@ -242,16 +257,19 @@ where
         };
         return Ok((result, prior, speculated));
     }
-    let mut changes = Ledger::new();
-    let recording = saved.as_ref().map(|_| &mut changes);
+    let mut delta = LedgerDelta::default();
+    let recording = saved.as_ref().map(|_| &mut delta);
     let (mut result, file_changes) =
         ingest(files, saved.as_ref(), ledger, recording, options, progress);
-    tracing::debug!(elapsed = ?started.elapsed(), changed = changes.len(), "files read");
+    tracing::debug!(elapsed = ?started.elapsed(), changed = delta.added.len(), "files read");
+    let previous_state = saved.as_ref().map(SavedManifest::state_id);
     let (saved_state, speculated) = std::thread::scope(|scope| {
         let ledger = &result.ledger;
-        let speculating = scope.spawn(|| speculate(ledger, None));
+        let from = previous_state.as_deref().map(|state| (state, &delta));
+        let speculate = &speculate;
+        let speculating = scope.spawn(move || speculate(Basis::Changed { ledger, from }));
         let saved_state = match &saved {
-            Some(saved) => save_changes(state, saved, &file_changes, ledger, &changes),
+            Some(saved) => save_changes(state, saved, &file_changes, ledger, &delta.added),
             None => state.save_with(None, &file_changes, &ledger.encode()),
         };
         tracing::debug!(elapsed = ?started.elapsed(), "state saved");

@@ -11,13 +11,13 @@ use ccotel::config::{self, Environment, Loaded, Overrides};
 use ccotel::export::stats::PipelineStats;
 use ccotel::export::{ExportOptions, Mode};
 use ccotel::ingest::{
-    full_scan, ingest_speculating, IngestOptions, IngestSummary, PriorState, Progress,
+    full_scan, ingest_speculating, Basis, IngestOptions, IngestSummary, PriorState, Progress,
 };
 use ccotel::progress::ProgressLine;
 use ccotel::receiver::ReceiverSettings;
 use ccotel::report::{cache::Rendered, Cached, DateFilter, Grouping, View};
+use ccotel::session::PriceTable;
 use ccotel::session::TrackerOptions;
-use ccotel::session::{Ledger, PriceTable};
 use ccotel::signal::{Encoder, ResourceBase};
 use ccotel::sink::clickhouse::ClickHouseSink;
 use ccotel::sink::file::FileSink;
@@ -434,9 +434,9 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         let state = StateDir::open(&dir).context("opening the state directory")?;
         let list_files = || list_through_cache(&roots, state.path());
         let _line = ProgressLine::start(Arc::clone(&progress));
-        let render = |ledger: &Ledger, state_id: Option<&str>| match state_id {
-            Some(state_id) => view.render_from_cache(&dir, ledger, state_id),
-            None => view.render(ledger).map(Cached::Unkeyed),
+        let render = |basis: Basis<'_>| match basis {
+            Basis::Saved { ledger, state } => view.render_from_cache(&dir, ledger, state),
+            Basis::Changed { ledger, from } => view.render_changed(&dir, ledger, from),
         };
         let (result, prior, speculated) =
             ingest_speculating(&state, list_files, render, &options, &progress)?;
@@ -444,9 +444,9 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
             tracing::warn!("{reason}; every transcript was read again");
         }
         let cached = match (speculated.transpose()?, &result.saved_state) {
-            // A report of a changed state is cached too, for the next unchanged run.
-            (Some(Cached::Unkeyed(rendered)), Some(state_id)) => view.keyed(rendered, state_id),
-            (Some(cached), _) => cached,
+            // A report of a changed state is cached too, for the next run.
+            (Some(cached), Some(state_id)) => view.keyed(cached, state_id),
+            (Some(cached), None) => cached,
             (None, _) => Cached::Unkeyed(view.render(&result.ledger)?),
         };
         (result, cached, Some(dir))

@@ -7,9 +7,10 @@ use jiff::civil::Date;
 use jiff::tz::{Offset, TimeZone};
 use jiff::Timestamp;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
-use crate::session::{Ledger, ModelPrice, PriceTable, Response, StringIds};
+use crate::codec::{put_i64, put_section, put_u64, Decoder};
+use crate::session::{Ledger, LedgerDelta, ModelPrice, PriceTable, Response, StringIds};
 
 /// What a report's rows are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +55,7 @@ fn femtodollars(dollars: f64) -> i128 {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Sum {
     input: u64,
     output: u64,
@@ -73,6 +74,18 @@ impl Sum {
         self.cache_read += t.cache_read;
         self.cost_femtodollars += cost_femtodollars;
         self.responses += 1;
+    }
+
+    /// Takes back what [`Sum::add`] added; `None` if these sums never held it.
+    fn remove(&mut self, response: &Response<'_>, cost_femtodollars: i128) -> Option<()> {
+        let t = &response.tokens;
+        self.input = self.input.checked_sub(t.input)?;
+        self.output = self.output.checked_sub(t.output)?;
+        self.cache_creation = self.cache_creation.checked_sub(t.cache_creation)?;
+        self.cache_read = self.cache_read.checked_sub(t.cache_read)?;
+        self.cost_femtodollars -= cost_femtodollars;
+        self.responses = self.responses.checked_sub(1)?;
+        Some(())
     }
 
     fn totals(&self) -> Totals {
@@ -138,14 +151,27 @@ enum GroupKey {
     Text(u32),
 }
 
-#[derive(Default)]
+#[derive(Debug, Clone, PartialEq)]
 struct Group {
     sum: Sum,
     /// By model string id; a group has few models.
     models: Vec<(u32, Sum)>,
-    projects: FxHashSet<u32>,
+    /// Responses by project string id.
+    projects: FxHashMap<u32, u64>,
     first_ms: i64,
     last_ms: i64,
+}
+
+impl Default for Group {
+    fn default() -> Self {
+        Group {
+            sum: Sum::default(),
+            models: Vec::new(),
+            projects: FxHashMap::default(),
+            first_ms: i64::MAX,
+            last_ms: i64::MIN,
+        }
+    }
 }
 
 impl Group {
@@ -163,9 +189,39 @@ impl Group {
                 self.models.push((ids.model, sum));
             }
         }
-        self.projects.insert(ids.project);
+        *self.projects.entry(ids.project).or_insert(0) += 1;
         self.first_ms = self.first_ms.min(response.timestamp_ms);
         self.last_ms = self.last_ms.max(response.timestamp_ms);
+    }
+
+    /// Takes back what [`Group::add`] added. `None` when that cannot be done
+    /// exactly: the group never held it, or it was the first or last response
+    /// of a group that keeps others (their times are a minimum and a maximum,
+    /// not sums).
+    fn remove(&mut self, ids: StringIds, response: &Response<'_>, cost: i128) -> Option<()> {
+        self.sum.remove(response, cost)?;
+        if self.sum.responses == 0 {
+            *self = Group::default();
+            return Some(());
+        }
+        let at = response.timestamp_ms;
+        if at <= self.first_ms || at >= self.last_ms {
+            return None;
+        }
+        let index = self
+            .models
+            .iter()
+            .position(|(model, _)| *model == ids.model)?;
+        self.models[index].1.remove(response, cost)?;
+        if self.models[index].1.responses == 0 {
+            self.models.remove(index);
+        }
+        let count = self.projects.get_mut(&ids.project)?;
+        *count -= 1;
+        if *count == 0 {
+            self.projects.remove(&ids.project);
+        }
+        Some(())
     }
 }
 
@@ -250,28 +306,52 @@ pub fn build(
     grouping: Grouping,
     filter: &DateFilter,
 ) -> Report {
-    let mut groups: FxHashMap<GroupKey, Group> = FxHashMap::default();
-    let mut total = Sum::default();
-    let mut unpriced: BTreeMap<String, u64> = BTreeMap::new();
-    let mut names: Vec<&str> = vec![""; ledger.string_count()];
-    let mut lookups = Lookups {
-        prices,
-        day_offsets: FxHashMap::default(),
-        model_prices: vec![None; ledger.string_count()],
-    };
-    for (ids, response) in ledger.responses_with_ids() {
-        let date = lookups.date(filter, response.timestamp_ms);
-        if !filter.includes(date) {
-            continue;
+    Tally::of(ledger, prices, grouping, filter).report(ledger)
+}
+
+/// A report's sums by group, before they become rows: what the report cache
+/// keeps beside a report's text, so that the next state's report is this tally
+/// less the records a run replaced plus those it added, not a grouping of every
+/// response again. Text is grouped by ledger string id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    grouping: Grouping,
+    groups: FxHashMap<GroupKey, Group>,
+    total: Sum,
+    /// Responses without a price, by model string id.
+    unpriced: FxHashMap<u32, u64>,
+}
+
+/// Where a response goes in a tally, and what it costs; `None` for a response
+/// outside the dates.
+struct Placement {
+    key: GroupKey,
+    cost: i128,
+    priced: bool,
+}
+
+impl<'p> Lookups<'p> {
+    fn new(prices: &'p PriceTable, ledger: &Ledger) -> Lookups<'p> {
+        Lookups {
+            prices,
+            day_offsets: FxHashMap::default(),
+            model_prices: vec![None; ledger.string_count()],
         }
-        let price = lookups.price(ids.model, response.model);
-        let cost = match prices.cost_at(price, &response) {
-            Some(cost) => femtodollars(cost),
-            None => {
-                *unpriced.entry(response.model.to_owned()).or_insert(0) += 1;
-                0
-            }
-        };
+    }
+
+    fn place(
+        &mut self,
+        grouping: Grouping,
+        filter: &DateFilter,
+        ids: StringIds,
+        response: &Response<'_>,
+    ) -> Option<Placement> {
+        let date = self.date(filter, response.timestamp_ms);
+        if !filter.includes(date) {
+            return None;
+        }
+        let price = self.price(ids.model, response.model);
+        let cost = self.prices.cost_at(price, response);
         let key = match grouping {
             Grouping::Daily => GroupKey::Day(date),
             Grouping::Monthly => GroupKey::Month(date.year(), date.month()),
@@ -279,56 +359,276 @@ pub fn build(
             Grouping::Project => GroupKey::Text(ids.project),
             Grouping::Model => GroupKey::Text(ids.model),
         };
-        for (id, name) in [
-            (ids.model, response.model),
-            (ids.session, response.session),
-            (ids.project, response.project),
-        ] {
-            names[id as usize] = name;
-        }
-        groups
-            .entry(key)
-            .or_insert_with(|| Group {
-                first_ms: i64::MAX,
-                last_ms: i64::MIN,
-                ..Group::default()
-            })
-            .add(ids, &response, cost);
-        total.add(&response, cost);
-    }
-    let label = |key: &GroupKey| match key {
-        GroupKey::Day(date) => date.to_string(),
-        GroupKey::Month(year, month) => format!("{year:04}-{month:02}"),
-        GroupKey::Text(id) => names[*id as usize].to_owned(),
-    };
-    let mut keyed: Vec<(GroupKey, Group)> = groups.into_iter().collect();
-    keyed.sort_unstable_by_key(|(key, _)| *key);
-    let mut rows: Vec<Row> = keyed
-        .into_iter()
-        .map(|(key, group)| Row {
-            key: label(&key),
-            totals: group.sum.totals(),
-            models: group
-                .models
-                .iter()
-                .map(|(model, sum)| (names[*model as usize].to_owned(), sum.totals()))
-                .collect(),
-            projects: group
-                .projects
-                .iter()
-                .map(|project| names[*project as usize].to_owned())
-                .collect(),
-            first_ms: group.first_ms,
-            last_ms: group.last_ms,
+        Some(Placement {
+            key,
+            cost: cost.map_or(0, femtodollars),
+            priced: cost.is_some(),
         })
-        .collect();
-    rows.sort_by(|a, b| order(grouping, a, b));
-    Report {
-        grouping,
-        rows,
-        totals: total.totals(),
-        unpriced,
     }
+}
+
+impl Tally {
+    fn empty(grouping: Grouping) -> Tally {
+        Tally {
+            grouping,
+            groups: FxHashMap::default(),
+            total: Sum::default(),
+            unpriced: FxHashMap::default(),
+        }
+    }
+
+    /// Every counted response in the ledger, grouped.
+    pub fn of(
+        ledger: &Ledger,
+        prices: &PriceTable,
+        grouping: Grouping,
+        filter: &DateFilter,
+    ) -> Tally {
+        let mut tally = Tally::empty(grouping);
+        let mut lookups = Lookups::new(prices, ledger);
+        for (ids, response) in ledger.responses_with_ids() {
+            if let Some(placement) = lookups.place(grouping, filter, ids, &response) {
+                tally.add(ids, &response, &placement);
+            }
+        }
+        tally
+    }
+
+    fn add(&mut self, ids: StringIds, response: &Response<'_>, placement: &Placement) {
+        if !placement.priced {
+            *self.unpriced.entry(ids.model).or_insert(0) += 1;
+        }
+        self.groups
+            .entry(placement.key)
+            .or_default()
+            .add(ids, response, placement.cost);
+        self.total.add(response, placement.cost);
+    }
+
+    fn remove(
+        &mut self,
+        ids: StringIds,
+        response: &Response<'_>,
+        placement: &Placement,
+    ) -> Option<()> {
+        if !placement.priced {
+            let count = self.unpriced.get_mut(&ids.model)?;
+            *count = count.checked_sub(1)?;
+            if *count == 0 {
+                self.unpriced.remove(&ids.model);
+            }
+        }
+        let group = self.groups.get_mut(&placement.key)?;
+        group.remove(ids, response, placement.cost)?;
+        if group.sum.responses == 0 {
+            self.groups.remove(&placement.key);
+        }
+        self.total.remove(response, placement.cost)
+    }
+
+    /// Brings a tally of the ledger as it was up to date with what `delta`
+    /// changed in it, `ledger` being the result. `None` when that cannot be
+    /// done exactly (see [`Group::remove`]); then the tally is to be built anew.
+    pub fn apply(
+        mut self,
+        ledger: &Ledger,
+        prices: &PriceTable,
+        filter: &DateFilter,
+        delta: &LedgerDelta,
+    ) -> Option<Tally> {
+        let mut lookups = Lookups::new(prices, ledger);
+        let index: FxHashMap<&str, u32> = ledger.strings().zip(0..).collect();
+        for (part, removing) in [(&delta.replaced, true), (&delta.added, false)] {
+            let id_of = |text: &str| index.get(text).copied();
+            for (_, response) in part.responses() {
+                let ids = StringIds {
+                    model: id_of(response.model)?,
+                    session: id_of(response.session)?,
+                    project: id_of(response.project)?,
+                };
+                let Some(placement) = lookups.place(self.grouping, filter, ids, &response) else {
+                    continue;
+                };
+                match removing {
+                    true => self.remove(ids, &response, &placement)?,
+                    false => self.add(ids, &response, &placement),
+                }
+            }
+        }
+        Some(self)
+    }
+
+    /// The tally with its text as text, not ids: ids are the ledger's, and a
+    /// ledger saved anew numbers its strings anew.
+    pub fn encode(&self, ledger: &Ledger) -> Vec<u8> {
+        let names: Vec<&str> = ledger.strings().collect();
+        let name = |id: u32| names.get(id as usize).copied().unwrap_or_default();
+        let mut out = Vec::with_capacity(64 + self.groups.len() * 160);
+        put_u64(&mut out, self.groups.len() as u64);
+        for (key, group) in &self.groups {
+            match key {
+                GroupKey::Day(date) => {
+                    out.push(0);
+                    put_i64(&mut out, i64::from(date.year()));
+                    put_i64(&mut out, i64::from(date.month()));
+                    put_i64(&mut out, i64::from(date.day()));
+                }
+                GroupKey::Month(year, month) => {
+                    out.push(1);
+                    put_i64(&mut out, i64::from(*year));
+                    put_i64(&mut out, i64::from(*month));
+                }
+                GroupKey::Text(id) => {
+                    out.push(2);
+                    put_section(&mut out, name(*id).as_bytes());
+                }
+            }
+            put_sum(&mut out, &group.sum);
+            put_i64(&mut out, group.first_ms);
+            put_i64(&mut out, group.last_ms);
+            put_u64(&mut out, group.models.len() as u64);
+            for (model, sum) in &group.models {
+                put_section(&mut out, name(*model).as_bytes());
+                put_sum(&mut out, sum);
+            }
+            put_counts(&mut out, &counts_of(&group.projects), &name);
+        }
+        put_sum(&mut out, &self.total);
+        put_counts(&mut out, &counts_of(&self.unpriced), &name);
+        out
+    }
+
+    /// What [`Tally::encode`] wrote, with its text mapped to `ledger`'s ids;
+    /// `None` if it is damaged or names text the ledger does not hold.
+    pub fn decode(bytes: &[u8], ledger: &Ledger, grouping: Grouping) -> Option<Tally> {
+        let index: FxHashMap<&str, u32> = ledger.strings().zip(0..).collect();
+        let mut input = Decoder::new(bytes);
+        let id =
+            |input: &mut Decoder<'_>| -> Option<u32> { index.get(input.text().ok()?).copied() };
+        let mut tally = Tally::empty(grouping);
+        let groups = input.count(1 + 8 * 8).ok()?;
+        for _ in 0..groups {
+            let small =
+                |input: &mut Decoder<'_>| -> Option<i8> { i8::try_from(input.i64().ok()?).ok() };
+            let key = match input.u8().ok()? {
+                0 => {
+                    let year = i16::try_from(input.i64().ok()?).ok()?;
+                    GroupKey::Day(Date::new(year, small(&mut input)?, small(&mut input)?).ok()?)
+                }
+                1 => GroupKey::Month(i16::try_from(input.i64().ok()?).ok()?, small(&mut input)?),
+                2 => GroupKey::Text(id(&mut input)?),
+                _ => return None,
+            };
+            let mut group = Group {
+                sum: take_sum(&mut input)?,
+                first_ms: input.i64().ok()?,
+                last_ms: input.i64().ok()?,
+                ..Group::default()
+            };
+            for _ in 0..input.count(8).ok()? {
+                let model = id(&mut input)?;
+                group.models.push((model, take_sum(&mut input)?));
+            }
+            for _ in 0..input.count(16).ok()? {
+                let project = id(&mut input)?;
+                group.projects.insert(project, input.u64().ok()?);
+            }
+            tally.groups.insert(key, group);
+        }
+        tally.total = take_sum(&mut input)?;
+        for _ in 0..input.count(16).ok()? {
+            let model = id(&mut input)?;
+            tally.unpriced.insert(model, input.u64().ok()?);
+        }
+        input.finish().ok()?;
+        Some(tally)
+    }
+
+    /// The report's rows, named from `ledger`'s strings.
+    pub fn report(&self, ledger: &Ledger) -> Report {
+        let names: Vec<&str> = ledger.strings().collect();
+        let name = |id: u32| names.get(id as usize).copied().unwrap_or_default();
+        let label = |key: &GroupKey| match key {
+            GroupKey::Day(date) => date.to_string(),
+            GroupKey::Month(year, month) => format!("{year:04}-{month:02}"),
+            GroupKey::Text(id) => name(*id).to_owned(),
+        };
+        let mut keyed: Vec<(&GroupKey, &Group)> = self.groups.iter().collect();
+        keyed.sort_unstable_by_key(|(key, _)| **key);
+        let mut rows: Vec<Row> = keyed
+            .into_iter()
+            .map(|(key, group)| Row {
+                key: label(key),
+                totals: group.sum.totals(),
+                models: group
+                    .models
+                    .iter()
+                    .map(|(model, sum)| (name(*model).to_owned(), sum.totals()))
+                    .collect(),
+                projects: group
+                    .projects
+                    .keys()
+                    .map(|project| name(*project).to_owned())
+                    .collect(),
+                first_ms: group.first_ms,
+                last_ms: group.last_ms,
+            })
+            .collect();
+        rows.sort_by(|a, b| order(self.grouping, a, b));
+        let unpriced = self
+            .unpriced
+            .iter()
+            .map(|(model, count)| (name(*model).to_owned(), *count))
+            .collect();
+        Report {
+            grouping: self.grouping,
+            rows,
+            totals: self.total.totals(),
+            unpriced,
+        }
+    }
+}
+
+fn counts_of(counts: &FxHashMap<u32, u64>) -> Vec<(u32, u64)> {
+    counts.iter().map(|(&id, &count)| (id, count)).collect()
+}
+
+fn put_counts<'a>(out: &mut Vec<u8>, counts: &[(u32, u64)], name: &impl Fn(u32) -> &'a str) {
+    put_u64(out, counts.len() as u64);
+    for &(id, count) in counts {
+        put_section(out, name(id).as_bytes());
+        put_u64(out, count);
+    }
+}
+
+fn put_sum(out: &mut Vec<u8>, sum: &Sum) {
+    for value in [
+        sum.input,
+        sum.output,
+        sum.cache_creation,
+        sum.cache_read,
+        sum.responses,
+    ] {
+        put_u64(out, value);
+    }
+    // Two halves: the codec has no 128-bit numbers.
+    put_u64(out, sum.cost_femtodollars as u64);
+    put_u64(out, (sum.cost_femtodollars >> 64) as u64);
+}
+
+fn take_sum(input: &mut Decoder<'_>) -> Option<Sum> {
+    let mut value = || input.u64().ok();
+    let (input_tokens, output, cache_creation, cache_read, responses) =
+        (value()?, value()?, value()?, value()?, value()?);
+    let (low, high) = (value()?, value()?);
+    Some(Sum {
+        input: input_tokens,
+        output,
+        cache_creation,
+        cache_read,
+        cost_femtodollars: (i128::from(high as i64) << 64) | i128::from(low),
+        responses,
+    })
 }
 
 /// Days and months stay in calendar order; sessions go by when they were last
@@ -347,7 +647,30 @@ fn order(grouping: Grouping, a: &Row, b: &Row) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Observation, ResponseKey, TokenCounts};
+    use crate::session::{LedgerDelta, Observation, ResponseKey, TokenCounts};
+
+    /// A response of `output` tokens at `time` (RFC 3339).
+    fn observation<'a>(
+        output: u64,
+        time: &str,
+        model: &'a str,
+        project: &'a str,
+    ) -> Observation<'a> {
+        Observation {
+            tokens: TokenCounts {
+                output,
+                ..TokenCounts::default()
+            },
+            timestamp_ms: crate::transcript::parse_timestamp_ms(time).expect("ts"),
+            model,
+            session: "s",
+            project,
+            sidechain: false,
+            fast: false,
+            us_only: false,
+            cost_usd: None,
+        }
+    }
 
     fn ledger() -> Ledger {
         let mut ledger = Ledger::new();
@@ -366,21 +689,10 @@ mod tests {
             ),
             ("c", "2025-05-20T10:00:00.000Z", "mystery-model", 40),
         ] {
-            let observation = Observation {
-                tokens: TokenCounts {
-                    output,
-                    ..TokenCounts::default()
-                },
-                timestamp_ms: crate::transcript::parse_timestamp_ms(ts).expect("ts"),
-                model,
-                session: "s",
-                project: "p",
-                sidechain: false,
-                fast: false,
-                us_only: false,
-                cost_usd: None,
-            };
-            ledger.observe(ResponseKey::of(id, None), &observation);
+            ledger.observe(
+                ResponseKey::of(id, None),
+                &observation(output, ts, model, "p"),
+            );
         }
         ledger
     }
@@ -428,6 +740,197 @@ mod tests {
         assert_eq!(report.rows.len(), 1);
         assert_eq!(report.rows[0].key, "2025-05");
         assert_eq!(report.totals.output, 60);
+    }
+
+    /// A small deterministic generator (xorshift64*), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+        }
+    }
+
+    fn observe_random(ledger: &mut Ledger, rng: &mut Rng, id: u64) {
+        let models = [
+            "claude-sonnet-4-20250514",
+            "claude-opus-4-1-20250805",
+            "mystery-model",
+        ];
+        let model = models[rng.below(3) as usize];
+        let session = format!("s{}", rng.below(7));
+        let project = format!("p{}", rng.below(3));
+        let observation = Observation {
+            tokens: TokenCounts {
+                input: rng.below(50),
+                output: 1 + rng.below(2000),
+                cache_creation: rng.below(5000),
+                cache_read: rng.below(90_000),
+                ..TokenCounts::default()
+            },
+            // Twelve days, so most responses are neither first nor last of theirs.
+            timestamp_ms: 1_750_000_000_000 + rng.below(12 * 86_400_000) as i64,
+            model,
+            session: &session,
+            project: &project,
+            sidechain: false,
+            fast: false,
+            us_only: false,
+            cost_usd: None,
+        };
+        ledger.observe(ResponseKey::of(&format!("msg_{id}"), None), &observation);
+    }
+
+    fn report_json(tally: &Tally, ledger: &Ledger) -> serde_json::Value {
+        crate::report::to_json(&tally.report(ledger))
+    }
+
+    /// A tally brought up to date with what a merge changed equals a tally of
+    /// the merged ledger, in every grouping; after a trip through its encoding
+    /// too.
+    #[test]
+    fn a_tally_plus_a_delta_equals_a_tally_of_the_result() {
+        let prices = PriceTable::embedded();
+        let filter = filter("Europe/Paris");
+        let mut applied_somewhere = 0;
+        for seed in 1..=12u64 {
+            let mut rng = Rng(seed * 0x9E37_79B9);
+            let mut first = Ledger::new();
+            for id in 0..300 {
+                observe_random(&mut first, &mut rng, id);
+            }
+            let ledger = Ledger::decode(&first.encode()).expect("decode");
+            let mut later = Ledger::new();
+            for _ in 0..80 {
+                // Mostly saved responses again (larger or not), some new ones.
+                let id = rng.below(400);
+                observe_random(&mut later, &mut rng, id);
+            }
+            for grouping in [
+                Grouping::Daily,
+                Grouping::Monthly,
+                Grouping::Session,
+                Grouping::Project,
+                Grouping::Model,
+            ] {
+                let before = Tally::of(&ledger, &prices, grouping, &filter);
+                let encoded = before.encode(&ledger);
+                let mut merged = Ledger::decode(&ledger.encode()).expect("decode");
+                let mut delta = LedgerDelta::default();
+                merged.merge_recording(&later, &mut delta);
+                assert!(
+                    !delta.replaced.is_empty(),
+                    "seed {seed}: something replaced"
+                );
+                let expected = Tally::of(&merged, &prices, grouping, &filter);
+                let decoded = Tally::decode(&encoded, &merged, grouping).expect("decode");
+                if let Some(updated) = decoded.apply(&merged, &prices, &filter, &delta) {
+                    applied_somewhere += 1;
+                    assert_eq!(
+                        report_json(&updated, &merged),
+                        report_json(&expected, &merged),
+                        "seed {seed}, {grouping:?}"
+                    );
+                    let again = Tally::decode(&updated.encode(&merged), &merged, grouping);
+                    let again = again.expect("round trip");
+                    assert_eq!(
+                        report_json(&again, &merged),
+                        report_json(&expected, &merged)
+                    );
+                }
+            }
+        }
+        // The others replaced a group's first or last response (see below).
+        assert!(applied_somewhere >= 20, "applied {applied_somewhere} of 60");
+    }
+
+    /// Removing a group's first or last response cannot be done exactly: the
+    /// tally says so rather than keep a wrong time.
+    #[test]
+    fn a_replaced_first_or_last_response_asks_for_a_full_tally() {
+        let prices = PriceTable::embedded();
+        let ledger = ledger();
+        let tally = Tally::of(&ledger, &prices, Grouping::Session, &filter("UTC"));
+        let mut merged = Ledger::decode(&ledger.encode()).expect("decode");
+        let mut later = Ledger::new();
+        let grown = observation(
+            500,
+            "2025-05-21T00:00:00.000Z",
+            "claude-sonnet-4-20250514",
+            "p",
+        );
+        // "a" is the session's first response.
+        later.observe(ResponseKey::of("a", None), &grown);
+        let mut delta = LedgerDelta::default();
+        merged.merge_recording(&later, &mut delta);
+        assert_eq!(delta.replaced.len(), 1);
+        assert!(tally
+            .apply(&merged, &prices, &filter("UTC"), &delta)
+            .is_none());
+    }
+
+    /// A response that moved to another project takes its old project out of
+    /// the day's projects, when it was the only one there.
+    #[test]
+    fn a_replaced_response_leaves_its_old_project_and_model() {
+        let prices = PriceTable::embedded();
+        let response = |output, time: &str, model, project| {
+            observation(
+                output,
+                &format!("2025-05-20T{time}:00.000Z"),
+                model,
+                project,
+            )
+        };
+        let sonnet = "claude-sonnet-4-20250514";
+        let mut ledger = Ledger::new();
+        ledger.observe(
+            ResponseKey::of("a", None),
+            &response(1, "01:00", sonnet, "p1"),
+        );
+        ledger.observe(
+            ResponseKey::of("m", None),
+            &response(2, "12:00", "mystery", "p2"),
+        );
+        ledger.observe(
+            ResponseKey::of("z", None),
+            &response(3, "23:00", sonnet, "p1"),
+        );
+        let tally = Tally::of(&ledger, &prices, Grouping::Daily, &filter("UTC"));
+        let mut later = Ledger::new();
+        later.observe(
+            ResponseKey::of("m", None),
+            &response(9, "12:00", sonnet, "p3"),
+        );
+        let mut delta = LedgerDelta::default();
+        ledger.merge_recording(&later, &mut delta);
+        let updated = tally
+            .apply(&ledger, &prices, &filter("UTC"), &delta)
+            .expect("the middle response");
+        let report = updated.report(&ledger);
+        let projects: Vec<&str> = report.rows[0].projects.iter().map(String::as_str).collect();
+        assert_eq!(projects, ["p1", "p3"]);
+        let models: Vec<&str> = report.rows[0].models.keys().map(String::as_str).collect();
+        assert_eq!(models, [sonnet]);
+        assert!(report.unpriced.is_empty(), "{:?}", report.unpriced);
+        assert_eq!(report.totals.output, 13);
+    }
+
+    #[test]
+    fn a_damaged_tally_or_one_naming_unknown_text_is_not_decoded() {
+        let prices = PriceTable::embedded();
+        let ledger = ledger();
+        let tally = Tally::of(&ledger, &prices, Grouping::Model, &filter("UTC"));
+        let bytes = tally.encode(&ledger);
+        let back = Tally::decode(&bytes, &ledger, Grouping::Model).expect("decode");
+        assert_eq!(back, tally);
+        for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+            assert!(Tally::decode(&bytes[..cut], &ledger, Grouping::Model).is_none());
+        }
+        assert!(Tally::decode(&bytes, &Ledger::new(), Grouping::Model).is_none());
     }
 
     #[test]

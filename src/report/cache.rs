@@ -4,6 +4,11 @@
 //! ccotel version. A rerun over an unchanged corpus prints the stored text instead
 //! of aggregating every response again.
 //!
+//! Beside a report's text goes its tally (the sums by group it was made from,
+//! see [`super::aggregate::Tally`]), under a key without the format: a run that
+//! adds a little starts from the previous state's tally instead of grouping
+//! everything again.
+//!
 //! Each entry also names the saved state it was rendered from. A state never
 //! comes back once the next one is saved, so storing a report of a new state
 //! drops every entry of older ones: a run that counted something writes one
@@ -24,9 +29,9 @@ use crate::codec::{put_section, put_u64, seal, unseal, CodecError, Decoder, File
 
 const CACHE_FILE: &str = "reports.bin";
 const MAGIC: &[u8; 16] = b"ccotel-reports2\n";
-/// Reports kept of one state: a few views (daily, by model, a JSON one for a
-/// status line).
-const KEEP: usize = 4;
+/// Entries kept of one state: a few views (daily, by model, a JSON one for a
+/// status line), each a report and its tally.
+const KEEP: usize = 8;
 
 /// A report as printed, with the models it could not price (warned about on every
 /// print, cached or not).
@@ -106,15 +111,36 @@ pub fn lookup(state_dir: &Path, key: u64) -> Option<Rendered> {
     })
     .ok()?;
     let (at, unpriced) = found?;
+    std::str::from_utf8(&file[at.clone()]).ok()?;
     Some(Rendered {
         text: ReportText::Cached { file, at },
         unpriced,
     })
 }
 
-/// Stores `rendered`, a report of the saved state `state`, under `key`, keeping
-/// the [`KEEP`] most recent reports of that state.
-pub fn store(state_dir: &Path, state: &str, key: u64, rendered: &Rendered) -> io::Result<()> {
+/// The bytes stored under `key` (a tally), if any.
+pub fn lookup_bytes(state_dir: &Path, key: u64) -> Option<Vec<u8>> {
+    let file = FileBytes::open(&state_dir.join(CACHE_FILE)).ok()?;
+    let mut found = None;
+    visit(&file, |entry_key, entry| {
+        if entry_key == key {
+            found = Some(entry.text.to_vec());
+        }
+    })
+    .ok()?;
+    found
+}
+
+/// Stores `rendered`, a report of the saved state `state`, under `key`, and
+/// its tally under the tally's key, keeping the [`KEEP`] most recent entries
+/// of that state.
+pub fn store(
+    state_dir: &Path,
+    state: &str,
+    key: u64,
+    rendered: &Rendered,
+    tally: Option<(u64, &[u8])>,
+) -> io::Result<()> {
     let path = state_dir.join(CACHE_FILE);
     let unpriced = rendered
         .unpriced
@@ -124,10 +150,16 @@ pub fn store(state_dir: &Path, state: &str, key: u64, rendered: &Rendered) -> io
     let mut entries = Vec::with_capacity(text.len() + 256);
     put_entry(&mut entries, key, state, text, unpriced);
     let mut count = 1;
+    if let Some((tally_key, tally)) = tally {
+        put_entry(&mut entries, tally_key, state, tally, std::iter::empty());
+        count += 1;
+    }
+    let stored =
+        |found: u64| found == key || tally.is_some_and(|(tally_key, _)| found == tally_key);
     // Earlier entries are copied from the mapped file as they are, not decoded.
     if let Ok(bytes) = FileBytes::open(&path) {
         let _damaged_is_dropped = visit(&bytes, |found, entry| {
-            if found != key && entry.state == state && count < KEEP {
+            if !stored(found) && entry.state == state && count < KEEP {
                 let unpriced = entry.unpriced.iter().copied();
                 put_entry(&mut entries, found, state, entry.text, unpriced);
                 count += 1;
@@ -190,7 +222,8 @@ fn visit(bytes: &[u8], mut each: impl FnMut(u64, &Entry<'_>)) -> Result<(), Code
     for _ in 0..count {
         let key = input.u64()?;
         let state = input.text()?;
-        let text = input.text()?.as_bytes();
+        // A report's text, or a tally's bytes: text is checked when looked up.
+        let text = input.section()?;
         let end = body.len() - input.remaining();
         let text_at = end - text.len()..end;
         let models = input.count(2 * 8)?;
@@ -241,7 +274,14 @@ mod tests {
         assert_eq!(lookup(dir.path(), 1), None);
         let last = KEEP as u64 + 1;
         for key in 0..=last {
-            store(dir.path(), "s1", key, &rendered(&format!("report {key}"))).expect("store");
+            store(
+                dir.path(),
+                "s1",
+                key,
+                &rendered(&format!("report {key}")),
+                None,
+            )
+            .expect("store");
         }
         assert_eq!(
             lookup(dir.path(), last),
@@ -249,7 +289,7 @@ mod tests {
         );
         assert_eq!(lookup(dir.path(), 2), Some(rendered("report 2")));
         assert_eq!(lookup(dir.path(), 1), None, "the oldest were dropped");
-        store(dir.path(), "s1", 2, &rendered("again")).expect("store");
+        store(dir.path(), "s1", 2, &rendered("again"), None).expect("store");
         assert_eq!(lookup(dir.path(), 2), Some(rendered("again")));
         assert_eq!(
             lookup(dir.path(), last),
@@ -267,19 +307,33 @@ mod tests {
         bytes[middle] ^= 1;
         fs::write(&path, &bytes).expect("damage");
         assert_eq!(lookup(dir.path(), 2), None);
-        store(dir.path(), "s1", 5, &rendered("fresh")).expect("store over damage");
+        store(dir.path(), "s1", 5, &rendered("fresh"), None).expect("store over damage");
         assert_eq!(lookup(dir.path(), 5), Some(rendered("fresh")));
+    }
+
+    #[test]
+    fn a_tally_is_stored_beside_its_report_and_is_not_taken_for_text() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tally: &[u8] = &[0xff, 0xfe, 0, 1];
+        store(dir.path(), "s1", 1, &rendered("daily"), Some((2, tally))).expect("store");
+        assert_eq!(lookup(dir.path(), 1), Some(rendered("daily")));
+        assert_eq!(lookup_bytes(dir.path(), 2).as_deref(), Some(tally));
+        assert_eq!(lookup(dir.path(), 2), None, "not UTF-8: not a report");
+        store(dir.path(), "s1", 3, &rendered("monthly"), None).expect("store");
+        assert_eq!(lookup_bytes(dir.path(), 2).as_deref(), Some(tally), "kept");
+        store(dir.path(), "s2", 4, &rendered("daily"), None).expect("store");
+        assert_eq!(lookup_bytes(dir.path(), 2), None, "a new state drops it");
     }
 
     #[test]
     fn a_report_of_a_new_state_drops_the_older_states_reports() {
         let dir = tempfile::tempdir().expect("tempdir");
-        store(dir.path(), "s1", 1, &rendered("daily of s1")).expect("store");
-        store(dir.path(), "s1", 2, &rendered("monthly of s1")).expect("store");
+        store(dir.path(), "s1", 1, &rendered("daily of s1"), None).expect("store");
+        store(dir.path(), "s1", 2, &rendered("monthly of s1"), None).expect("store");
         let size_of_two = fs::metadata(dir.path().join(CACHE_FILE))
             .expect("stat")
             .len();
-        store(dir.path(), "s2", 3, &rendered("daily of s2")).expect("store");
+        store(dir.path(), "s2", 3, &rendered("daily of s2"), None).expect("store");
         assert_eq!(lookup(dir.path(), 1), None);
         assert_eq!(lookup(dir.path(), 2), None);
         assert_eq!(lookup(dir.path(), 3), Some(rendered("daily of s2")));
@@ -287,7 +341,7 @@ mod tests {
             .expect("stat")
             .len();
         assert!(size_of_one < size_of_two, "{size_of_one} < {size_of_two}");
-        store(dir.path(), "s2", 4, &rendered("monthly of s2")).expect("store");
+        store(dir.path(), "s2", 4, &rendered("monthly of s2"), None).expect("store");
         assert_eq!(lookup(dir.path(), 3), Some(rendered("daily of s2")));
     }
 }

@@ -7,7 +7,7 @@ mod json;
 mod table;
 mod view;
 
-pub use aggregate::{build, DateFilter, Grouping, Report, Row, Totals};
+pub use aggregate::{build, DateFilter, Grouping, Report, Row, Tally, Totals};
 pub use json::to_json;
 pub use table::render;
 pub use view::{Cached, View};

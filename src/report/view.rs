@@ -1,12 +1,13 @@
 //! A report as the user asked for it (grouping, dates, prices, format), rendered
 //! to text from a ledger, through the cache of rendered reports when the ledger is
-//! the one saved in the state directory.
+//! the one saved in the state directory, and from the previous state's tally when
+//! a run changed it.
 
 use std::path::Path;
 
-use crate::session::{Ledger, PriceTable};
+use crate::session::{Ledger, LedgerDelta, PriceTable};
 
-use super::aggregate::{build, DateFilter, Grouping};
+use super::aggregate::{build, DateFilter, Grouping, Report, Tally};
 use super::cache::{self, CacheKey, Rendered};
 use super::json::to_json_text;
 use super::table::render;
@@ -28,6 +29,14 @@ pub enum Cached {
         key: u64,
         /// The saved state it is a report of.
         state: String,
+        /// The tally it was made from, encoded, and its key.
+        tally: Option<(u64, Vec<u8>)>,
+    },
+    /// Rendered now from a ledger not saved yet, with its tally encoded: to be
+    /// keyed once the state that holds the ledger is saved.
+    Fresh {
+        rendered: Rendered,
+        tally: Vec<u8>,
     },
     /// Rendered now, in a view that is not cached.
     Unkeyed(Rendered),
@@ -35,7 +44,10 @@ pub enum Cached {
 
 impl View {
     pub fn render(&self, ledger: &Ledger) -> Result<Rendered, serde_json::Error> {
-        let report = build(ledger, &self.prices, self.grouping, &self.filter);
+        self.render_report(build(ledger, &self.prices, self.grouping, &self.filter))
+    }
+
+    fn render_report(&self, report: Report) -> Result<Rendered, serde_json::Error> {
         tracing::debug!(rows = report.rows.len(), "report built");
         let text = if self.json {
             to_json_text(&report)?
@@ -46,6 +58,28 @@ impl View {
             text: text.into(),
             unpriced: report.unpriced,
         })
+    }
+
+    /// The report of a ledger that a run changed from the saved state `from`
+    /// names (if any): that state's cached tally brought up to date with what
+    /// the run changed, when it can be; else every response grouped.
+    pub fn render_changed(
+        &self,
+        state_dir: &Path,
+        ledger: &Ledger,
+        from: Option<(&str, &LedgerDelta)>,
+    ) -> Result<Cached, serde_json::Error> {
+        let updated = from.and_then(|(state, delta)| {
+            let bytes = cache::lookup_bytes(state_dir, self.tally_key(state)?)?;
+            let tally = Tally::decode(&bytes, ledger, self.grouping)?;
+            tally.apply(ledger, &self.prices, &self.filter, delta)
+        });
+        tracing::debug!(from_previous = updated.is_some(), "report tallied");
+        let tally =
+            updated.unwrap_or_else(|| Tally::of(ledger, &self.prices, self.grouping, &self.filter));
+        let rendered = self.render_report(tally.report(ledger))?;
+        let tally = tally.encode(ledger);
+        Ok(Cached::Fresh { rendered, tally })
     }
 
     /// The report of the ledger saved with `checksum`: from the report cache in
@@ -63,38 +97,60 @@ impl View {
             tracing::debug!("report taken from the cache");
             return Ok(Cached::Hit(rendered));
         }
-        let rendered = self.render(ledger)?;
+        let tally = Tally::of(ledger, &self.prices, self.grouping, &self.filter);
+        let rendered = self.render_report(tally.report(ledger))?;
+        let tally = self
+            .tally_key(checksum)
+            .map(|tally_key| (tally_key, tally.encode(ledger)));
         Ok(Cached::Miss {
             rendered,
             key,
             state: checksum.to_owned(),
+            tally,
         })
     }
 
     /// A report rendered from a ledger before it was saved, keyed now that it is
-    /// the one saved with `checksum`.
-    pub fn keyed(&self, rendered: Rendered, checksum: &str) -> Cached {
-        match self.cache_key(checksum) {
-            Some(key) => Cached::Miss {
+    /// the one saved with `checksum`; any other report as it is.
+    pub fn keyed(&self, cached: Cached, checksum: &str) -> Cached {
+        let Cached::Fresh { rendered, tally } = cached else {
+            return cached;
+        };
+        match (self.cache_key(checksum), self.tally_key(checksum)) {
+            (Some(key), Some(tally_key)) => Cached::Miss {
                 rendered,
                 key,
                 state: checksum.to_owned(),
+                tally: Some((tally_key, tally)),
             },
-            None => Cached::Unkeyed(rendered),
+            _ => Cached::Unkeyed(rendered),
         }
     }
 
     /// Everything the report is a function of besides the ledger's content;
     /// `None` for a time zone without a name, which could change unseen.
     fn cache_key(&self, checksum: &str) -> Option<u64> {
+        let mut key = self.tally_inputs(checksum)?;
+        key.add(format!("json={}", self.json).as_bytes());
+        Some(key.finish())
+    }
+
+    /// What the report's tally is a function of: all but the format.
+    fn tally_key(&self, checksum: &str) -> Option<u64> {
+        let mut key = self.tally_inputs(checksum)?;
+        key.add(b"tally");
+        Some(key.finish())
+    }
+
+    fn tally_inputs(&self, checksum: &str) -> Option<CacheKey> {
         let zone = self.filter.time_zone.iana_name()?;
         let mut key = CacheKey::new();
         key.add(checksum.as_bytes())
             .add(format!("{:?}", self.prices).as_bytes())
             .add(zone.as_bytes())
             .add(format!("{:?} {:?}", self.filter.since, self.filter.until).as_bytes())
-            .add(format!("{:?} json={}", self.grouping, self.json).as_bytes());
-        Some(key.finish())
+            .add(format!("{:?}", self.grouping).as_bytes());
+        Some(key)
     }
 }
 
@@ -102,7 +158,7 @@ impl Cached {
     pub fn rendered(&self) -> &Rendered {
         match self {
             Cached::Hit(rendered) | Cached::Unkeyed(rendered) => rendered,
-            Cached::Miss { rendered, .. } => rendered,
+            Cached::Miss { rendered, .. } | Cached::Fresh { rendered, .. } => rendered,
         }
     }
 
@@ -114,9 +170,11 @@ impl Cached {
             rendered,
             key,
             state,
+            tally,
         } = self
         {
-            if let Err(error) = cache::store(state_dir, state, *key, rendered) {
+            let tally = tally.as_ref().map(|(key, bytes)| (*key, bytes.as_slice()));
+            if let Err(error) = cache::store(state_dir, state, *key, rendered, tally) {
                 tracing::debug!("caching the report: {error}");
             }
         }

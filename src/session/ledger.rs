@@ -214,6 +214,15 @@ impl SavedRecords {
     }
 }
 
+/// What merging changed in a ledger: the records it gained (new, or replacing
+/// others), and the ones they replaced, as they were. Sums over the ledger can be
+/// brought up to date from these without visiting every record.
+#[derive(Default)]
+pub struct LedgerDelta {
+    pub added: Ledger,
+    pub replaced: Ledger,
+}
+
 /// The persisted ledger could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("session state is corrupt: {0}")]
@@ -310,14 +319,20 @@ impl Ledger {
         }
     }
 
-    /// [`Ledger::merge`], also observing in `changes` each record of `other`
-    /// that changed this ledger: afterwards `changes` holds what this ledger
-    /// gained, which is all a journal needs to write.
-    pub fn merge_recording(&mut self, other: &Ledger, changes: &mut Ledger) {
+    /// [`Ledger::merge`], also recording in `delta` what changed this ledger:
+    /// each record of `other` it gained (all a journal needs to write), and each
+    /// record those replaced, as it was before the first merge into `delta`.
+    pub fn merge_recording(&mut self, other: &Ledger, delta: &mut LedgerDelta) {
         for (key, record) in other.iter() {
             let observation = other.resolve(&record);
+            if let Some(before) = self.get(key) {
+                let wins = observation.rank().cmp(&before.rank()) == Ordering::Greater;
+                if wins && delta.added.get(key).is_none() {
+                    delta.replaced.observe(key, &before);
+                }
+            }
             if self.observe(key, &observation) {
-                changes.observe(key, &observation);
+                delta.added.observe(key, &observation);
             }
         }
     }
@@ -345,6 +360,11 @@ impl Ledger {
     /// How many distinct strings the ledger holds: every id is below this.
     pub fn string_count(&self) -> usize {
         self.strings.len()
+    }
+
+    /// The strings, by id.
+    pub fn strings(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.strings.iter().map(|text| &**text)
     }
 
     /// Saved records that nothing replaced, then the records observed since.
@@ -663,8 +683,9 @@ mod tests {
             everything.observe(key(i), &obs(output, i, session(i)));
         }
         let mut saved = Ledger::decode(&first.encode()).expect("decode");
-        let mut changes = Ledger::new();
-        saved.merge_recording(&later, &mut changes);
+        let mut delta = LedgerDelta::default();
+        saved.merge_recording(&later, &mut delta);
+        let changes = delta.added;
 
         assert_eq!(saved.len(), 75);
         assert_eq!(saved.responses().count(), 75);
@@ -674,6 +695,18 @@ mod tests {
         assert_eq!(saved.get(key(99)).map(|r| r.tokens.output), None);
         // 26, 28, .., 48 replaced and 50..75 added: nothing else.
         assert_eq!(changes.len(), 12 + 25);
+        let replaced: Vec<_> = delta
+            .replaced
+            .responses()
+            .map(|(key, r)| (key, r.tokens.output))
+            .collect();
+        assert_eq!(replaced.len(), 12, "26, 28, .., 48 as they were");
+        assert!(replaced.iter().all(|&(_, output)| output == 10));
+        for i in (26..50).step_by(2) {
+            assert!(replaced
+                .iter()
+                .any(|&(key, _)| key == super::ResponseKey::of(&format!("msg_{i}"), None)));
+        }
         let changes = Ledger::decode(&changes.encode()).expect("decode");
         let mut merged = Ledger::decode(&first.encode()).expect("decode");
         merged.merge(&changes);

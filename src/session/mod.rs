@@ -11,6 +11,8 @@ mod ledger;
 mod pricing;
 pub mod tracker;
 
-pub use ledger::{Ledger, LedgerError, Observation, Response, ResponseKey, StringIds, TokenCounts};
+pub use ledger::{
+    Ledger, LedgerDelta, LedgerError, Observation, Response, ResponseKey, StringIds, TokenCounts,
+};
 pub use pricing::{ModelPrice, PriceOverride, PriceTable, Rates};
 pub use tracker::{LineOrigin, Tracker, TrackerOptions};
