@@ -322,6 +322,20 @@ pub struct Tally {
     unpriced: FxHashMap<u32, u64>,
 }
 
+/// A ledger's string ids by text: what a cached tally's text and a delta's
+/// strings are mapped onto, built once per report.
+pub struct TextIds<'a>(FxHashMap<&'a str, u32>);
+
+impl<'a> TextIds<'a> {
+    pub fn of(ledger: &'a Ledger) -> TextIds<'a> {
+        TextIds(ledger.strings().zip(0..).collect())
+    }
+
+    fn get(&self, text: &str) -> Option<u32> {
+        self.0.get(text).copied()
+    }
+}
+
 /// Where a response goes in a tally, and what it costs; `None` for a response
 /// outside the dates.
 struct Placement {
@@ -427,24 +441,24 @@ impl Tally {
     }
 
     /// Brings a tally of the ledger as it was up to date with what `delta`
-    /// changed in it, `ledger` being the result. `None` when that cannot be
-    /// done exactly (see [`Group::remove`]); then the tally is to be built anew.
+    /// changed in it, `ledger` being the result and `ids` its string ids.
+    /// `None` when that cannot be done exactly (see [`Group::remove`]); then the
+    /// tally is to be built anew.
     pub fn apply(
         mut self,
         ledger: &Ledger,
+        ids: &TextIds<'_>,
         prices: &PriceTable,
         filter: &DateFilter,
         delta: &LedgerDelta,
     ) -> Option<Tally> {
         let mut lookups = Lookups::new(prices, ledger);
-        let index: FxHashMap<&str, u32> = ledger.strings().zip(0..).collect();
         for (part, removing) in [(&delta.replaced, true), (&delta.added, false)] {
-            let id_of = |text: &str| index.get(text).copied();
             for (_, response) in part.responses() {
                 let ids = StringIds {
-                    model: id_of(response.model)?,
-                    session: id_of(response.session)?,
-                    project: id_of(response.project)?,
+                    model: ids.get(response.model)?,
+                    session: ids.get(response.session)?,
+                    project: ids.get(response.project)?,
                 };
                 let Some(placement) = lookups.place(self.grouping, filter, ids, &response) else {
                     continue;
@@ -498,13 +512,11 @@ impl Tally {
         out
     }
 
-    /// What [`Tally::encode`] wrote, with its text mapped to `ledger`'s ids;
+    /// What [`Tally::encode`] wrote, with its text mapped to a ledger's `ids`;
     /// `None` if it is damaged or names text the ledger does not hold.
-    pub fn decode(bytes: &[u8], ledger: &Ledger, grouping: Grouping) -> Option<Tally> {
-        let index: FxHashMap<&str, u32> = ledger.strings().zip(0..).collect();
+    pub fn decode(bytes: &[u8], ids: &TextIds<'_>, grouping: Grouping) -> Option<Tally> {
         let mut input = Decoder::new(bytes);
-        let id =
-            |input: &mut Decoder<'_>| -> Option<u32> { index.get(input.text().ok()?).copied() };
+        let id = |input: &mut Decoder<'_>| -> Option<u32> { ids.get(input.text().ok()?) };
         let mut tally = Tally::empty(grouping);
         let groups = input.count(1 + 8 * 8).ok()?;
         for _ in 0..groups {
@@ -826,15 +838,16 @@ mod tests {
                     "seed {seed}: something replaced"
                 );
                 let expected = Tally::of(&merged, &prices, grouping, &filter);
-                let decoded = Tally::decode(&encoded, &merged, grouping).expect("decode");
-                if let Some(updated) = decoded.apply(&merged, &prices, &filter, &delta) {
+                let ids = TextIds::of(&merged);
+                let decoded = Tally::decode(&encoded, &ids, grouping).expect("decode");
+                if let Some(updated) = decoded.apply(&merged, &ids, &prices, &filter, &delta) {
                     applied_somewhere += 1;
                     assert_eq!(
                         report_json(&updated, &merged),
                         report_json(&expected, &merged),
                         "seed {seed}, {grouping:?}"
                     );
-                    let again = Tally::decode(&updated.encode(&merged), &merged, grouping);
+                    let again = Tally::decode(&updated.encode(&merged), &ids, grouping);
                     let again = again.expect("round trip");
                     assert_eq!(
                         report_json(&again, &merged),
@@ -868,7 +881,13 @@ mod tests {
         merged.merge_recording(&later, &mut delta);
         assert_eq!(delta.replaced.len(), 1);
         assert!(tally
-            .apply(&merged, &prices, &filter("UTC"), &delta)
+            .apply(
+                &merged,
+                &TextIds::of(&merged),
+                &prices,
+                &filter("UTC"),
+                &delta
+            )
             .is_none());
     }
 
@@ -908,7 +927,13 @@ mod tests {
         let mut delta = LedgerDelta::default();
         ledger.merge_recording(&later, &mut delta);
         let updated = tally
-            .apply(&ledger, &prices, &filter("UTC"), &delta)
+            .apply(
+                &ledger,
+                &TextIds::of(&ledger),
+                &prices,
+                &filter("UTC"),
+                &delta,
+            )
             .expect("the middle response");
         let report = updated.report(&ledger);
         let projects: Vec<&str> = report.rows[0].projects.iter().map(String::as_str).collect();
@@ -925,12 +950,14 @@ mod tests {
         let ledger = ledger();
         let tally = Tally::of(&ledger, &prices, Grouping::Model, &filter("UTC"));
         let bytes = tally.encode(&ledger);
-        let back = Tally::decode(&bytes, &ledger, Grouping::Model).expect("decode");
+        let ids = TextIds::of(&ledger);
+        let back = Tally::decode(&bytes, &ids, Grouping::Model).expect("decode");
         assert_eq!(back, tally);
         for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
-            assert!(Tally::decode(&bytes[..cut], &ledger, Grouping::Model).is_none());
+            assert!(Tally::decode(&bytes[..cut], &ids, Grouping::Model).is_none());
         }
-        assert!(Tally::decode(&bytes, &Ledger::new(), Grouping::Model).is_none());
+        let empty = Ledger::new();
+        assert!(Tally::decode(&bytes, &TextIds::of(&empty), Grouping::Model).is_none());
     }
 
     #[test]

@@ -102,15 +102,7 @@ impl CacheKey {
 
 /// The rendered report stored under `key`, if any.
 pub fn lookup(state_dir: &Path, key: u64) -> Option<Rendered> {
-    let file = FileBytes::open(&state_dir.join(CACHE_FILE)).ok()?;
-    let mut found = None;
-    visit(&file, |entry_key, entry| {
-        if entry_key == key {
-            found = Some((entry.text_at.clone(), entry.unpriced_owned()));
-        }
-    })
-    .ok()?;
-    let (at, unpriced) = found?;
+    let (file, at, unpriced) = find(state_dir, key)?;
     std::str::from_utf8(&file[at.clone()]).ok()?;
     Some(Rendered {
         text: ReportText::Cached { file, at },
@@ -120,15 +112,22 @@ pub fn lookup(state_dir: &Path, key: u64) -> Option<Rendered> {
 
 /// The bytes stored under `key` (a tally), if any.
 pub fn lookup_bytes(state_dir: &Path, key: u64) -> Option<Vec<u8>> {
+    let (file, at, _) = find(state_dir, key)?;
+    Some(file[at].to_vec())
+}
+
+/// The mapped cache file, and where the entry stored under `key` is in it.
+fn find(state_dir: &Path, key: u64) -> Option<(FileBytes, Range<usize>, BTreeMap<String, u64>)> {
     let file = FileBytes::open(&state_dir.join(CACHE_FILE)).ok()?;
     let mut found = None;
     visit(&file, |entry_key, entry| {
         if entry_key == key {
-            found = Some(entry.text.to_vec());
+            found = Some((entry.text_at.clone(), entry.unpriced_owned()));
         }
     })
     .ok()?;
-    found
+    let (at, unpriced) = found?;
+    Some((file, at, unpriced))
 }
 
 /// Stores `rendered`, a report of the saved state `state`, under `key`, and

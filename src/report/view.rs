@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::session::{Ledger, LedgerDelta, PriceTable};
 
-use super::aggregate::{build, DateFilter, Grouping, Report, Tally};
+use super::aggregate::{build, DateFilter, Grouping, Report, Tally, TextIds};
 use super::cache::{self, CacheKey, Rendered};
 use super::json::to_json_text;
 use super::table::render;
@@ -71,8 +71,9 @@ impl View {
     ) -> Result<Cached, serde_json::Error> {
         let updated = from.and_then(|(state, delta)| {
             let bytes = cache::lookup_bytes(state_dir, self.tally_key(state)?)?;
-            let tally = Tally::decode(&bytes, ledger, self.grouping)?;
-            tally.apply(ledger, &self.prices, &self.filter, delta)
+            let ids = TextIds::of(ledger);
+            let tally = Tally::decode(&bytes, &ids, self.grouping)?;
+            tally.apply(ledger, &ids, &self.prices, &self.filter, delta)
         });
         tracing::debug!(from_previous = updated.is_some(), "report tallied");
         let tally =

@@ -71,13 +71,12 @@ impl Records {
         }
     }
 
-    /// Where the payloads are, in the order they were appended.
-    pub fn payload_ranges(&self) -> impl Iterator<Item = Range<usize>> + '_ {
-        self.ranges.iter().cloned()
-    }
-
-    pub fn bytes_at(&self, range: Range<usize>) -> &[u8] {
-        &self.bytes[range]
+    /// The payloads with where each is in the journal's bytes, in the order
+    /// they were appended.
+    pub fn ranged_payloads(&self) -> impl Iterator<Item = (Range<usize>, &[u8])> {
+        self.ranges
+            .iter()
+            .map(|range| (range.clone(), &self.bytes[range.clone()]))
     }
 
     /// The payloads, in the order they were appended.

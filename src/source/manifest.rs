@@ -16,8 +16,8 @@
 //!
 //! The manifest is binary: a rerun over an unchanged corpus is mostly loading it,
 //! and decoding 10,000 files' state from JSON took longer than the rest of such a
-//! run. The JSON manifest of earlier versions (`manifest.json`) and the binary
-//! earlier binary formats are still read, and replaced at the next save.
+//! run. The JSON manifest of earlier versions (`manifest.json`) and the earlier
+//! binary formats are still read, and replaced at the next save.
 //!
 //! Loading maps the files and checks them, but builds nothing: a
 //! [`SavedManifest`] is walked in path order beside the listing (which is sorted
@@ -357,30 +357,15 @@ impl StateDir {
         changes: &[FileChange],
         session_state: &[u8],
     ) -> Result<String, ManifestError> {
-        let mut changed: BTreeMap<&[u8], Option<&FileState>> = BTreeMap::new();
-        if let Some(saved) = saved {
-            for (path, change) in &saved.changed {
-                changed.insert(path, change.as_ref());
-            }
-        }
+        // The journal's changes and this run's, over the base, as a load sees
+        // them: the journal is small next to the base, so copying it is cheap.
+        let mut changed = saved.map_or_else(Changed::new, |saved| saved.changed.clone());
         for (path, change) in changes {
-            changed.insert(path.as_os_str().as_bytes(), change.as_ref());
+            changed.insert(path.as_os_str().as_bytes().to_vec(), change.clone());
         }
         let empty = Base::Empty;
         let base = saved.map_or(&empty, |saved| &saved.base);
-        let unchanged = Changed::new();
-        let mut base_entries = Entries::new(base, &unchanged).peekable();
-        let mut entries: Vec<Entry<'_>> = Vec::new();
-        for (path, change) in changed {
-            while let Some(entry) = base_entries.next_if(|entry| entry.path < path) {
-                entries.push(entry);
-            }
-            base_entries.next_if(|entry| entry.path == path);
-            if let Some(state) = change {
-                entries.push(Entry::of(path, state));
-            }
-        }
-        entries.extend(base_entries);
+        let entries: Vec<Entry<'_>> = Entries::new(base, &changed).collect();
         self.save_entries(&entries, session_state)
     }
 
@@ -538,8 +523,7 @@ fn read_journal(path: &Path, mut changed: Changed) -> (Changed, journal::Records
     let mut read = journal::read(path);
     let mut ledger_payloads: Vec<Range<usize>> = Vec::new();
     let mut usable = 0;
-    for payload in read.records.payload_ranges() {
-        let bytes = read.records.bytes_at(payload.clone());
+    for (payload, bytes) in read.records.ranged_payloads() {
         match decode_record(bytes) {
             Ok((changes, ledger)) => {
                 for (path, change) in changes {
@@ -657,12 +641,13 @@ fn encode_record(changes: &[FileChange], ledger_changes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// One record's changed entries, by path bytes, in the order written.
+type RecordChanges = Vec<(Vec<u8>, Option<FileState>)>;
+
 /// What [`encode_record`] wrote: the changes, and where the ledger's are in
-/// `payload`.
-#[allow(clippy::type_complexity)]
-fn decode_record(
-    payload: &[u8],
-) -> Result<(Vec<(Vec<u8>, Option<FileState>)>, Range<usize>), CodecError> {
+/// `payload`. Decoded whole before any of it is applied, so that a damaged
+/// record changes nothing.
+fn decode_record(payload: &[u8]) -> Result<(RecordChanges, Range<usize>), CodecError> {
     let mut input = Decoder::new(payload);
     let count = input.count(9)?;
     let mut changes = Vec::with_capacity(count);
