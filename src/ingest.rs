@@ -18,7 +18,7 @@ use crate::session::{Ledger, LedgerDelta, LedgerError, Observation, ResponseKey,
 pub use crate::source::Restart;
 use crate::source::{
     resume_point, FileChange, FileIdentity, FileState, Line, LineReader, ManifestError, Marker,
-    SavedManifest, SessionState, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
+    SavedManifest, SessionStateFile, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -84,35 +84,43 @@ pub fn full_scan(
     options: &IngestOptions,
     progress: &Progress,
 ) -> Ingest {
-    ingest(files, None, Ledger::new(), None, options, progress).0
+    let fresh = SavedLedger::Restored(Ledger::new());
+    ingest(files, None, fresh, None, options, progress).result
+}
+
+/// The saved ledger: restored, or not yet, because a speculation recalled its
+/// output by the state's id alone.
+enum SavedLedger {
+    Restored(Ledger),
+    Deferred(SessionStateFile),
+}
+
+/// What [`ingest`] read.
+struct Reading {
+    result: Ingest,
+    /// What changed in the manifest, sorted by path.
+    file_changes: Vec<FileChange>,
+    /// Why the saved ledger, deferred until now, could not be restored; every
+    /// file was then read from its start, as on a first run.
+    discarded: Option<String>,
 }
 
 /// Reads what is new in `files` on top of a previous run's manifest and ledger
-/// (none and an empty one for a full scan); returns what changed in the
-/// manifest, sorted by path. What the run added to the ledger is also observed
-/// in `delta`, if given.
+/// (none and an empty one for a full scan). What the run added to the ledger is
+/// also observed in `delta`, if given. A deferred ledger is restored while the
+/// files are read, since only the merge needs it.
 fn ingest(
     files: Vec<TranscriptFile>,
     previous: Option<&SavedManifest>,
-    mut ledger: Ledger,
-    mut delta: Option<&mut LedgerDelta>,
+    ledger: SavedLedger,
+    delta: Option<&mut LedgerDelta>,
     options: &IngestOptions,
     progress: &Progress,
-) -> (Ingest, Vec<FileChange>) {
+) -> Reading {
     let listed = files.len();
-    let Plan {
-        jobs,
-        unchanged,
-        gone,
-        renamed,
-    } = plan(files, previous);
-    let mut summary = IngestSummary {
-        files: listed,
-        files_unchanged: unchanged,
-        files_gone: gone.len() - renamed,
-        ..IngestSummary::default()
-    };
-    let expected: u64 = jobs
+    let plan = plan(files, previous);
+    let expected: u64 = plan
+        .jobs
         .iter()
         .map(|job| {
             job.file
@@ -121,14 +129,52 @@ fn ingest(
         })
         .sum();
     progress.bytes_total.store(expected, Ordering::Relaxed);
-
-    let (outcomes, ledgers) = run_workers(&jobs, options, progress);
+    let (outcomes, ledgers, restored) = match ledger {
+        SavedLedger::Restored(ledger) => {
+            let (outcomes, ledgers) = run_workers(&plan.jobs, options, progress);
+            (outcomes, ledgers, Ok(ledger))
+        }
+        SavedLedger::Deferred(file) => std::thread::scope(|scope| {
+            let restoring = scope.spawn(|| restore_ledger(file));
+            let (outcomes, ledgers) = run_workers(&plan.jobs, options, progress);
+            let restored = restoring
+                .join()
+                .unwrap_or_else(|_| Err("restoring the ledger failed".into()));
+            (outcomes, ledgers, restored)
+        }),
+    };
+    let mut ledger = match restored {
+        Ok(ledger) => ledger,
+        Err(reason) => {
+            // What was read is dropped with the offsets it was read from.
+            progress.bytes_done.store(0, Ordering::Relaxed);
+            let fresh = SavedLedger::Restored(Ledger::new());
+            let read = ingest(plan.into_files(), None, fresh, None, options, progress);
+            return Reading {
+                discarded: Some(reason),
+                ..read
+            };
+        }
+    };
+    let mut delta = delta;
     for worker_ledger in &ledgers {
         match delta.as_deref_mut() {
             Some(delta) => ledger.merge_recording(worker_ledger, delta),
             None => ledger.merge(worker_ledger),
         }
     }
+    let Plan {
+        jobs,
+        unchanged,
+        gone,
+        renamed,
+    } = plan;
+    let mut summary = IngestSummary {
+        files: listed,
+        files_unchanged: unchanged.len(),
+        files_gone: gone.len() - renamed,
+        ..IngestSummary::default()
+    };
     let mut file_changes: Vec<FileChange> = gone.into_iter().map(|path| (path, None)).collect();
     for (job, outcome) in jobs.into_iter().zip(outcomes) {
         if let Some(change) = record_outcome(job, outcome, &mut summary) {
@@ -142,7 +188,11 @@ fn ingest(
         summary,
         saved_state: None,
     };
-    (result, file_changes)
+    Reading {
+        result,
+        file_changes,
+        discarded: None,
+    }
 }
 
 /// What the state directory held before a run.
@@ -176,8 +226,30 @@ pub fn ingest_incremental<F>(
 where
     F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
 {
-    let (result, prior, _) = ingest_speculating(state, list_files, |_| (), options, progress)?;
-    Ok((result, prior))
+    let run = run(state, list_files, &NeedsTheLedger, options, progress)?;
+    let ledger = match run.ledger {
+        SavedLedger::Restored(ledger) => ledger,
+        SavedLedger::Deferred(_) => unreachable!("nothing is recalled without the ledger"),
+    };
+    let result = Ingest {
+        ledger,
+        summary: run.summary,
+        saved_state: run.saved_state,
+    };
+    Ok((result, run.prior))
+}
+
+/// The speculation of a caller that wants the ledger itself.
+struct NeedsTheLedger;
+
+impl Speculation for NeedsTheLedger {
+    type Output = ();
+
+    fn recall(&self, _state: &str) -> Option<()> {
+        None
+    }
+
+    fn compute(&self, _basis: Basis<'_>) {}
 }
 
 /// What a speculation is computed on.
@@ -192,50 +264,101 @@ pub enum Basis<'a> {
     },
 }
 
-/// [`ingest_incremental`], with `speculate` (a report, say) computed while the
-/// run waits on the disk, and returned with the result:
+/// Something computed on the state a run ends with (a report, say), while the
+/// run waits on the disk; see [`ingest_speculating`].
+pub trait Speculation: Sync {
+    type Output: Send;
+
+    /// The output for the saved state named `state`, if it can be had without
+    /// that state's ledger (from a cache).
+    fn recall(&self, state: &str) -> Option<Self::Output>;
+
+    /// The output computed on `basis`.
+    fn compute(&self, basis: Basis<'_>) -> Self::Output;
+}
+
+/// What a run with a speculation did, and the speculation's output.
+pub struct Speculated<O> {
+    pub summary: IngestSummary,
+    pub prior: PriorState,
+    /// The id of the saved state the output is of.
+    pub saved_state: Option<String>,
+    pub output: O,
+}
+
+/// [`ingest_incremental`], with a speculation (a report, say) computed while the
+/// run waits on the disk, and returned with what the run did:
 ///
-/// - on the saved ledger and its state id (which names its content) while the
-///   transcripts are listed; used when nothing changed since, so on an unchanged
-///   rerun a report is ready as soon as the listing is;
+/// - for the saved state while the transcripts are listed: recalled by the
+///   state's id if it can be, else computed on the saved ledger; used when
+///   nothing changed since, so on an unchanged rerun a report is ready as soon
+///   as the listing is, and a recalled one never restores the ledger;
 /// - else on the new ledger, with no id yet, while it is saved.
-pub fn ingest_speculating<F, S, R>(
+pub fn ingest_speculating<F, S>(
     state: &StateDir,
     list_files: F,
-    speculate: S,
+    speculation: &S,
     options: &IngestOptions,
     progress: &Progress,
-) -> Result<(Ingest, PriorState, Option<R>), IngestError>
+) -> Result<Speculated<S::Output>, IngestError>
 where
     F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
-    S: Fn(Basis<'_>) -> R + Sync,
-    R: Send,
+    S: Speculation,
+{
+    let run = run(state, list_files, speculation, options, progress)?;
+    let output = match run.output {
+        Some(output) => output,
+        None => std::panic::resume_unwind(Box::new("the speculation failed")),
+    };
+    Ok(Speculated {
+        summary: run.summary,
+        prior: run.prior,
+        saved_state: run.saved_state,
+        output,
+    })
+}
+
+/// A run, before its callers take what they need of it.
+struct Run<O> {
+    ledger: SavedLedger,
+    summary: IngestSummary,
+    saved_state: Option<String>,
+    prior: PriorState,
+    /// `None` if the speculation's thread panicked.
+    output: Option<O>,
+}
+
+fn run<F, S>(
+    state: &StateDir,
+    list_files: F,
+    speculation: &S,
+    options: &IngestOptions,
+    progress: &Progress,
+) -> Result<Run<S::Output>, IngestError>
+where
+    F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
+    S: Speculation,
 {
     let started = std::time::Instant::now();
     let (loaded, files) = std::thread::scope(|scope| {
         let loading = scope.spawn(|| {
-            let (saved, ledger, prior) = load_prior(state);
+            let loaded = load_prior(state, speculation);
             tracing::debug!(elapsed = ?started.elapsed(), "state loaded");
-            let speculated = saved.as_ref().map(|saved| {
-                speculate(Basis::Saved {
-                    ledger: &ledger,
-                    state: &saved.state_id(),
-                })
-            });
-            (saved, ledger, prior, speculated)
+            loaded
         });
         let files = list_files();
-        let loaded = loading.join().unwrap_or_else(|_| {
-            (
-                None,
-                Ledger::new(),
-                PriorState::Discarded("loading the state failed".into()),
-                None,
-            )
+        let loaded = loading.join().unwrap_or_else(|_| Prior {
+            output: None,
+            ..Prior::none(PriorState::Discarded("loading the state failed".into()))
         });
         (loaded, files)
     });
-    let (saved, ledger, prior, speculated) = loaded;
+    let Prior {
+        saved,
+        ledger,
+        prior,
+        output,
+    } = loaded;
     let files = files?;
     tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "state loaded and transcripts listed");
     if prior == PriorState::Loaded
@@ -249,25 +372,32 @@ where
             files_unchanged: files.len(),
             ..IngestSummary::default()
         };
-        let saved_state = saved.map(|saved| saved.state_id());
-        let result = Ingest {
+        return Ok(Run {
             ledger,
             summary,
-            saved_state,
-        };
-        return Ok((result, prior, speculated));
+            saved_state: saved.map(|saved| saved.state_id()),
+            prior,
+            output,
+        });
     }
     let mut delta = LedgerDelta::default();
     let recording = saved.as_ref().map(|_| &mut delta);
-    let (mut result, file_changes) =
-        ingest(files, saved.as_ref(), ledger, recording, options, progress);
+    let read = ingest(files, saved.as_ref(), ledger, recording, options, progress);
+    let (saved, prior) = match read.discarded {
+        Some(reason) => (None, PriorState::Discarded(reason)),
+        None => (saved, prior),
+    };
+    let Reading {
+        mut result,
+        file_changes,
+        ..
+    } = read;
     tracing::debug!(elapsed = ?started.elapsed(), changed = delta.added.len(), "files read");
     let previous_state = saved.as_ref().map(SavedManifest::state_id);
-    let (saved_state, speculated) = std::thread::scope(|scope| {
+    let (saved_state, output) = std::thread::scope(|scope| {
         let ledger = &result.ledger;
         let from = previous_state.as_deref().map(|state| (state, &delta));
-        let speculate = &speculate;
-        let speculating = scope.spawn(move || speculate(Basis::Changed { ledger, from }));
+        let speculating = scope.spawn(move || speculation.compute(Basis::Changed { ledger, from }));
         let saved_state = match &saved {
             Some(saved) => save_changes(state, saved, &file_changes, ledger, &delta.added),
             None => state.save_with(None, &file_changes, &ledger.encode()),
@@ -275,8 +405,13 @@ where
         tracing::debug!(elapsed = ?started.elapsed(), "state saved");
         (saved_state, speculating.join().ok())
     });
-    result.saved_state = Some(saved_state?);
-    Ok((result, prior, speculated))
+    Ok(Run {
+        ledger: SavedLedger::Restored(std::mem::take(&mut result.ledger)),
+        summary: std::mem::take(&mut result.summary),
+        saved_state: Some(saved_state?),
+        prior,
+        output,
+    })
 }
 
 /// Saves a run's changes on top of the state `saved` it loaded: appended to its
@@ -300,28 +435,67 @@ fn save_changes(
     }
 }
 
-fn load_prior(state: &StateDir) -> (Option<SavedManifest>, Ledger, PriorState) {
-    let loaded = state
-        .load()
-        .map_err(|error| error.to_string())
-        .and_then(|found| {
-            found
-                .map(|(manifest, saved)| restore_ledger(saved).map(|ledger| (manifest, ledger)))
-                .transpose()
-                .map_err(|error| error.to_string())
-        });
-    match loaded {
-        Ok(Some((manifest, ledger))) => (Some(manifest), ledger, PriorState::Loaded),
-        Ok(None) => (None, Ledger::new(), PriorState::Empty),
-        Err(reason) => (None, Ledger::new(), PriorState::Discarded(reason)),
+/// The saved state as the loading thread leaves it.
+struct Prior<O> {
+    saved: Option<SavedManifest>,
+    ledger: SavedLedger,
+    prior: PriorState,
+    /// The speculation's output for the saved state.
+    output: Option<O>,
+}
+
+impl<O> Prior<O> {
+    fn none(prior: PriorState) -> Prior<O> {
+        Prior {
+            saved: None,
+            ledger: SavedLedger::Restored(Ledger::new()),
+            prior,
+            output: None,
+        }
+    }
+}
+
+/// Loads the manifest; recalls the speculation's output for its state, or
+/// restores the ledger and computes it. An unreadable state is discarded.
+fn load_prior<S: Speculation>(state: &StateDir, speculation: &S) -> Prior<S::Output> {
+    let (saved, file) = match state.load_manifest() {
+        Ok(Some(found)) => found,
+        Ok(None) => return Prior::none(PriorState::Empty),
+        Err(error) => return Prior::none(PriorState::Discarded(error.to_string())),
+    };
+    let id = saved.state_id();
+    if let Some(output) = speculation.recall(&id) {
+        return Prior {
+            saved: Some(saved),
+            ledger: SavedLedger::Deferred(file),
+            prior: PriorState::Loaded,
+            output: Some(output),
+        };
+    }
+    match restore_ledger(file) {
+        Ok(ledger) => {
+            let output = speculation.compute(Basis::Saved {
+                ledger: &ledger,
+                state: &id,
+            });
+            Prior {
+                saved: Some(saved),
+                ledger: SavedLedger::Restored(ledger),
+                prior: PriorState::Loaded,
+                output: Some(output),
+            }
+        }
+        Err(reason) => Prior::none(PriorState::Discarded(reason)),
     }
 }
 
 /// The saved ledger with the journal's changes applied.
-fn restore_ledger(saved: SessionState) -> Result<Ledger, LedgerError> {
-    let mut ledger = Ledger::from_encoded(saved.blob)?;
+fn restore_ledger(file: SessionStateFile) -> Result<Ledger, String> {
+    let saved = file.open().map_err(|error| error.to_string())?;
+    let decoded = |error: LedgerError| error.to_string();
+    let mut ledger = Ledger::from_encoded(saved.blob).map_err(decoded)?;
     for payload in saved.changes.payloads() {
-        ledger.apply_changes(&Ledger::decode(payload)?);
+        ledger.apply_changes(&Ledger::decode(payload).map_err(decoded)?);
     }
     Ok(ledger)
 }
@@ -337,7 +511,7 @@ struct Job {
 struct Plan {
     jobs: Vec<Job>,
     /// Files whose manifest state still matches them.
-    unchanged: usize,
+    unchanged: Vec<TranscriptFile>,
     /// Paths in the manifest that are not listed any more.
     gone: Vec<PathBuf>,
     /// How many of those were renamed (their state goes on under the new path).
@@ -364,7 +538,7 @@ fn plan(mut files: Vec<TranscriptFile>, previous: Option<&SavedManifest>) -> Pla
         .flatten()
         .peekable();
     let mut jobs: Vec<Job> = Vec::new();
-    let mut unchanged = 0;
+    let mut unchanged: Vec<TranscriptFile> = Vec::new();
     let mut gone: Vec<(PathBuf, FileState)> = Vec::new();
     for file in files {
         let path = file.path.as_os_str().as_bytes();
@@ -372,7 +546,7 @@ fn plan(mut files: Vec<TranscriptFile>, previous: Option<&SavedManifest>) -> Pla
             gone.push((entry.path_buf(), entry.to_state()));
         }
         match saved.next_if(|entry| entry.path == path) {
-            Some(entry) if file.identity.unchanged_since(&entry.identity) => unchanged += 1,
+            Some(entry) if file.identity.unchanged_since(&entry.identity) => unchanged.push(file),
             entry => jobs.push(Job {
                 file,
                 previous: entry.map(|entry| entry.to_state()),
@@ -400,6 +574,21 @@ fn plan(mut files: Vec<TranscriptFile>, previous: Option<&SavedManifest>) -> Pla
         unchanged,
         gone: gone.into_iter().map(|(path, _)| path).collect(),
         renamed,
+    }
+}
+
+impl Plan {
+    /// Every listed file again, in path order: to be read with no manifest.
+    fn into_files(self) -> Vec<TranscriptFile> {
+        let mut files = self.unchanged;
+        files.extend(self.jobs.into_iter().map(|job| job.file));
+        files.sort_unstable_by(|a, b| {
+            a.path
+                .as_os_str()
+                .as_bytes()
+                .cmp(b.path.as_os_str().as_bytes())
+        });
+        files
     }
 }
 

@@ -12,6 +12,7 @@ use ccotel::export::stats::PipelineStats;
 use ccotel::export::{ExportOptions, Mode};
 use ccotel::ingest::{
     full_scan, ingest_speculating, Basis, IngestOptions, IngestSummary, PriorState, Progress,
+    Speculation,
 };
 use ccotel::progress::ProgressLine;
 use ccotel::receiver::ReceiverSettings;
@@ -422,45 +423,67 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
     };
     let view = report_view(loaded, args)?;
     let progress = Arc::new(Progress::default());
-    let (result, cached, state_dir) = if args.full {
+    let (summary, cached, state_dir) = if args.full {
         let files = discover(&roots).context("listing transcripts")?;
         warn_if_none_found(&roots, &files);
         let _line = ProgressLine::start(Arc::clone(&progress));
         let result = full_scan(files, &options, &progress);
         let rendered = view.render(&result.ledger)?;
-        (result, Cached::Unkeyed(rendered), None)
+        // The process ends soon: returning the ledger's memory page by page
+        // would cost a few percent of a run for nothing.
+        std::mem::forget(result.ledger);
+        (result.summary, Cached::Unkeyed(rendered), None)
     } else {
         let dir = loaded.state_dir(environment)?;
         let state = StateDir::open(&dir).context("opening the state directory")?;
         let list_files = || list_through_cache(&roots, state.path());
         let _line = ProgressLine::start(Arc::clone(&progress));
-        let render = |basis: Basis<'_>| match basis {
-            Basis::Saved { ledger, state } => view.render_from_cache(&dir, ledger, state),
-            Basis::Changed { ledger, from } => view.render_changed(&dir, ledger, from),
+        let speculation = ReportSpeculation {
+            view: &view,
+            state_dir: &dir,
         };
-        let (result, prior, speculated) =
-            ingest_speculating(&state, list_files, render, &options, &progress)?;
-        if let PriorState::Discarded(reason) = prior {
+        let run = ingest_speculating(&state, list_files, &speculation, &options, &progress)?;
+        if let PriorState::Discarded(reason) = &run.prior {
             tracing::warn!("{reason}; every transcript was read again");
         }
-        let cached = match (speculated.transpose()?, &result.saved_state) {
+        let cached = match &run.saved_state {
             // A report of a changed state is cached too, for the next run.
-            (Some(cached), Some(state_id)) => view.keyed(cached, state_id),
-            (Some(cached), None) => cached,
-            (None, _) => Cached::Unkeyed(view.render(&result.ledger)?),
+            Some(state_id) => view.keyed(run.output?, state_id),
+            None => run.output?,
         };
-        (result, cached, Some(dir))
+        (run.summary, cached, Some(dir))
     };
     print_rendered(cached.rendered())?;
     if let Some(dir) = state_dir {
         cached.store(&dir);
     }
     tracing::debug!(elapsed = ?started.elapsed(), "report printed");
-    warn_about(&result.summary);
-    // The process ends here: returning the ledger's and manifest's memory page by
-    // page would cost a few percent of an unchanged rerun for nothing.
-    std::mem::forget(result);
+    warn_about(&summary);
     Ok(())
+}
+
+/// The report, computed on the state a run ends with while the run waits on
+/// the disk.
+struct ReportSpeculation<'a> {
+    view: &'a View,
+    state_dir: &'a Path,
+}
+
+impl Speculation for ReportSpeculation<'_> {
+    type Output = Result<Cached, serde_json::Error>;
+
+    fn recall(&self, state: &str) -> Option<Self::Output> {
+        self.view.recall(self.state_dir, state).map(Ok)
+    }
+
+    fn compute(&self, basis: Basis<'_>) -> Self::Output {
+        match basis {
+            Basis::Saved { ledger, state } => self.view.render_saved(ledger, state),
+            Basis::Changed { ledger, from } => {
+                self.view.render_changed(self.state_dir, ledger, from)
+            }
+        }
+    }
 }
 
 fn report_view(loaded: &Loaded, args: &ReportArgs) -> Result<View> {

@@ -247,6 +247,49 @@ fn a_corrupt_manifest_warns_and_still_reports_right() {
     assert_eq!(json(&output), first);
 }
 
+/// A rerun whose report is recalled from the cache never opens the ledger's
+/// blob, so damage to it shows at the next run that changes something: that
+/// run warns, reads everything again and reports what a full scan does.
+#[test]
+fn a_damaged_ledger_behind_a_cached_report_is_found_by_the_next_change() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    let daily = ["report", "daily", "--json"];
+    let first = json(&ccotel(&home, &state, &daily));
+    for entry in fs::read_dir(state.path()).expect("ls").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("session-state.") && name.ends_with(".bin") {
+            fs::write(entry.path(), b"not a ledger").expect("damage the ledger");
+        }
+    }
+    let cached = ccotel(&home, &state, &[&daily[..], &["-vv"]].concat());
+    let stderr = String::from_utf8_lossy(&cached.stderr).into_owned();
+    assert!(stderr.contains("report taken from the cache"), "{stderr}");
+    assert!(
+        !stderr.contains("checksum"),
+        "the blob was not opened: {stderr}"
+    );
+    assert_eq!(json(&cached), first, "the cached report is of the state");
+
+    let grown = fs::read(common::sample("spotter/short.jsonl")).expect("sample");
+    home.append("-tmp-p/00000000-0000-4000-8000-0000000000aa.jsonl", &grown);
+    let after = ccotel(&home, &state, &daily);
+    let stderr = String::from_utf8_lossy(&after.stderr).into_owned();
+    assert!(
+        stderr.contains("does not match its checksum; every transcript was read again"),
+        "{stderr}"
+    );
+    let full = json(&ccotel(&home, &state, &[&daily[..], &["--full"]].concat()));
+    assert_eq!(json(&after), full);
+    assert_ne!(full, first, "the append adds usage");
+    let again = ccotel(&home, &state, &daily);
+    assert!(
+        !String::from_utf8_lossy(&again.stderr).contains("WARN"),
+        "the state was written anew"
+    );
+    assert_eq!(json(&again), full);
+}
+
 #[test]
 fn config_errors_name_the_key_and_the_file() {
     let home = home_with_samples();

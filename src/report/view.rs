@@ -83,21 +83,24 @@ impl View {
         Ok(Cached::Fresh { rendered, tally })
     }
 
-    /// The report of the ledger saved with `checksum`: from the report cache in
-    /// `state_dir` when this view of it was rendered before.
-    pub fn render_from_cache(
+    /// This view of the state saved with `checksum`, if the report cache in
+    /// `state_dir` has it: what an unchanged rerun prints, without the ledger.
+    pub fn recall(&self, state_dir: &Path, checksum: &str) -> Option<Cached> {
+        let rendered = cache::lookup(state_dir, self.cache_key(checksum)?)?;
+        tracing::debug!("report taken from the cache");
+        Some(Cached::Hit(rendered))
+    }
+
+    /// The report of the ledger saved with `checksum`, rendered (it was not
+    /// [recalled](View::recall)), to be stored in the cache once printed.
+    pub fn render_saved(
         &self,
-        state_dir: &Path,
         ledger: &Ledger,
         checksum: &str,
     ) -> Result<Cached, serde_json::Error> {
         let Some(key) = self.cache_key(checksum) else {
             return self.render(ledger).map(Cached::Unkeyed);
         };
-        if let Some(rendered) = cache::lookup(state_dir, key) {
-            tracing::debug!("report taken from the cache");
-            return Ok(Cached::Hit(rendered));
-        }
         let tally = Tally::of(ledger, &self.prices, self.grouping, &self.filter);
         let rendered = self.render_report(tally.report(ledger))?;
         let tally = self

@@ -125,6 +125,39 @@ pub struct SessionState {
     pub changes: journal::Records,
 }
 
+/// The session state as a manifest names it, its blob not opened yet: a run
+/// whose report is recalled from the cache by the state's id never needs it.
+#[derive(Debug)]
+pub struct SessionStateFile {
+    manifest_path: PathBuf,
+    blob_path: PathBuf,
+    blob: BlobRef,
+    changes: journal::Records,
+}
+
+impl SessionStateFile {
+    /// Opens the blob and checks it against the checksum its manifest recorded.
+    pub fn open(self) -> Result<SessionState, ManifestError> {
+        let corrupt = |reason: String| ManifestError::Corrupt {
+            path: self.manifest_path.clone(),
+            reason,
+        };
+        let path = &self.blob_path;
+        let blob = FileBytes::open(path)
+            .map_err(|error| corrupt(format!("cannot read {}: {error}", path.display())))?;
+        if BlobRef::of(&blob) != self.blob {
+            return Err(corrupt(format!(
+                "{} does not match its checksum",
+                path.display()
+            )));
+        }
+        Ok(SessionState {
+            blob,
+            changes: self.changes,
+        })
+    }
+}
+
 /// The session state a manifest commits to: a blob and how much of its journal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateRef {
@@ -331,6 +364,13 @@ impl StateDir {
         load_from(&self.path)
     }
 
+    /// [`StateDir::load`], leaving the session-state blob to be opened if needed.
+    pub fn load_manifest(
+        &self,
+    ) -> Result<Option<(SavedManifest, SessionStateFile)>, ManifestError> {
+        load_manifest_from(&self.path)
+    }
+
     /// The manifest on disk is an earlier version's, to be rewritten in this one's
     /// format even when nothing else changed.
     pub fn is_legacy(&self) -> bool {
@@ -445,6 +485,16 @@ impl StateDir {
 /// lock: for inspecting the state of a running process. `Ok(None)` when there
 /// is none yet.
 pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, SessionState)>, ManifestError> {
+    let Some((manifest, file)) = load_manifest_from(dir)? else {
+        return Ok(None);
+    };
+    Ok(Some((manifest, file.open()?)))
+}
+
+/// The manifest with its journal's changes, and the session state it names.
+fn load_manifest_from(
+    dir: &Path,
+) -> Result<Option<(SavedManifest, SessionStateFile)>, ManifestError> {
     let path = dir.join(MANIFEST_FILE);
     let corrupt = |reason: String| ManifestError::Corrupt {
         path: path.clone(),
@@ -473,19 +523,13 @@ pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, SessionState)>, Ma
         },
         Err(error) => return Err(io_error(&path)(error)),
     };
-    let blob = &state.blob;
-    if blob.file.contains('/') {
-        return Err(corrupt(format!("bad session state name {:?}", blob.file)));
-    }
-    let blob_path = dir.join(&blob.file);
-    let blob_bytes = FileBytes::open(&blob_path)
-        .map_err(|error| corrupt(format!("cannot read {}: {error}", blob_path.display())))?;
-    if BlobRef::of(&blob_bytes) != *blob {
+    if state.blob.file.contains('/') {
         return Err(corrupt(format!(
-            "{} does not match its checksum",
-            blob_path.display()
+            "bad session state name {:?}",
+            state.blob.file
         )));
     }
+    let blob_path = dir.join(&state.blob.file);
     let journal_path = journal::journal_path(&blob_path);
     let (changed, changes) = match state.appendable {
         true => {
@@ -503,16 +547,18 @@ pub fn load_from(dir: &Path) -> Result<Option<(SavedManifest, SessionState)>, Ma
             (changed, changes)
         }
     };
+    let file = SessionStateFile {
+        manifest_path: path,
+        blob_path,
+        blob: state.blob.clone(),
+        changes,
+    };
     let manifest = SavedManifest {
         base,
         changed,
         session_state: state,
     };
-    let session_state = SessionState {
-        blob: blob_bytes,
-        changes,
-    };
-    Ok(Some((manifest, session_state)))
+    Ok(Some((manifest, file)))
 }
 
 /// The journal's records applied to the base's entries: the entries it changed,
