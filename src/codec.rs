@@ -30,10 +30,27 @@ impl FileBytes {
         }
         // SAFETY: a mapping is undefined behaviour if the file changes under it.
         // ccotel never writes a state file in place: every save writes a new file
-        // and renames it over the old name, which leaves a mapped inode as it was.
+        // and renames it into place, which leaves a mapped inode as it was.
         let mapped = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
         Ok(FileBytes::Mapped(mapped))
     }
+}
+
+/// Replaces the cache file at `path` with `bytes`: written beside it, then
+/// renamed into place, never written in place (see [`FileBytes::open`]). No
+/// fsync: a cache may be lost, and a lost one is rebuilt.
+///
+/// The old file is removed first, because renaming over a file makes ext4
+/// flush the new one (`auto_da_alloc`, for applications that skip the fsync):
+/// 0.3 ms for a report cache, an eighth of a run that appended a little.
+pub fn replace_cache_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    std::fs::rename(&tmp, path)
 }
 
 impl From<Vec<u8>> for FileBytes {
@@ -211,6 +228,23 @@ impl<'a> Decoder<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replaced_cache_file_leaves_its_mapping_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache.bin");
+        replace_cache_file(&path, b"first").expect("create");
+        let mapped = FileBytes::open(&path).expect("map");
+        replace_cache_file(&path, b"second, longer").expect("replace");
+        assert_eq!(&*mapped, b"first");
+        assert_eq!(std::fs::read(&path).expect("read"), b"second, longer");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .flatten()
+            .map(|entry| entry.file_name())
+            .collect();
+        assert_eq!(names, ["cache.bin"], "no temporary file left");
+    }
 
     #[test]
     fn round_trips_and_rejects_damage() {

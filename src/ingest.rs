@@ -279,6 +279,9 @@ pub trait Speculation: Sync {
 
 /// What a run with a speculation did, and the speculation's output.
 pub struct Speculated<O> {
+    /// The ledger after the run; `None` when nothing changed and the output
+    /// was recalled, so the saved ledger was never restored.
+    pub ledger: Option<Ledger>,
     pub summary: IngestSummary,
     pub prior: PriorState,
     /// The id of the saved state the output is of.
@@ -310,7 +313,12 @@ where
         Some(output) => output,
         None => std::panic::resume_unwind(Box::new("the speculation failed")),
     };
+    let ledger = match run.ledger {
+        SavedLedger::Restored(ledger) => Some(ledger),
+        SavedLedger::Deferred(_) => None,
+    };
     Ok(Speculated {
+        ledger,
         summary: run.summary,
         prior: run.prior,
         saved_state: run.saved_state,

@@ -446,6 +446,9 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         if let PriorState::Discarded(reason) = &run.prior {
             tracing::warn!("{reason}; every transcript was read again");
         }
+        // The process ends soon: returning the ledger's memory page by page
+        // would cost a few percent of a run for nothing.
+        std::mem::forget(run.ledger);
         let cached = match &run.saved_state {
             // A report of a changed state is cached too, for the next run.
             Some(state_id) => view.keyed(run.output?, state_id),

@@ -18,14 +18,15 @@
 //! an fsync, and a missing or damaged file only means the report is rendered.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::ops::Range;
 use std::path::Path;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::codec::{put_section, put_u64, seal, unseal, CodecError, Decoder, FileBytes};
+use crate::codec::{
+    put_section, put_u64, replace_cache_file, seal, unseal, CodecError, Decoder, FileBytes,
+};
 
 const CACHE_FILE: &str = "reports.bin";
 const MAGIC: &[u8; 16] = b"ccotel-reports2\n";
@@ -132,10 +133,12 @@ fn find(state_dir: &Path, key: u64) -> Option<(FileBytes, Range<usize>, BTreeMap
 
 /// Stores `rendered`, a report of the saved state `state`, under `key`, and
 /// its tally under the tally's key, keeping the [`KEEP`] most recent entries
-/// of that state.
+/// of that state. Of a state this run saved (`new_state`), the file can hold
+/// nothing, so it is not read.
 pub fn store(
     state_dir: &Path,
     state: &str,
+    new_state: bool,
     key: u64,
     rendered: &Rendered,
     tally: Option<(u64, &[u8])>,
@@ -156,7 +159,11 @@ pub fn store(
     let stored =
         |found: u64| found == key || tally.is_some_and(|(tally_key, _)| found == tally_key);
     // Earlier entries are copied from the mapped file as they are, not decoded.
-    if let Ok(bytes) = FileBytes::open(&path) {
+    let earlier = match new_state {
+        true => None,
+        false => FileBytes::open(&path).ok(),
+    };
+    if let Some(bytes) = earlier {
         let _damaged_is_dropped = visit(&bytes, |found, entry| {
             if !stored(found) && entry.state == state && count < KEEP {
                 let unpriced = entry.unpriced.iter().copied();
@@ -170,9 +177,7 @@ pub fn store(
     put_u64(&mut out, count as u64);
     out.extend_from_slice(&entries);
     seal(&mut out);
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, out)?;
-    fs::rename(&tmp, &path)
+    replace_cache_file(&path, &out)
 }
 
 fn put_entry<'a>(
@@ -244,6 +249,8 @@ fn visit(bytes: &[u8], mut each: impl FnMut(u64, &Entry<'_>)) -> Result<(), Code
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn rendered(text: &str) -> Rendered {
@@ -276,6 +283,7 @@ mod tests {
             store(
                 dir.path(),
                 "s1",
+                false,
                 key,
                 &rendered(&format!("report {key}")),
                 None,
@@ -288,7 +296,7 @@ mod tests {
         );
         assert_eq!(lookup(dir.path(), 2), Some(rendered("report 2")));
         assert_eq!(lookup(dir.path(), 1), None, "the oldest were dropped");
-        store(dir.path(), "s1", 2, &rendered("again"), None).expect("store");
+        store(dir.path(), "s1", false, 2, &rendered("again"), None).expect("store");
         assert_eq!(lookup(dir.path(), 2), Some(rendered("again")));
         assert_eq!(
             lookup(dir.path(), last),
@@ -306,7 +314,7 @@ mod tests {
         bytes[middle] ^= 1;
         fs::write(&path, &bytes).expect("damage");
         assert_eq!(lookup(dir.path(), 2), None);
-        store(dir.path(), "s1", 5, &rendered("fresh"), None).expect("store over damage");
+        store(dir.path(), "s1", false, 5, &rendered("fresh"), None).expect("store over damage");
         assert_eq!(lookup(dir.path(), 5), Some(rendered("fresh")));
     }
 
@@ -314,25 +322,33 @@ mod tests {
     fn a_tally_is_stored_beside_its_report_and_is_not_taken_for_text() {
         let dir = tempfile::tempdir().expect("tempdir");
         let tally: &[u8] = &[0xff, 0xfe, 0, 1];
-        store(dir.path(), "s1", 1, &rendered("daily"), Some((2, tally))).expect("store");
+        store(
+            dir.path(),
+            "s1",
+            false,
+            1,
+            &rendered("daily"),
+            Some((2, tally)),
+        )
+        .expect("store");
         assert_eq!(lookup(dir.path(), 1), Some(rendered("daily")));
         assert_eq!(lookup_bytes(dir.path(), 2).as_deref(), Some(tally));
         assert_eq!(lookup(dir.path(), 2), None, "not UTF-8: not a report");
-        store(dir.path(), "s1", 3, &rendered("monthly"), None).expect("store");
+        store(dir.path(), "s1", false, 3, &rendered("monthly"), None).expect("store");
         assert_eq!(lookup_bytes(dir.path(), 2).as_deref(), Some(tally), "kept");
-        store(dir.path(), "s2", 4, &rendered("daily"), None).expect("store");
+        store(dir.path(), "s2", false, 4, &rendered("daily"), None).expect("store");
         assert_eq!(lookup_bytes(dir.path(), 2), None, "a new state drops it");
     }
 
     #[test]
     fn a_report_of_a_new_state_drops_the_older_states_reports() {
         let dir = tempfile::tempdir().expect("tempdir");
-        store(dir.path(), "s1", 1, &rendered("daily of s1"), None).expect("store");
-        store(dir.path(), "s1", 2, &rendered("monthly of s1"), None).expect("store");
+        store(dir.path(), "s1", false, 1, &rendered("daily of s1"), None).expect("store");
+        store(dir.path(), "s1", false, 2, &rendered("monthly of s1"), None).expect("store");
         let size_of_two = fs::metadata(dir.path().join(CACHE_FILE))
             .expect("stat")
             .len();
-        store(dir.path(), "s2", 3, &rendered("daily of s2"), None).expect("store");
+        store(dir.path(), "s2", true, 3, &rendered("daily of s2"), None).expect("store");
         assert_eq!(lookup(dir.path(), 1), None);
         assert_eq!(lookup(dir.path(), 2), None);
         assert_eq!(lookup(dir.path(), 3), Some(rendered("daily of s2")));
@@ -340,7 +356,7 @@ mod tests {
             .expect("stat")
             .len();
         assert!(size_of_one < size_of_two, "{size_of_one} < {size_of_two}");
-        store(dir.path(), "s2", 4, &rendered("monthly of s2"), None).expect("store");
+        store(dir.path(), "s2", false, 4, &rendered("monthly of s2"), None).expect("store");
         assert_eq!(lookup(dir.path(), 3), Some(rendered("daily of s2")));
     }
 }

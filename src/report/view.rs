@@ -29,6 +29,8 @@ pub enum Cached {
         key: u64,
         /// The saved state it is a report of.
         state: String,
+        /// That state was saved by this run, so the cache holds nothing of it.
+        new_state: bool,
         /// The tally it was made from, encoded, and its key.
         tally: Option<(u64, Vec<u8>)>,
     },
@@ -110,6 +112,7 @@ impl View {
             rendered,
             key,
             state: checksum.to_owned(),
+            new_state: false,
             tally,
         })
     }
@@ -125,6 +128,7 @@ impl View {
                 rendered,
                 key,
                 state: checksum.to_owned(),
+                new_state: true,
                 tally: Some((tally_key, tally)),
             },
             _ => Cached::Unkeyed(rendered),
@@ -174,11 +178,13 @@ impl Cached {
             rendered,
             key,
             state,
+            new_state,
             tally,
         } = self
         {
             let tally = tally.as_ref().map(|(key, bytes)| (*key, bytes.as_slice()));
-            if let Err(error) = cache::store(state_dir, state, *key, rendered, tally) {
+            let stored = cache::store(state_dir, state, *new_state, *key, rendered, tally);
+            if let Err(error) = stored {
                 tracing::debug!("caching the report: {error}");
             }
         }

@@ -25,7 +25,9 @@ use std::time::{Duration, SystemTime};
 use rustc_hash::FxHashMap;
 
 use super::identity::nanos;
-use crate::codec::{put_i64, put_section, put_u64, seal, unseal, CodecError, Decoder, FileBytes};
+use crate::codec::{
+    put_i64, put_section, put_u64, replace_cache_file, seal, unseal, CodecError, Decoder, FileBytes,
+};
 
 const LISTING_FILE: &str = "listing.bin";
 const MAGIC: &[u8; 16] = b"ccotel-listing2\n";
@@ -259,10 +261,7 @@ impl Listing {
 
     /// Replaces the listing in `state_dir`.
     pub fn save(&self, state_dir: &Path) -> io::Result<()> {
-        let path = state_dir.join(LISTING_FILE);
-        let tmp = path.with_extension("tmp");
-        fs::write(&tmp, self.encode())?;
-        fs::rename(&tmp, &path)
+        replace_cache_file(&state_dir.join(LISTING_FILE), &self.encode())
     }
 
     /// Directories sorted by path, so the same listing encodes to the same bytes.
