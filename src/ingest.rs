@@ -11,6 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::thread::{Scope, ScopedJoinHandle};
 
 use rustc_hash::FxHashMap;
 
@@ -84,7 +85,7 @@ pub fn full_scan(
     options: &IngestOptions,
     progress: &Progress,
 ) -> Ingest {
-    let fresh = SavedLedger::Restored(Ledger::new());
+    let fresh = Restoring::Ready(Ledger::new());
     ingest(files, None, fresh, None, options, progress).result
 }
 
@@ -93,6 +94,34 @@ pub fn full_scan(
 enum SavedLedger {
     Restored(Ledger),
     Deferred(SessionStateFile),
+}
+
+impl SavedLedger {
+    /// Starts restoring a deferred ledger on a thread of `scope`, to go on while
+    /// the run plans and reads: only the merge needs it.
+    fn restore_in<'scope>(self, scope: &'scope Scope<'scope, '_>) -> Restoring<'scope> {
+        match self {
+            SavedLedger::Restored(ledger) => Restoring::Ready(ledger),
+            SavedLedger::Deferred(file) => Restoring::Thread(scope.spawn(|| restore_ledger(file))),
+        }
+    }
+}
+
+/// A ledger to merge into, ready or being restored.
+enum Restoring<'scope> {
+    Ready(Ledger),
+    Thread(ScopedJoinHandle<'scope, Result<Ledger, String>>),
+}
+
+impl Restoring<'_> {
+    fn wait(self) -> Result<Ledger, String> {
+        match self {
+            Restoring::Ready(ledger) => Ok(ledger),
+            Restoring::Thread(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err("restoring the ledger failed".into())),
+        }
+    }
 }
 
 /// What [`ingest`] read.
@@ -107,12 +136,11 @@ struct Reading {
 
 /// Reads what is new in `files` on top of a previous run's manifest and ledger
 /// (none and an empty one for a full scan). What the run added to the ledger is
-/// also observed in `delta`, if given. A deferred ledger is restored while the
-/// files are read, since only the merge needs it.
+/// also observed in `delta`, if given.
 fn ingest(
     files: Vec<TranscriptFile>,
     previous: Option<&SavedManifest>,
-    ledger: SavedLedger,
+    ledger: Restoring<'_>,
     delta: Option<&mut LedgerDelta>,
     options: &IngestOptions,
     progress: &Progress,
@@ -129,26 +157,13 @@ fn ingest(
         })
         .sum();
     progress.bytes_total.store(expected, Ordering::Relaxed);
-    let (outcomes, ledgers, restored) = match ledger {
-        SavedLedger::Restored(ledger) => {
-            let (outcomes, ledgers) = run_workers(&plan.jobs, options, progress);
-            (outcomes, ledgers, Ok(ledger))
-        }
-        SavedLedger::Deferred(file) => std::thread::scope(|scope| {
-            let restoring = scope.spawn(|| restore_ledger(file));
-            let (outcomes, ledgers) = run_workers(&plan.jobs, options, progress);
-            let restored = restoring
-                .join()
-                .unwrap_or_else(|_| Err("restoring the ledger failed".into()));
-            (outcomes, ledgers, restored)
-        }),
-    };
-    let mut ledger = match restored {
+    let (outcomes, ledgers) = run_workers(&plan.jobs, options, progress);
+    let mut ledger = match ledger.wait() {
         Ok(ledger) => ledger,
         Err(reason) => {
             // What was read is dropped with the offsets it was read from.
             progress.bytes_done.store(0, Ordering::Relaxed);
-            let fresh = SavedLedger::Restored(Ledger::new());
+            let fresh = Restoring::Ready(Ledger::new());
             let read = ingest(plan.into_files(), None, fresh, None, options, progress);
             return Reading {
                 discarded: Some(reason),
@@ -355,9 +370,8 @@ where
             loaded
         });
         let files = list_files();
-        let loaded = loading.join().unwrap_or_else(|_| Prior {
-            output: None,
-            ..Prior::none(PriorState::Discarded("loading the state failed".into()))
+        let loaded = loading.join().unwrap_or_else(|_| {
+            Prior::none(PriorState::Discarded("loading the state failed".into()))
         });
         (loaded, files)
     });
@@ -390,20 +404,25 @@ where
     }
     let mut delta = LedgerDelta::default();
     let recording = saved.as_ref().map(|_| &mut delta);
-    let read = ingest(files, saved.as_ref(), ledger, recording, options, progress);
+    let read = std::thread::scope(|scope| {
+        let ledger = ledger.restore_in(scope);
+        ingest(files, saved.as_ref(), ledger, recording, options, progress)
+    });
     let (saved, prior) = match read.discarded {
         Some(reason) => (None, PriorState::Discarded(reason)),
         None => (saved, prior),
     };
     let Reading {
-        mut result,
+        result: Ingest {
+            ledger, summary, ..
+        },
         file_changes,
         ..
     } = read;
     tracing::debug!(elapsed = ?started.elapsed(), changed = delta.added.len(), "files read");
     let previous_state = saved.as_ref().map(SavedManifest::state_id);
     let (saved_state, output) = std::thread::scope(|scope| {
-        let ledger = &result.ledger;
+        let ledger = &ledger;
         let from = previous_state.as_deref().map(|state| (state, &delta));
         let speculating = scope.spawn(move || speculation.compute(Basis::Changed { ledger, from }));
         let saved_state = match &saved {
@@ -414,8 +433,8 @@ where
         (saved_state, speculating.join().ok())
     });
     Ok(Run {
-        ledger: SavedLedger::Restored(std::mem::take(&mut result.ledger)),
-        summary: std::mem::take(&mut result.summary),
+        ledger: SavedLedger::Restored(ledger),
+        summary,
         saved_state: Some(saved_state?),
         prior,
         output,
