@@ -137,6 +137,10 @@ struct Reading {
 /// Reads what is new in `files` on top of a previous run's manifest and ledger
 /// (none and an empty one for a full scan). What the run added to the ledger is
 /// also observed in `delta`, if given.
+///
+/// If the ledger cannot be restored, `previous` and `delta` are set aside and
+/// every file is read from its start: the result says so (`discarded`), and its
+/// file changes must then be saved as a new base, not on top of `previous`.
 fn ingest(
     files: Vec<TranscriptFile>,
     previous: Option<&SavedManifest>,
@@ -162,6 +166,7 @@ fn ingest(
         Ok(ledger) => ledger,
         Err(reason) => {
             // What was read is dropped with the offsets it was read from.
+            drop((outcomes, ledgers));
             progress.bytes_done.store(0, Ordering::Relaxed);
             let fresh = Restoring::Ready(Ledger::new());
             let read = ingest(plan.into_files(), None, fresh, None, options, progress);
@@ -215,7 +220,8 @@ fn ingest(
 pub enum PriorState {
     /// No manifest yet: a first run.
     Empty,
-    /// The manifest and ledger were read.
+    /// The manifest was read, and the ledger too unless the run's output was
+    /// recalled without it (see [`Speculation`]).
     Loaded,
     /// They could not be read (the reason); everything was read again.
     Discarded(String),
@@ -241,7 +247,7 @@ pub fn ingest_incremental<F>(
 where
     F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
 {
-    let run = run(state, list_files, &NeedsTheLedger, options, progress)?;
+    let run = incremental_run(state, list_files, &NeedsTheLedger, options, progress)?;
     let ledger = match run.ledger {
         SavedLedger::Restored(ledger) => ledger,
         SavedLedger::Deferred(_) => unreachable!("nothing is recalled without the ledger"),
@@ -301,7 +307,10 @@ pub struct Speculated<O> {
     pub prior: PriorState,
     /// The id of the saved state the output is of.
     pub saved_state: Option<String>,
-    pub output: O,
+    /// The run saved a state other than the one it loaded.
+    pub new_state: bool,
+    /// `None` if the speculation panicked (the ledger is then `Some`).
+    pub output: Option<O>,
 }
 
 /// [`ingest_incremental`], with a speculation (a report, say) computed while the
@@ -323,11 +332,7 @@ where
     F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
     S: Speculation,
 {
-    let run = run(state, list_files, speculation, options, progress)?;
-    let output = match run.output {
-        Some(output) => output,
-        None => std::panic::resume_unwind(Box::new("the speculation failed")),
-    };
+    let run = incremental_run(state, list_files, speculation, options, progress)?;
     let ledger = match run.ledger {
         SavedLedger::Restored(ledger) => Some(ledger),
         SavedLedger::Deferred(_) => None,
@@ -337,7 +342,8 @@ where
         summary: run.summary,
         prior: run.prior,
         saved_state: run.saved_state,
-        output,
+        new_state: run.new_state,
+        output: run.output,
     })
 }
 
@@ -346,12 +352,13 @@ struct Run<O> {
     ledger: SavedLedger,
     summary: IngestSummary,
     saved_state: Option<String>,
+    new_state: bool,
     prior: PriorState,
     /// `None` if the speculation's thread panicked.
     output: Option<O>,
 }
 
-fn run<F, S>(
+fn incremental_run<F, S>(
     state: &StateDir,
     list_files: F,
     speculation: &S,
@@ -371,11 +378,11 @@ where
         });
         let files = list_files();
         let loaded = loading.join().unwrap_or_else(|_| {
-            Prior::none(PriorState::Discarded("loading the state failed".into()))
+            Loaded::none(PriorState::Discarded("loading the state failed".into()))
         });
         (loaded, files)
     });
-    let Prior {
+    let Loaded {
         saved,
         ledger,
         prior,
@@ -398,6 +405,7 @@ where
             ledger,
             summary,
             saved_state: saved.map(|saved| saved.state_id()),
+            new_state: false,
             prior,
             output,
         });
@@ -432,10 +440,12 @@ where
         tracing::debug!(elapsed = ?started.elapsed(), "state saved");
         (saved_state, speculating.join().ok())
     });
+    let saved_state = saved_state?;
     Ok(Run {
         ledger: SavedLedger::Restored(ledger),
         summary,
-        saved_state: Some(saved_state?),
+        new_state: previous_state.as_ref() != Some(&saved_state),
+        saved_state: Some(saved_state),
         prior,
         output,
     })
@@ -463,7 +473,7 @@ fn save_changes(
 }
 
 /// The saved state as the loading thread leaves it.
-struct Prior<O> {
+struct Loaded<O> {
     saved: Option<SavedManifest>,
     ledger: SavedLedger,
     prior: PriorState,
@@ -471,9 +481,9 @@ struct Prior<O> {
     output: Option<O>,
 }
 
-impl<O> Prior<O> {
-    fn none(prior: PriorState) -> Prior<O> {
-        Prior {
+impl<O> Loaded<O> {
+    fn none(prior: PriorState) -> Loaded<O> {
+        Loaded {
             saved: None,
             ledger: SavedLedger::Restored(Ledger::new()),
             prior,
@@ -484,15 +494,15 @@ impl<O> Prior<O> {
 
 /// Loads the manifest; recalls the speculation's output for its state, or
 /// restores the ledger and computes it. An unreadable state is discarded.
-fn load_prior<S: Speculation>(state: &StateDir, speculation: &S) -> Prior<S::Output> {
+fn load_prior<S: Speculation>(state: &StateDir, speculation: &S) -> Loaded<S::Output> {
     let (saved, file) = match state.load_manifest() {
         Ok(Some(found)) => found,
-        Ok(None) => return Prior::none(PriorState::Empty),
-        Err(error) => return Prior::none(PriorState::Discarded(error.to_string())),
+        Ok(None) => return Loaded::none(PriorState::Empty),
+        Err(error) => return Loaded::none(PriorState::Discarded(error.to_string())),
     };
     let id = saved.state_id();
     if let Some(output) = speculation.recall(&id) {
-        return Prior {
+        return Loaded {
             saved: Some(saved),
             ledger: SavedLedger::Deferred(file),
             prior: PriorState::Loaded,
@@ -505,14 +515,14 @@ fn load_prior<S: Speculation>(state: &StateDir, speculation: &S) -> Prior<S::Out
                 ledger: &ledger,
                 state: &id,
             });
-            Prior {
+            Loaded {
                 saved: Some(saved),
                 ledger: SavedLedger::Restored(ledger),
                 prior: PriorState::Loaded,
                 output: Some(output),
             }
         }
-        Err(reason) => Prior::none(PriorState::Discarded(reason)),
+        Err(reason) => Loaded::none(PriorState::Discarded(reason)),
     }
 }
 

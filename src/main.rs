@@ -423,7 +423,7 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
     };
     let view = report_view(loaded, args)?;
     let progress = Arc::new(Progress::default());
-    let (summary, cached, state_dir) = if args.full {
+    let (summary, cached, state) = if args.full {
         let files = discover(&roots).context("listing transcripts")?;
         warn_if_none_found(&roots, &files);
         let _line = ProgressLine::start(Arc::clone(&progress));
@@ -446,19 +446,23 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         if let PriorState::Discarded(reason) = &run.prior {
             tracing::warn!("{reason}; every transcript was read again");
         }
-        // The process ends soon: returning the ledger's memory page by page
-        // would cost a few percent of a run for nothing.
-        std::mem::forget(run.ledger);
+        let output = match (run.output, &run.ledger) {
+            (Some(output), _) => output?,
+            (None, Some(ledger)) => Cached::Unkeyed(view.render(ledger)?),
+            (None, None) => anyhow::bail!("the report was not rendered"),
+        };
         let cached = match &run.saved_state {
             // A report of a changed state is cached too, for the next run.
-            Some(state_id) => view.keyed(run.output?, state_id),
-            None => run.output?,
+            Some(state_id) => view.keyed(output, state_id, run.new_state),
+            None => output,
         };
-        (run.summary, cached, Some(dir))
+        std::mem::forget(run.ledger);
+        (run.summary, cached, Some(state))
     };
     print_rendered(cached.rendered())?;
-    if let Some(dir) = state_dir {
-        cached.store(&dir);
+    // Stored while the state directory is still locked.
+    if let Some(state) = state {
+        cached.store(state.path());
     }
     tracing::debug!(elapsed = ?started.elapsed(), "report printed");
     warn_about(&summary);

@@ -133,8 +133,8 @@ fn find(state_dir: &Path, key: u64) -> Option<(FileBytes, Range<usize>, BTreeMap
 
 /// Stores `rendered`, a report of the saved state `state`, under `key`, and
 /// its tally under the tally's key, keeping the [`KEEP`] most recent entries
-/// of that state. Of a state this run saved (`new_state`), the file can hold
-/// nothing, so it is not read.
+/// of that state. Of a state first saved by this run (`new_state`), the file
+/// can hold nothing, so it is not read: anything in it is dropped.
 pub fn store(
     state_dir: &Path,
     state: &str,
@@ -341,6 +341,17 @@ mod tests {
     }
 
     #[test]
+    fn the_store_of_a_new_state_does_not_read_the_old_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        store(dir.path(), "s1", false, 1, &rendered("daily"), None).expect("store");
+        store(dir.path(), "s1", false, 2, &rendered("monthly"), None).expect("store");
+        assert_eq!(lookup(dir.path(), 1), Some(rendered("daily")), "kept");
+        store(dir.path(), "s1", true, 3, &rendered("weekly"), None).expect("store");
+        assert_eq!(lookup(dir.path(), 1), None, "not read, so not kept");
+        assert_eq!(lookup(dir.path(), 3), Some(rendered("weekly")));
+    }
+
+    #[test]
     fn a_report_of_a_new_state_drops_the_older_states_reports() {
         let dir = tempfile::tempdir().expect("tempdir");
         store(dir.path(), "s1", false, 1, &rendered("daily of s1"), None).expect("store");
@@ -348,7 +359,7 @@ mod tests {
         let size_of_two = fs::metadata(dir.path().join(CACHE_FILE))
             .expect("stat")
             .len();
-        store(dir.path(), "s2", true, 3, &rendered("daily of s2"), None).expect("store");
+        store(dir.path(), "s2", false, 3, &rendered("daily of s2"), None).expect("store");
         assert_eq!(lookup(dir.path(), 1), None);
         assert_eq!(lookup(dir.path(), 2), None);
         assert_eq!(lookup(dir.path(), 3), Some(rendered("daily of s2")));

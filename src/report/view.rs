@@ -1,7 +1,7 @@
-//! A report as the user asked for it (grouping, dates, prices, format), rendered
-//! to text from a ledger, through the cache of rendered reports when the ledger is
-//! the one saved in the state directory, and from the previous state's tally when
-//! a run changed it.
+//! A report as the user asked for it (grouping, dates, prices, format): recalled
+//! from the cache of rendered reports by the saved state's id (no ledger needed),
+//! or rendered to text from a ledger, starting from the previous state's tally
+//! when a run changed it.
 
 use std::path::Path;
 
@@ -20,8 +20,9 @@ pub struct View {
     pub json: bool,
 }
 
-/// A report rendered from the saved ledger, and whether the cache had it.
+/// A report, and whether it came from the cache or is to be stored in it.
 pub enum Cached {
+    /// Recalled from the cache, by the saved state's id.
     Hit(Rendered),
     /// Rendered now; to be stored under `key` once it is printed.
     Miss {
@@ -29,17 +30,15 @@ pub enum Cached {
         key: u64,
         /// The saved state it is a report of.
         state: String,
-        /// That state was saved by this run, so the cache holds nothing of it.
+        /// That state was first saved by this run, so the cache holds nothing
+        /// of it.
         new_state: bool,
         /// The tally it was made from, encoded, and its key.
         tally: Option<(u64, Vec<u8>)>,
     },
     /// Rendered now from a ledger not saved yet, with its tally encoded: to be
     /// keyed once the state that holds the ledger is saved.
-    Fresh {
-        rendered: Rendered,
-        tally: Vec<u8>,
-    },
+    Fresh { rendered: Rendered, tally: Vec<u8> },
     /// Rendered now, in a view that is not cached.
     Unkeyed(Rendered),
 }
@@ -118,8 +117,9 @@ impl View {
     }
 
     /// A report rendered from a ledger before it was saved, keyed now that it is
-    /// the one saved with `checksum`; any other report as it is.
-    pub fn keyed(&self, cached: Cached, checksum: &str) -> Cached {
+    /// the one saved with `checksum` (by this run, if `new_state`); any other
+    /// report as it is.
+    pub fn keyed(&self, cached: Cached, checksum: &str, new_state: bool) -> Cached {
         let Cached::Fresh { rendered, tally } = cached else {
             return cached;
         };
@@ -128,7 +128,7 @@ impl View {
                 rendered,
                 key,
                 state: checksum.to_owned(),
-                new_state: true,
+                new_state,
                 tally: Some((tally_key, tally)),
             },
             _ => Cached::Unkeyed(rendered),

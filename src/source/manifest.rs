@@ -21,7 +21,9 @@
 //!
 //! Loading maps the files and checks them, but builds nothing: a
 //! [`SavedManifest`] is walked in path order beside the listing (which is sorted
-//! the same way), and only changed files' entries are ever copied out.
+//! the same way), and only changed files' entries are ever copied out. The
+//! session-state blob can be left unopened ([`StateDir::load_manifest`]) until a
+//! run needs the ledger.
 
 use std::collections::{btree_map, BTreeMap};
 use std::ffi::OsString;
@@ -137,18 +139,19 @@ pub struct SessionStateFile {
 
 impl SessionStateFile {
     /// Opens the blob and checks it against the checksum its manifest recorded.
+    /// The blob is named first in an error: it may be found damaged runs after
+    /// the damage, by the first run that needed it.
     pub fn open(self) -> Result<SessionState, ManifestError> {
+        let manifest = self.manifest_path.display();
         let corrupt = |reason: String| ManifestError::Corrupt {
-            path: self.manifest_path.clone(),
+            path: self.blob_path.clone(),
             reason,
         };
-        let path = &self.blob_path;
-        let blob = FileBytes::open(path)
-            .map_err(|error| corrupt(format!("cannot read {}: {error}", path.display())))?;
+        let blob = FileBytes::open(&self.blob_path)
+            .map_err(|error| corrupt(format!("cannot read it ({error}); {manifest} names it")))?;
         if BlobRef::of(&blob) != self.blob {
             return Err(corrupt(format!(
-                "{} does not match its checksum",
-                path.display()
+                "it does not match the checksum {manifest} records"
             )));
         }
         Ok(SessionState {
@@ -186,8 +189,8 @@ impl StateRef {
 }
 
 impl SavedManifest {
-    /// Names the content of the session state loaded with this manifest (blob
-    /// and journal, both checked against their checksums).
+    /// Names the content of the session state loaded with this manifest: the
+    /// blob's checksum as the manifest records it, and the journal's, checked.
     pub fn state_id(&self) -> String {
         self.session_state.id()
     }
