@@ -8,6 +8,6 @@ mod table;
 mod view;
 
 pub use aggregate::{build, DateFilter, Grouping, Report, Row, Tally, Totals};
-pub use json::to_json;
+pub use json::{to_json, to_json_text};
 pub use table::render;
 pub use view::{Cached, View};
