@@ -163,12 +163,14 @@ fn sigkill_during_a_backfill_adds_no_row_twice() {
     // A clean run gives the expected row counts.
     let clean = ch.create_database("ccotel_clean");
     let state = tempfile::tempdir().expect("tempdir");
+    let started = std::time::Instant::now();
     let output = home
         .backfill_into_clickhouse(state.path(), &ch, &clean)
         .args(["--config"])
         .arg(&config)
         .output()
         .expect("clean run");
+    let clean_run = started.elapsed();
     assert!(output.status.success());
     let expected = counts(&ch, &clean);
 
@@ -184,7 +186,12 @@ fn sigkill_during_a_backfill_adds_no_row_twice() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start");
-        std::thread::sleep(Duration::from_millis(100 + (round * 37) % 400));
+        // Between 2 % and 6 % of a clean run (100–300 ms on an idle machine):
+        // scaled by it, so that on a busy machine, where starting up takes
+        // longer, the kills still land after some rows are in; and small, so
+        // that 40 rounds do not finish the backfill.
+        let share = 0.02 + 0.04 * ((round * 37) % 100) as f64 / 100.0;
+        std::thread::sleep(clean_run.mul_f64(share));
         if child.try_wait().expect("wait").is_some() {
             break;
         }
