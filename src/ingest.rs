@@ -575,7 +575,7 @@ fn plan(mut files: Vec<TranscriptFile>, previous: Option<&SavedManifest>) -> Pla
         .flatten()
         .peekable();
     let mut jobs: Vec<Job> = Vec::new();
-    let mut unchanged: Vec<TranscriptFile> = Vec::new();
+    let mut unchanged: Vec<TranscriptFile> = Vec::with_capacity(files.len());
     let mut gone: Vec<(PathBuf, FileState)> = Vec::new();
     for file in files {
         let path = file.path.as_os_str().as_bytes();
