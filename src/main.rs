@@ -459,11 +459,12 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         std::mem::forget(run.ledger);
         (run.summary, cached, Some(state))
     };
-    print_rendered(cached.rendered())?;
-    // Stored while the state directory is still locked.
+    // Stored while the state directory is locked, and the lock released before
+    // printing: a pager reading the report could hold it for minutes.
     if let Some(state) = state {
         cached.store(state.path());
     }
+    print_rendered(cached.rendered())?;
     tracing::debug!(elapsed = ?started.elapsed(), "report printed");
     warn_about(&summary);
     Ok(())

@@ -171,8 +171,8 @@ impl Cached {
     }
 
     /// Stores the report in the cache in `state_dir` if it was not there. Only
-    /// once printed: a speculation that something new made useless is not worth
-    /// a write, and the user need not wait for it.
+    /// once it is the report to print: a speculation that something new made
+    /// useless is not worth a write.
     pub fn store(&self, state_dir: &Path) {
         if let Cached::Miss {
             rendered,
