@@ -186,12 +186,12 @@ fn sigkill_during_a_backfill_adds_no_row_twice() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start");
-        // Between 2 % and 6 % of a clean run (100–300 ms on an idle machine):
-        // scaled by it, so that on a busy machine, where starting up takes
-        // longer, the kills still land after some rows are in; and small, so
-        // that 40 rounds do not finish the backfill.
-        let share = 0.02 + 0.04 * ((round * 37) % 100) as f64 / 100.0;
-        std::thread::sleep(clean_run.mul_f64(share));
+        // 100–500 ms, or 2–10 % of a clean run if that is longer: on a busy
+        // machine, where starting up takes longer, the kills must still land
+        // after some rows are in.
+        let fixed = Duration::from_millis(100 + (round * 37) % 400);
+        let share = 0.02 + 0.08 * ((round * 37) % 400) as f64 / 400.0;
+        std::thread::sleep(fixed.max(clean_run.mul_f64(share)));
         if child.try_wait().expect("wait").is_some() {
             break;
         }
