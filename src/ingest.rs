@@ -97,6 +97,14 @@ enum SavedLedger {
 }
 
 impl SavedLedger {
+    /// The ledger, if it was restored.
+    fn restored(self) -> Option<Ledger> {
+        match self {
+            SavedLedger::Restored(ledger) => Some(ledger),
+            SavedLedger::Deferred(_) => None,
+        }
+    }
+
     /// Starts restoring a deferred ledger on a thread of `scope`, to go on while
     /// the run plans and reads: only the merge needs it.
     fn restore_in<'scope>(self, scope: &'scope Scope<'scope, '_>) -> Restoring<'scope> {
@@ -247,10 +255,9 @@ pub fn ingest_incremental<F>(
 where
     F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
 {
-    let run = incremental_run(state, list_files, &NeedsTheLedger, options, progress)?;
-    let ledger = match run.ledger {
-        SavedLedger::Restored(ledger) => ledger,
-        SavedLedger::Deferred(_) => unreachable!("nothing is recalled without the ledger"),
+    let run = ingest_speculating(state, list_files, &NeedsTheLedger, options, progress)?;
+    let Some(ledger) = run.ledger else {
+        unreachable!("nothing is recalled without the ledger")
     };
     let result = Ingest {
         ledger,
@@ -332,43 +339,6 @@ where
     F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
     S: Speculation,
 {
-    let run = incremental_run(state, list_files, speculation, options, progress)?;
-    let ledger = match run.ledger {
-        SavedLedger::Restored(ledger) => Some(ledger),
-        SavedLedger::Deferred(_) => None,
-    };
-    Ok(Speculated {
-        ledger,
-        summary: run.summary,
-        prior: run.prior,
-        saved_state: run.saved_state,
-        new_state: run.new_state,
-        output: run.output,
-    })
-}
-
-/// A run, before its callers take what they need of it.
-struct Run<O> {
-    ledger: SavedLedger,
-    summary: IngestSummary,
-    saved_state: Option<String>,
-    new_state: bool,
-    prior: PriorState,
-    /// `None` if the speculation's thread panicked.
-    output: Option<O>,
-}
-
-fn incremental_run<F, S>(
-    state: &StateDir,
-    list_files: F,
-    speculation: &S,
-    options: &IngestOptions,
-    progress: &Progress,
-) -> Result<Run<S::Output>, IngestError>
-where
-    F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
-    S: Speculation,
-{
     let started = std::time::Instant::now();
     let (loaded, files) = std::thread::scope(|scope| {
         let loading = scope.spawn(|| {
@@ -401,8 +371,8 @@ where
             files_unchanged: files.len(),
             ..IngestSummary::default()
         };
-        return Ok(Run {
-            ledger,
+        return Ok(Speculated {
+            ledger: ledger.restored(),
             summary,
             saved_state: saved.map(|saved| saved.state_id()),
             new_state: false,
@@ -441,8 +411,8 @@ where
         (saved_state, speculating.join().ok())
     });
     let saved_state = saved_state?;
-    Ok(Run {
-        ledger: SavedLedger::Restored(ledger),
+    Ok(Speculated {
+        ledger: Some(ledger),
         summary,
         new_state: previous_state.as_ref() != Some(&saved_state),
         saved_state: Some(saved_state),

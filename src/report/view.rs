@@ -24,7 +24,7 @@ pub struct View {
 pub enum Cached {
     /// Recalled from the cache, by the saved state's id.
     Hit(Rendered),
-    /// Rendered now; to be stored under `key` once it is printed.
+    /// Rendered now; to be stored under `key` once it is the report to print.
     Miss {
         rendered: Rendered,
         key: u64,
