@@ -158,7 +158,9 @@ fn ingest(
     progress: &Progress,
 ) -> Reading {
     let listed = files.len();
+    let started = std::time::Instant::now();
     let plan = plan(files, previous);
+    tracing::debug!(elapsed = ?started.elapsed(), jobs = plan.jobs.len(), "planned");
     let expected: u64 = plan
         .jobs
         .iter()
@@ -170,6 +172,7 @@ fn ingest(
         .sum();
     progress.bytes_total.store(expected, Ordering::Relaxed);
     let (outcomes, ledgers) = run_workers(&plan.jobs, options, progress);
+    tracing::debug!(elapsed = ?started.elapsed(), "new lines read");
     let mut ledger = match ledger.wait() {
         Ok(ledger) => ledger,
         Err(reason) => {
@@ -184,6 +187,7 @@ fn ingest(
             };
         }
     };
+    tracing::debug!(elapsed = ?started.elapsed(), "saved ledger restored");
     let mut delta = delta;
     for worker_ledger in &ledgers {
         match delta.as_deref_mut() {
@@ -498,12 +502,15 @@ fn load_prior<S: Speculation>(state: &StateDir, speculation: &S) -> Loaded<S::Ou
 
 /// The saved ledger with the journal's changes applied.
 fn restore_ledger(file: SessionStateFile) -> Result<Ledger, String> {
+    let started = std::time::Instant::now();
     let saved = file.open().map_err(|error| error.to_string())?;
     let decoded = |error: LedgerError| error.to_string();
     let mut ledger = Ledger::from_encoded(saved.blob).map_err(decoded)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "ledger file checked and opened");
     for payload in saved.changes.payloads() {
         ledger.apply_changes(&Ledger::decode(payload).map_err(decoded)?);
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "ledger journal applied");
     Ok(ledger)
 }
 

@@ -463,6 +463,7 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
     // printing: a pager reading the report could hold it for minutes.
     if let Some(state) = state {
         cached.store(state.path());
+        tracing::debug!(elapsed = ?started.elapsed(), "report cached");
     }
     print_rendered(cached.rendered())?;
     tracing::debug!(elapsed = ?started.elapsed(), "report printed");

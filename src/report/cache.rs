@@ -149,11 +149,16 @@ pub fn store(
         .iter()
         .map(|(model, n)| (model.as_str(), *n));
     let text = rendered.text.as_bytes();
-    let mut entries = Vec::with_capacity(text.len() + 256);
-    put_entry(&mut entries, key, state, text, unpriced);
+    let tally_len = tally.map_or(0, |(_, tally)| tally.len());
+    // One buffer, the file as it is written: the count is filled in last.
+    let mut out = Vec::with_capacity(MAGIC.len() + text.len() + tally_len + 512);
+    out.extend_from_slice(MAGIC);
+    let count_at = out.len();
+    put_u64(&mut out, 0);
+    put_entry(&mut out, key, state, text, unpriced);
     let mut count = 1;
     if let Some((tally_key, tally)) = tally {
-        put_entry(&mut entries, tally_key, state, tally, std::iter::empty());
+        put_entry(&mut out, tally_key, state, tally, std::iter::empty());
         count += 1;
     }
     let stored =
@@ -167,15 +172,12 @@ pub fn store(
         let _damaged_is_dropped = visit(&bytes, |found, entry| {
             if !stored(found) && entry.state == state && count < KEEP {
                 let unpriced = entry.unpriced.iter().copied();
-                put_entry(&mut entries, found, state, entry.text, unpriced);
+                put_entry(&mut out, found, state, entry.text, unpriced);
                 count += 1;
             }
         });
     }
-    let mut out = Vec::with_capacity(entries.len() + 64);
-    out.extend_from_slice(MAGIC);
-    put_u64(&mut out, count as u64);
-    out.extend_from_slice(&entries);
+    out[count_at..count_at + 8].copy_from_slice(&(count as u64).to_le_bytes());
     seal(&mut out);
     replace_cache_file(&path, &out)
 }

@@ -70,16 +70,18 @@ impl View {
         ledger: &Ledger,
         from: Option<(&str, &LedgerDelta)>,
     ) -> Result<Cached, serde_json::Error> {
+        let started = std::time::Instant::now();
         let updated = from.and_then(|(state, delta)| {
             let bytes = cache::lookup_bytes(state_dir, self.tally_key(state)?)?;
             let ids = TextIds::of(ledger);
             let tally = Tally::decode(&bytes, &ids, self.grouping)?;
             tally.apply(ledger, &ids, &self.prices, &self.filter, delta)
         });
-        tracing::debug!(from_previous = updated.is_some(), "report tallied");
+        tracing::debug!(elapsed = ?started.elapsed(), from_previous = updated.is_some(), "report tallied");
         let tally =
             updated.unwrap_or_else(|| Tally::of(ledger, &self.prices, self.grouping, &self.filter));
         let rendered = self.render_report(tally.report(ledger))?;
+        tracing::debug!(elapsed = ?started.elapsed(), "report rendered");
         let tally = tally.encode(ledger);
         Ok(Cached::Fresh { rendered, tally })
     }

@@ -184,6 +184,13 @@ pub struct Ledger {
     string_ids: Option<HashMap<Box<str>, u32>>,
 }
 
+/// A counted record, and its slot in [`Ledger::records`] unless it is saved.
+#[derive(Clone, Copy)]
+struct Counted {
+    record: Record,
+    slot: Option<usize>,
+}
+
 /// Records as [`Ledger::encode`] wrote them: validated, sorted by key.
 struct SavedRecords {
     bytes: FileBytes,
@@ -208,10 +215,50 @@ impl SavedRecords {
 
     /// Where the record of `key` is, if saved.
     fn position(&self, key: ResponseKey) -> Option<usize> {
-        self.records()
-            .binary_search_by_key(&key, |chunk| record_key(chunk))
-            .ok()
+        search(self.records(), key).ok()
     }
+}
+
+/// Finds `key` in records sorted by key: `Ok` with its index, or `Err` with where
+/// it would go.
+///
+/// Keys are hashes, spread evenly, so a key's place is first guessed from its
+/// value: a few guesses land where a binary search takes about 17 probes through
+/// a large ledger, each a likely cache miss in the mapped file. Should the keys
+/// not be even after all, the search goes on by halves, so it is never worse
+/// than O(log n).
+fn search(records: &[[u8; RECORD_BYTES]], key: ResponseKey) -> Result<usize, usize> {
+    const GUESSES: u32 = 4;
+    let (mut low, mut high) = (0, records.len());
+    let mut guesses = 0;
+    while low < high {
+        let probe = match guesses < GUESSES {
+            true => interpolate(records, low, high, key),
+            false => low + (high - low) / 2,
+        };
+        guesses += 1;
+        match record_key(&records[probe]).cmp(&key) {
+            Ordering::Less => low = probe + 1,
+            Ordering::Greater => high = probe,
+            Ordering::Equal => return Ok(probe),
+        }
+    }
+    Err(low)
+}
+
+/// Where `key` would be between `low` and `high` (exclusive) if the keys there
+/// were spread evenly between the first and the last.
+fn interpolate(records: &[[u8; RECORD_BYTES]], low: usize, high: usize, key: ResponseKey) -> usize {
+    let last = high - 1;
+    let (first_key, last_key) = (record_key(&records[low]).0, record_key(&records[last]).0);
+    if key.0 <= first_key || first_key >= last_key {
+        return low;
+    }
+    if key.0 >= last_key {
+        return last;
+    }
+    let share = (key.0 - first_key) as f64 / (last_key - first_key) as f64;
+    low + ((share * (last - low) as f64) as usize).min(last - low)
 }
 
 /// What merging changed in a ledger: the records it gained (new, or replacing
@@ -250,34 +297,49 @@ impl Ledger {
     /// Records a line's usage for a response; the largest observation is kept.
     /// Returns true when this observation is now the counted one.
     pub fn observe(&mut self, key: ResponseKey, observation: &Observation<'_>) -> bool {
-        if let Some(&slot) = self.index.get(&key) {
-            let existing = self.resolve(&self.records[slot].1);
-            if observation.rank().cmp(&existing.rank()) != Ordering::Greater {
-                return false;
-            }
-            self.records[slot].1 = self.intern_record(observation);
-            return true;
-        }
-        let saved = self.saved.as_ref().and_then(|saved| saved.find(key));
-        if let Some(existing) = &saved {
-            let existing = self.resolve(existing);
+        let counted = self.counted(key);
+        self.observe_over(key, observation, counted)
+    }
+
+    /// [`Ledger::observe`], given what [`Ledger::counted`] found for `key`.
+    fn observe_over(
+        &mut self,
+        key: ResponseKey,
+        observation: &Observation<'_>,
+        counted: Option<Counted>,
+    ) -> bool {
+        if let Some(counted) = &counted {
+            let existing = self.resolve(&counted.record);
             if observation.rank().cmp(&existing.rank()) != Ordering::Greater {
                 return false;
             }
         }
         let record = self.intern_record(observation);
-        self.index.insert(key, self.records.len());
-        self.records.push((key, record));
+        match counted.and_then(|counted| counted.slot) {
+            Some(slot) => self.records[slot].1 = record,
+            None => {
+                self.index.insert(key, self.records.len());
+                self.records.push((key, record));
+            }
+        }
         true
+    }
+
+    /// The counted record of `key`, and where it is, if it is counted.
+    fn counted(&self, key: ResponseKey) -> Option<Counted> {
+        if let Some(&slot) = self.index.get(&key) {
+            let record = self.records[slot].1;
+            let slot = Some(slot);
+            return Some(Counted { record, slot });
+        }
+        let record = self.saved.as_ref()?.find(key)?;
+        Some(Counted { record, slot: None })
     }
 
     /// The counted observation of a response, if any.
     pub fn get(&self, key: ResponseKey) -> Option<Observation<'_>> {
-        let record = match self.index.get(&key) {
-            Some(&slot) => self.records[slot].1,
-            None => self.saved.as_ref()?.find(key)?,
-        };
-        Some(self.resolve(&record))
+        let counted = self.counted(key)?;
+        Some(self.resolve(&counted.record))
     }
 
     /// Merges another ledger into this one, as if its observations were made here.
@@ -325,13 +387,15 @@ impl Ledger {
     pub fn merge_recording(&mut self, other: &Ledger, delta: &mut LedgerDelta) {
         for (key, record) in other.iter() {
             let observation = other.resolve(&record);
-            if let Some(before) = self.get(key) {
+            let counted = self.counted(key);
+            if let Some(counted) = &counted {
+                let before = self.resolve(&counted.record);
                 let wins = observation.rank().cmp(&before.rank()) == Ordering::Greater;
                 if wins && delta.added.get(key).is_none() {
                     delta.replaced.observe(key, &before);
                 }
             }
-            if self.observe(key, &observation) {
+            if self.observe_over(key, &observation, counted) {
                 delta.added.observe(key, &observation);
             }
         }
@@ -389,28 +453,6 @@ impl Ledger {
             .chain(self.records.iter().copied())
     }
 
-    /// Every record, sorted by key, as `encode` writes them.
-    fn sorted(&self) -> Vec<(ResponseKey, Record)> {
-        let mut added: Vec<(ResponseKey, Record)> = self.records.clone();
-        added.sort_unstable_by_key(|(key, _)| *key);
-        let Some(saved) = &self.saved else {
-            return added;
-        };
-        let mut sorted = Vec::with_capacity(saved.count + added.len());
-        let mut added = added.into_iter().peekable();
-        for (key, record) in saved.iter() {
-            while let Some(next) = added.next_if(|(next, _)| *next < key) {
-                sorted.push(next);
-            }
-            match added.next_if(|(next, _)| *next == key) {
-                Some(replacement) => sorted.push(replacement),
-                None => sorted.push((key, record)),
-            }
-        }
-        sorted.extend(added);
-        sorted
-    }
-
     fn resolve(&self, record: &Record) -> Observation<'_> {
         Observation {
             tokens: record.tokens,
@@ -461,26 +503,36 @@ impl Ledger {
     /// sorted by key, so that equal ledgers encode to equal bytes.
     pub fn encode(&self) -> Vec<u8> {
         let most = self.saved.as_ref().map_or(0, |saved| saved.count) + self.records.len();
-        let mut out = Vec::with_capacity(32 + most * RECORD_BYTES);
+        let text: usize = self.strings.iter().map(|text| 4 + text.len()).sum();
+        let mut out = Vec::with_capacity(32 + text + most * RECORD_BYTES);
         out.extend_from_slice(MAGIC);
         put_u32(&mut out, self.strings.len() as u32);
         for text in &self.strings {
             put_u32(&mut out, text.len() as u32);
             out.extend_from_slice(text.as_bytes());
         }
-        match &self.saved {
-            Some(saved) if self.records.is_empty() => {
-                put_u64(&mut out, saved.count as u64);
-                out.extend_from_slice(saved.records().as_flattened());
-            }
-            _ => {
-                let sorted = self.sorted();
-                put_u64(&mut out, sorted.len() as u64);
-                for (key, record) in sorted {
-                    encode_record(&mut out, key, &record);
-                }
-            }
+        let mut added = self.records.clone();
+        added.sort_unstable_by_key(|(key, _)| *key);
+        let saved = self.saved.as_ref().map_or(&[][..], SavedRecords::records);
+        let count_at = out.len();
+        put_u64(&mut out, 0);
+        // Saved records go over in runs, as they are, between the added ones.
+        let (mut count, mut next_saved) = (0, 0);
+        for (key, record) in &added {
+            let rest = &saved[next_saved..];
+            let (before, replaced) = match search(rest, *key) {
+                Ok(at) => (at, 1),
+                Err(at) => (at, 0),
+            };
+            out.extend_from_slice(rest[..before].as_flattened());
+            encode_record(&mut out, *key, record);
+            count += before + 1;
+            next_saved += before + replaced;
         }
+        let rest = &saved[next_saved..];
+        out.extend_from_slice(rest.as_flattened());
+        count += rest.len();
+        out[count_at..count_at + 8].copy_from_slice(&(count as u64).to_le_bytes());
         out
     }
 
@@ -715,6 +767,50 @@ mod tests {
         applied.apply_changes(&changes);
         assert_eq!(applied.len(), 75);
         assert_eq!(applied.encode(), everything.encode());
+    }
+
+    /// Records with these keys, sorted, as the saved part of a ledger holds them.
+    fn saved_with_keys(keys: &[u128]) -> Vec<[u8; RECORD_BYTES]> {
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        let record = Ledger::new().intern_record(&obs(1, 1, "s"));
+        let encoded = keys.iter().map(|&key| {
+            let mut out = Vec::new();
+            encode_record(&mut out, ResponseKey(key), &record);
+            out.try_into().expect("one record")
+        });
+        encoded.collect()
+    }
+
+    #[test]
+    fn search_finds_every_key_and_where_a_missing_one_goes() {
+        let even: Vec<u128> = (0..5000u64)
+            .map(|i| xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes()))
+            .collect();
+        // Clustered: most keys tiny, a few huge, so guesses from the key's value
+        // land far off and the search must fall back to halving.
+        let uneven: Vec<u128> = (0..5000u128)
+            .map(|i| if i % 500 == 0 { u128::MAX - i } else { i * 3 })
+            .collect();
+        for keys in [even, uneven, vec![7], vec![]] {
+            let records = saved_with_keys(&keys);
+            let sorted: Vec<u128> = records.iter().map(|r| record_key(r).0).collect();
+            for (at, &key) in sorted.iter().enumerate() {
+                assert_eq!(search(&records, ResponseKey(key)), Ok(at));
+                for absent in [key.wrapping_sub(1), key.wrapping_add(1)] {
+                    if sorted.binary_search(&absent).is_err() {
+                        let expected = sorted.partition_point(|&k| k < absent);
+                        assert_eq!(search(&records, ResponseKey(absent)), Err(expected));
+                    }
+                }
+            }
+            for absent in [0, 1, u128::MAX / 2, u128::MAX] {
+                assert_eq!(
+                    search(&records, ResponseKey(absent)).map_err(|_| ()),
+                    sorted.binary_search(&absent).map_err(|_| ())
+                );
+            }
+        }
     }
 
     #[test]
