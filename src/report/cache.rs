@@ -25,7 +25,8 @@ use std::path::Path;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::codec::{
-    put_section, put_u64, replace_cache_file, seal, unseal, CodecError, Decoder, FileBytes,
+    patch_u64, put_section, put_u64, replace_cache_file, seal, unseal, CodecError, Decoder,
+    FileBytes,
 };
 
 const CACHE_FILE: &str = "reports.bin";
@@ -177,7 +178,7 @@ pub fn store(
             }
         });
     }
-    out[count_at..count_at + 8].copy_from_slice(&(count as u64).to_le_bytes());
+    patch_u64(&mut out, count_at, count as u64);
     seal(&mut out);
     replace_cache_file(&path, &out)
 }

@@ -15,7 +15,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::codec::{put_i64, put_u32, put_u64, CodecError, Decoder, FileBytes};
+use crate::codec::{patch_u64, put_i64, put_u32, put_u64, CodecError, Decoder, FileBytes};
 
 /// Identity of one API response: a 128-bit hash of its ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -532,7 +532,7 @@ impl Ledger {
         let rest = &saved[next_saved..];
         out.extend_from_slice(rest.as_flattened());
         count += rest.len();
-        out[count_at..count_at + 8].copy_from_slice(&(count as u64).to_le_bytes());
+        patch_u64(&mut out, count_at, count as u64);
         out
     }
 
