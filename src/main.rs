@@ -428,7 +428,7 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         warn_if_none_found(&roots, &files);
         let _line = ProgressLine::start(Arc::clone(&progress));
         let result = full_scan(files, &options, &progress);
-        let rendered = view.render(&result.ledger)?;
+        let rendered = view.render(&result.ledger);
         // The process ends soon: returning the ledger's memory page by page
         // would cost a few percent of a run for nothing.
         std::mem::forget(result.ledger);
@@ -447,8 +447,8 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
             tracing::warn!("{reason}; every transcript was read again");
         }
         let output = match (run.output, &run.ledger) {
-            (Some(output), _) => output?,
-            (None, Some(ledger)) => Cached::Unkeyed(view.render(ledger)?),
+            (Some(output), _) => output,
+            (None, Some(ledger)) => Cached::Unkeyed(view.render(ledger)),
             (None, None) => anyhow::bail!("the report was not rendered"),
         };
         let cached = match &run.saved_state {
@@ -479,10 +479,10 @@ struct ReportSpeculation<'a> {
 }
 
 impl Speculation for ReportSpeculation<'_> {
-    type Output = Result<Cached, serde_json::Error>;
+    type Output = Cached;
 
     fn recall(&self, state: &str) -> Option<Self::Output> {
-        self.view.recall(self.state_dir, state).map(Ok)
+        self.view.recall(self.state_dir, state)
     }
 
     fn compute(&self, basis: Basis<'_>) -> Self::Output {

@@ -1,7 +1,7 @@
 //! Grouping counted responses into report rows.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use jiff::civil::Date;
 use jiff::tz::{Offset, TimeZone};
@@ -106,7 +106,9 @@ pub struct Row {
     pub key: String,
     pub totals: Totals,
     pub models: BTreeMap<String, Totals>,
-    pub projects: BTreeSet<String>,
+    /// The row's project; the first by name when its responses came from
+    /// several.
+    pub project: Option<String>,
     pub first_ms: i64,
     pub last_ms: i64,
 }
@@ -577,11 +579,12 @@ impl Tally {
                     .iter()
                     .map(|(model, sum)| (name(*model).to_owned(), sum.totals()))
                     .collect(),
-                projects: group
+                project: group
                     .projects
                     .keys()
-                    .map(|project| name(*project).to_owned())
-                    .collect(),
+                    .map(|project| name(*project))
+                    .min()
+                    .map(str::to_owned),
                 first_ms: group.first_ms,
                 last_ms: group.last_ms,
             })
@@ -935,9 +938,17 @@ mod tests {
                 &delta,
             )
             .expect("the middle response");
-        let report = updated.report(&ledger);
-        let projects: Vec<&str> = report.rows[0].projects.iter().map(String::as_str).collect();
+        let names: Vec<&str> = ledger.strings().collect();
+        let group = updated.groups.values().next().expect("one day");
+        let mut projects: Vec<&str> = group
+            .projects
+            .keys()
+            .map(|&id| names[id as usize])
+            .collect();
+        projects.sort_unstable();
         assert_eq!(projects, ["p1", "p3"]);
+        let report = updated.report(&ledger);
+        assert_eq!(report.rows[0].project.as_deref(), Some("p1"));
         let models: Vec<&str> = report.rows[0].models.keys().map(String::as_str).collect();
         assert_eq!(models, [sonnet]);
         assert!(report.unpriced.is_empty(), "{:?}", report.unpriced);

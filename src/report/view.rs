@@ -44,21 +44,21 @@ pub enum Cached {
 }
 
 impl View {
-    pub fn render(&self, ledger: &Ledger) -> Result<Rendered, serde_json::Error> {
+    pub fn render(&self, ledger: &Ledger) -> Rendered {
         self.render_report(build(ledger, &self.prices, self.grouping, &self.filter))
     }
 
-    fn render_report(&self, report: Report) -> Result<Rendered, serde_json::Error> {
+    fn render_report(&self, report: Report) -> Rendered {
         tracing::debug!(rows = report.rows.len(), "report built");
         let text = if self.json {
-            to_json_text(&report)?
+            to_json_text(&report)
         } else {
             render(&report)
         };
-        Ok(Rendered {
+        Rendered {
             text: text.into(),
             unpriced: report.unpriced,
-        })
+        }
     }
 
     /// The report of a ledger that a run changed from the saved state `from`
@@ -69,7 +69,7 @@ impl View {
         state_dir: &Path,
         ledger: &Ledger,
         from: Option<(&str, &LedgerDelta)>,
-    ) -> Result<Cached, serde_json::Error> {
+    ) -> Cached {
         let started = std::time::Instant::now();
         let updated = from.and_then(|(state, delta)| {
             let bytes = cache::lookup_bytes(state_dir, self.tally_key(state)?)?;
@@ -80,10 +80,12 @@ impl View {
         tracing::debug!(elapsed = ?started.elapsed(), from_previous = updated.is_some(), "report tallied");
         let tally =
             updated.unwrap_or_else(|| Tally::of(ledger, &self.prices, self.grouping, &self.filter));
-        let rendered = self.render_report(tally.report(ledger))?;
+        let report = tally.report(ledger);
+        tracing::debug!(elapsed = ?started.elapsed(), "report rows named");
+        let rendered = self.render_report(report);
         tracing::debug!(elapsed = ?started.elapsed(), "report rendered");
         let tally = tally.encode(ledger);
-        Ok(Cached::Fresh { rendered, tally })
+        Cached::Fresh { rendered, tally }
     }
 
     /// This view of the state saved with `checksum`, if the report cache in
@@ -96,26 +98,22 @@ impl View {
 
     /// The report of the ledger saved with `checksum`, rendered (it was not
     /// [recalled](View::recall)), to be stored in the cache once printed.
-    pub fn render_saved(
-        &self,
-        ledger: &Ledger,
-        checksum: &str,
-    ) -> Result<Cached, serde_json::Error> {
+    pub fn render_saved(&self, ledger: &Ledger, checksum: &str) -> Cached {
         let Some(key) = self.cache_key(checksum) else {
-            return self.render(ledger).map(Cached::Unkeyed);
+            return Cached::Unkeyed(self.render(ledger));
         };
         let tally = Tally::of(ledger, &self.prices, self.grouping, &self.filter);
-        let rendered = self.render_report(tally.report(ledger))?;
+        let rendered = self.render_report(tally.report(ledger));
         let tally = self
             .tally_key(checksum)
             .map(|tally_key| (tally_key, tally.encode(ledger)));
-        Ok(Cached::Miss {
+        Cached::Miss {
             rendered,
             key,
             state: checksum.to_owned(),
             new_state: false,
             tally,
-        })
+        }
     }
 
     /// A report rendered from a ledger before it was saved, keyed now that it is
