@@ -195,6 +195,7 @@ fn ingest(
             None => ledger.merge(worker_ledger),
         }
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "merged into the saved ledger");
     let Plan {
         jobs,
         unchanged,

@@ -191,14 +191,52 @@ struct Counted {
     slot: Option<usize>,
 }
 
+/// The ids one ledger's strings have in another, interned there as records
+/// need them: a merge hashes each string once, not once per record.
+struct IdMap(Vec<Option<u32>>);
+
+impl IdMap {
+    fn new(from: &Ledger) -> IdMap {
+        IdMap(vec![None; from.strings.len()])
+    }
+
+    fn id(&mut self, id: u32, from: &Ledger, into: &mut Ledger) -> u32 {
+        let slot = &mut self.0[id as usize];
+        *slot.get_or_insert_with(|| into.intern(&from.strings[id as usize]))
+    }
+
+    /// `record` of `from`, with its strings' ids in `into`.
+    fn record(&mut self, record: Record, from: &Ledger, into: &mut Ledger) -> Record {
+        Record {
+            model: self.id(record.model, from, into),
+            session: self.id(record.session, from, into),
+            project: self.id(record.project, from, into),
+            ..record
+        }
+    }
+}
+
 /// Records as [`Ledger::encode`] wrote them: validated, sorted by key.
 struct SavedRecords {
     bytes: FileBytes,
     start: usize,
     count: usize,
+    /// See [`fences`].
+    fences: Vec<u64>,
 }
 
 impl SavedRecords {
+    fn new(bytes: FileBytes, start: usize, count: usize) -> SavedRecords {
+        let mut saved = SavedRecords {
+            bytes,
+            start,
+            count,
+            fences: Vec::new(),
+        };
+        saved.fences = fences(saved.records());
+        saved
+    }
+
     fn records(&self) -> &[[u8; RECORD_BYTES]] {
         let body = &self.bytes[self.start..self.start + self.count * RECORD_BYTES];
         body.as_chunks().0
@@ -215,50 +253,49 @@ impl SavedRecords {
 
     /// Where the record of `key` is, if saved.
     fn position(&self, key: ResponseKey) -> Option<usize> {
-        search(self.records(), key).ok()
+        self.search(key).ok()
+    }
+
+    fn search(&self, key: ResponseKey) -> Result<usize, usize> {
+        search(self.records(), &self.fences, key)
     }
 }
 
-/// Finds `key` in records sorted by key: `Ok` with its index, or `Err` with where
-/// it would go.
-///
-/// Keys are hashes, spread evenly, so a key's place is first guessed from its
-/// value: a few guesses land where a binary search takes about 17 probes through
-/// a large ledger, each a likely cache miss in the mapped file. Should the keys
-/// not be even after all, the search goes on by halves, so it is never worse
-/// than O(log n).
-fn search(records: &[[u8; RECORD_BYTES]], key: ResponseKey) -> Result<usize, usize> {
-    const GUESSES: u32 = 4;
-    let (mut low, mut high) = (0, records.len());
-    let mut guesses = 0;
-    while low < high {
-        let probe = match guesses < GUESSES {
-            true => interpolate(records, low, high, key),
-            false => low + (high - low) / 2,
-        };
-        guesses += 1;
-        match record_key(&records[probe]).cmp(&key) {
-            Ordering::Less => low = probe + 1,
-            Ordering::Greater => high = probe,
-            Ordering::Equal => return Ok(probe),
-        }
-    }
-    Err(low)
+/// Records from one fence to the next.
+const FENCE_STRIDE: usize = 64;
+
+/// The high 64 bits of every [`FENCE_STRIDE`]th record's key: a small array
+/// that stays in cache. A lookup finds its block of records there, and touches
+/// the mapped records only in that block, where a binary search over them all
+/// would take about 17 dependent probes through a large ledger, most of them
+/// cache misses.
+fn fences(records: &[[u8; RECORD_BYTES]]) -> Vec<u64> {
+    let high = |record: &[u8; RECORD_BYTES]| (record_key(record).0 >> 64) as u64;
+    records.iter().step_by(FENCE_STRIDE).map(high).collect()
 }
 
-/// Where `key` would be between `low` and `high` (exclusive) if the keys there
-/// were spread evenly between the first and the last.
-fn interpolate(records: &[[u8; RECORD_BYTES]], low: usize, high: usize, key: ResponseKey) -> usize {
-    let last = high - 1;
-    let (first_key, last_key) = (record_key(&records[low]).0, record_key(&records[last]).0);
-    if key.0 <= first_key || first_key >= last_key {
-        return low;
-    }
-    if key.0 >= last_key {
-        return last;
-    }
-    let share = (key.0 - first_key) as f64 / (last_key - first_key) as f64;
-    low + ((share * (last - low) as f64) as usize).min(last - low)
+/// Finds `key` in records sorted by key, given their [`fences`]: `Ok` with its
+/// index, or `Err` with where it would go.
+fn search(
+    records: &[[u8; RECORD_BYTES]],
+    fences: &[u64],
+    key: ResponseKey,
+) -> Result<usize, usize> {
+    let high = (key.0 >> 64) as u64;
+    // Keys before the first block are below every fence at or under `high`,
+    // keys from the end on are above a fence over it; keys of equal high bits
+    // may straddle fences, so the block runs from the last fence below `high`
+    // to the first one above it.
+    let first_block = fences
+        .partition_point(|&fence| fence < high)
+        .saturating_sub(1);
+    let end_block = fences.partition_point(|&fence| fence <= high);
+    let start = first_block * FENCE_STRIDE;
+    let end = (end_block * FENCE_STRIDE).min(records.len()).max(start);
+    records[start..end]
+        .binary_search_by(|record| record_key(record).cmp(&key))
+        .map(|at| start + at)
+        .map_err(|at| start + at)
 }
 
 /// What merging changed in a ledger: the records it gained (new, or replacing
@@ -315,13 +352,7 @@ impl Ledger {
             }
         }
         let record = self.intern_record(observation);
-        match counted.and_then(|counted| counted.slot) {
-            Some(slot) => self.records[slot].1 = record,
-            None => {
-                self.index.insert(key, self.records.len());
-                self.records.push((key, record));
-            }
-        }
+        self.put(key, record, counted.and_then(|counted| counted.slot));
         true
     }
 
@@ -346,8 +377,35 @@ impl Ledger {
     pub fn merge(&mut self, other: &Ledger) {
         self.records.reserve(other.records.len());
         self.index.reserve(other.records.len());
+        let mut ids = IdMap::new(other);
         for (key, record) in other.iter() {
-            self.observe(key, &other.resolve(&record));
+            let counted = self.counted(key);
+            if !self.outranks(other, &record, counted.as_ref()) {
+                continue;
+            }
+            let record = ids.record(record, other, self);
+            self.put(key, record, counted.and_then(|counted| counted.slot));
+        }
+    }
+
+    /// Whether `record` of `other` is to replace what `counted` found here.
+    fn outranks(&self, other: &Ledger, record: &Record, counted: Option<&Counted>) -> bool {
+        let Some(counted) = counted else {
+            return true;
+        };
+        let (existing, candidate) = (self.resolve(&counted.record), other.resolve(record));
+        let outranks = candidate.rank().cmp(&existing.rank()) == Ordering::Greater;
+        outranks
+    }
+
+    /// Sets `key`'s record, in `slot` if it has one.
+    fn put(&mut self, key: ResponseKey, record: Record, slot: Option<usize>) {
+        match slot {
+            Some(slot) => self.records[slot].1 = record,
+            None => {
+                self.index.insert(key, self.records.len());
+                self.records.push((key, record));
+            }
         }
     }
 
@@ -385,19 +443,24 @@ impl Ledger {
     /// each record of `other` it gained (all a journal needs to write), and each
     /// record those replaced, as it was before the first merge into `delta`.
     pub fn merge_recording(&mut self, other: &Ledger, delta: &mut LedgerDelta) {
+        let (mut into_self, mut into_added) = (IdMap::new(other), IdMap::new(other));
         for (key, record) in other.iter() {
-            let observation = other.resolve(&record);
             let counted = self.counted(key);
+            if !self.outranks(other, &record, counted.as_ref()) {
+                continue;
+            }
             if let Some(counted) = &counted {
-                let before = self.resolve(&counted.record);
-                let wins = observation.rank().cmp(&before.rank()) == Ordering::Greater;
-                if wins && delta.added.get(key).is_none() {
-                    delta.replaced.observe(key, &before);
+                if delta.added.get(key).is_none() {
+                    delta.replaced.observe(key, &self.resolve(&counted.record));
                 }
             }
-            if self.observe_over(key, &observation, counted) {
-                delta.added.observe(key, &observation);
-            }
+            let mine = into_self.record(record, other, self);
+            self.put(key, mine, counted.and_then(|counted| counted.slot));
+            // What `delta.added` holds of `key` is what this ledger held, which
+            // `record` outranks: no comparison needed.
+            let added = into_added.record(record, other, &mut delta.added);
+            let slot = delta.added.index.get(&key).copied();
+            delta.added.put(key, added, slot);
         }
     }
 
@@ -513,23 +576,26 @@ impl Ledger {
         }
         let mut added = self.records.clone();
         added.sort_unstable_by_key(|(key, _)| *key);
-        let saved = self.saved.as_ref().map_or(&[][..], SavedRecords::records);
+        let saved = self.saved.as_ref();
+        let records = saved.map_or(&[][..], SavedRecords::records);
         let count_at = out.len();
         put_u64(&mut out, 0);
         // Saved records go over in runs, as they are, between the added ones.
         let (mut count, mut next_saved) = (0, 0);
         for (key, record) in &added {
-            let rest = &saved[next_saved..];
-            let (before, replaced) = match search(rest, *key) {
-                Ok(at) => (at, 1),
-                Err(at) => (at, 0),
+            let found = saved.map_or(Err(0), |saved| saved.search(*key));
+            // Added keys are distinct and sorted: none is before the last one.
+            let (at, replaced) = match found {
+                Ok(at) => (at.max(next_saved), 1),
+                Err(at) => (at.max(next_saved), 0),
             };
-            out.extend_from_slice(rest[..before].as_flattened());
+            let before = at - next_saved;
+            out.extend_from_slice(records[next_saved..at].as_flattened());
             encode_record(&mut out, *key, record);
             count += before + 1;
             next_saved += before + replaced;
         }
-        let rest = &saved[next_saved..];
+        let rest = &records[next_saved..];
         out.extend_from_slice(rest.as_flattened());
         count += rest.len();
         patch_u64(&mut out, count_at, count as u64);
@@ -578,11 +644,7 @@ impl Ledger {
             }
             previous_key = Some(key);
         }
-        ledger.saved = Some(SavedRecords {
-            bytes,
-            start,
-            count,
-        });
+        ledger.saved = Some(SavedRecords::new(bytes, start, count));
         Ok(ledger)
     }
 }
@@ -787,26 +849,29 @@ mod tests {
         let even: Vec<u128> = (0..5000u64)
             .map(|i| xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes()))
             .collect();
-        // Clustered: most keys tiny, a few huge, so guesses from the key's value
-        // land far off and the search must fall back to halving.
+        // Clustered: most keys tiny (high bits all zero), a few huge.
         let uneven: Vec<u128> = (0..5000u128)
             .map(|i| if i % 500 == 0 { u128::MAX - i } else { i * 3 })
             .collect();
-        for keys in [even, uneven, vec![7], vec![]] {
+        // Runs of keys with equal high bits, across several fences.
+        let tied: Vec<u128> = (0..1000u128).map(|i| ((i / 300) << 64) | (i * 7)).collect();
+        for keys in [even, uneven, tied, vec![7], vec![]] {
             let records = saved_with_keys(&keys);
+            let fences = fences(&records);
+            let search = |key: u128| search(&records, &fences, ResponseKey(key));
             let sorted: Vec<u128> = records.iter().map(|r| record_key(r).0).collect();
             for (at, &key) in sorted.iter().enumerate() {
-                assert_eq!(search(&records, ResponseKey(key)), Ok(at));
+                assert_eq!(search(key), Ok(at));
                 for absent in [key.wrapping_sub(1), key.wrapping_add(1)] {
                     if sorted.binary_search(&absent).is_err() {
                         let expected = sorted.partition_point(|&k| k < absent);
-                        assert_eq!(search(&records, ResponseKey(absent)), Err(expected));
+                        assert_eq!(search(absent), Err(expected), "{absent:#x}");
                     }
                 }
             }
             for absent in [0, 1, u128::MAX / 2, u128::MAX] {
                 assert_eq!(
-                    search(&records, ResponseKey(absent)).map_err(|_| ()),
+                    search(absent).map_err(|_| ()),
                     sorted.binary_search(&absent).map_err(|_| ())
                 );
             }
