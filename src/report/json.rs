@@ -24,8 +24,8 @@ pub fn to_json_text(report: &Report) -> String {
     let mut out = Writer::with_capacity(1_024 + report.rows.len() * 2_048);
     let shape = Shape::of(report.grouping);
     out.object(&[shape.list, Key::Totals], |out, key| match key {
-        Key::Totals => out.object(&TOTALS, |out, key| out.totals_field(&report.totals, key)),
-        _ => out.array(&report.rows, |out, row| out.row(row, &shape)),
+        Key::Totals => out.object(&TOTALS, |out, key| write_total(out, &report.totals, key)),
+        _ => out.array(&report.rows, |out, row| write_row(out, row, &shape)),
     });
     out.bytes.push(b'\n');
     // Only whole UTF-8 strings and ASCII were written.
@@ -77,6 +77,44 @@ impl Shape {
         row.sort_unstable();
         Shape { list, row_key, row }
     }
+}
+
+/// One row: its keys in the shape's order.
+fn write_row(out: &mut Writer, row: &Row, shape: &Shape) {
+    out.object(&shape.row, |out, key| match key {
+        Key::ModelsUsed => out.array(row.models.keys(), |out, model| out.string(model)),
+        Key::ModelBreakdowns => {
+            let mut breakdowns: Vec<(&String, &Totals)> = row.models.iter().collect();
+            breakdowns.sort_by(|a, b| b.1.cost.total_cmp(&a.1.cost).then_with(|| a.0.cmp(b.0)));
+            out.array(breakdowns, |out, (model, totals)| {
+                out.object(&BREAKDOWN, |out, key| match key {
+                    Key::ModelName => out.string(model),
+                    key => write_total(out, totals, key),
+                })
+            });
+        }
+        Key::ProjectPath => out.string_or_null(row.project.as_deref()),
+        Key::FirstActivity => out.string(&iso(row.first_ms)),
+        Key::LastActivity => out.string(&iso(row.last_ms)),
+        key if key == shape.row_key => out.string(&row.key),
+        key => write_total(out, &row.totals, key),
+    });
+}
+
+/// The value of one of the token and cost keys.
+fn write_total(out: &mut Writer, totals: &Totals, key: Key) {
+    let count = match key {
+        Key::InputTokens => totals.input,
+        Key::OutputTokens => totals.output,
+        Key::CacheCreationTokens => totals.cache_creation,
+        Key::CacheReadTokens => totals.cache_read,
+        Key::TotalTokens => totals.total_tokens(),
+        Key::Cost | Key::TotalCost => return out.number(totals.cost),
+        // Not a key of these objects: every shape above names only the keys
+        // written here or by its own writer.
+        _ => return out.raw("null"),
+    };
+    out.raw(itoa::Buffer::new().format(count));
 }
 
 /// Every key a report's objects have, declared in the order of their names,
@@ -223,43 +261,6 @@ impl Writer {
             self.new_line();
         }
         self.bytes.push(close);
-    }
-
-    fn row(&mut self, row: &Row, shape: &Shape) {
-        self.object(&shape.row, |out, key| match key {
-            Key::ModelsUsed => out.array(row.models.keys(), |out, model| out.string(model)),
-            Key::ModelBreakdowns => {
-                let mut breakdowns: Vec<(&String, &Totals)> = row.models.iter().collect();
-                breakdowns.sort_by(|a, b| b.1.cost.total_cmp(&a.1.cost).then_with(|| a.0.cmp(b.0)));
-                out.array(breakdowns, |out, (model, totals)| {
-                    out.object(&BREAKDOWN, |out, key| match key {
-                        Key::ModelName => out.string(model),
-                        key => out.totals_field(totals, key),
-                    })
-                });
-            }
-            Key::ProjectPath => out.string_or_null(row.project.as_deref()),
-            Key::FirstActivity => out.string(&iso(row.first_ms)),
-            Key::LastActivity => out.string(&iso(row.last_ms)),
-            key if key == shape.row_key => out.string(&row.key),
-            key => out.totals_field(&row.totals, key),
-        });
-    }
-
-    /// The value of one of the token and cost keys.
-    fn totals_field(&mut self, totals: &Totals, key: Key) {
-        let count = match key {
-            Key::InputTokens => totals.input,
-            Key::OutputTokens => totals.output,
-            Key::CacheCreationTokens => totals.cache_creation,
-            Key::CacheReadTokens => totals.cache_read,
-            Key::TotalTokens => totals.total_tokens(),
-            Key::Cost | Key::TotalCost => return self.number(totals.cost),
-            // Not a key of these objects: every shape above names only the
-            // keys written here or by its own writer.
-            _ => return self.raw("null"),
-        };
-        self.raw(itoa::Buffer::new().format(count));
     }
 
     fn new_line(&mut self) {

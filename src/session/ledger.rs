@@ -393,9 +393,10 @@ impl Ledger {
         let Some(counted) = counted else {
             return true;
         };
-        let (existing, candidate) = (self.resolve(&counted.record), other.resolve(record));
-        let outranks = candidate.rank().cmp(&existing.rank()) == Ordering::Greater;
-        outranks
+        let existing = self.resolve(&counted.record);
+        let candidate = other.resolve(record);
+        // A statement, not the tail expression: the ranks borrow both locals.
+        return candidate.rank() > existing.rank();
     }
 
     /// Sets `key`'s record, in `slot` if it has one.
