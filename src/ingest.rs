@@ -18,8 +18,9 @@ use rustc_hash::FxHashMap;
 use crate::session::{Ledger, LedgerDelta, LedgerError, Observation, ResponseKey, TokenCounts};
 pub use crate::source::Restart;
 use crate::source::{
-    resume_point, FileChange, FileIdentity, FileState, Line, LineReader, ManifestError, Marker,
-    SavedManifest, SessionStateFile, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
+    io_error, resume_point, FileChange, FileIdentity, FileState, Line, LineReader, ManifestError,
+    Marker, PreparedAppend, SavedManifest, SessionStateFile, StateDir, TranscriptFile,
+    DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -294,6 +295,9 @@ pub enum Basis<'a> {
     Changed {
         ledger: &'a Ledger,
         from: Option<(&'a str, &'a LedgerDelta)>,
+        /// The id the new state will have, when it is known before the save:
+        /// the output can be kept under it while the run waits on the disk.
+        saved_as: Option<&'a str>,
     },
 }
 
@@ -332,7 +336,8 @@ pub struct Speculated<O> {
 ///   state's id if it can be, else computed on the saved ledger; used when
 ///   nothing changed since, so on an unchanged rerun a report is ready as soon
 ///   as the listing is, and a recalled one never restores the ledger;
-/// - else on the new ledger, with no id yet, while it is saved.
+/// - else on the new ledger while it is saved, with the id it is saved under
+///   when that is known before the write (an append to the journal).
 pub fn ingest_speculating<F, S>(
     state: &StateDir,
     list_files: F,
@@ -404,16 +409,34 @@ where
     } = read;
     tracing::debug!(elapsed = ?started.elapsed(), changed = delta.added.len(), "files read");
     let previous_state = saved.as_ref().map(SavedManifest::state_id);
+    let commit = Commit::prepare(state, saved.as_ref(), &file_changes, &delta.added)?;
+    let saved_as = commit.new_state_id();
     let (saved_state, output) = std::thread::scope(|scope| {
         let ledger = &ledger;
+        let file_changes = &file_changes;
+        // The speculation, the longer of the two (a report is rendered and
+        // stored), runs on this thread: a new one starts some hundred µs late,
+        // which the commit, mostly waiting on the disk, can afford.
+        let committing = scope.spawn(move || {
+            let saved = commit.write(state, file_changes, ledger);
+            tracing::debug!(elapsed = ?started.elapsed(), "state saved");
+            saved
+        });
         let from = previous_state.as_deref().map(|state| (state, &delta));
-        let speculating = scope.spawn(move || speculation.compute(Basis::Changed { ledger, from }));
-        let saved_state = match &saved {
-            Some(saved) => save_changes(state, saved, &file_changes, ledger, &delta.added),
-            None => state.save_with(None, &file_changes, &ledger.encode()),
-        };
-        tracing::debug!(elapsed = ?started.elapsed(), "state saved");
-        (saved_state, speculating.join().ok())
+        let saved_as = saved_as.as_deref();
+        let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            speculation.compute(Basis::Changed {
+                ledger,
+                from,
+                saved_as,
+            })
+        }));
+        let saved_state = committing.join().unwrap_or_else(|_| {
+            Err(io_error(state.path())(io::Error::other(
+                "saving the state failed",
+            )))
+        });
+        (saved_state, output.ok())
     });
     let saved_state = saved_state?;
     Ok(Speculated {
@@ -426,24 +449,60 @@ where
     })
 }
 
-/// Saves a run's changes on top of the state `saved` it loaded: appended to its
-/// journal, or, once that has grown (or the state is in an earlier format),
-/// folded with everything into a new base.
-fn save_changes(
-    state: &StateDir,
-    saved: &SavedManifest,
-    file_changes: &[FileChange],
-    ledger: &Ledger,
-    changes: &Ledger,
-) -> Result<String, ManifestError> {
-    let base = saved.session_state();
-    let encoded = match changes.is_empty() {
-        true => Vec::new(),
-        false => changes.encode(),
-    };
-    match base.journal_has_room(encoded.len() + file_changes.len() * 256) {
-        true => state.append(file_changes, base, &encoded),
-        false => state.save_with(Some(saved), file_changes, &ledger.encode()),
+/// How a run's changes are saved on top of the state it loaded (if any).
+enum Commit<'a> {
+    /// Appended to the loaded state's journal, the new state's id known before
+    /// the write.
+    Append(PreparedAppend),
+    /// Folded with everything into a new base: once the journal has grown, the
+    /// state is in an earlier format, or nothing was loaded.
+    Fold(Option<&'a SavedManifest>),
+}
+
+impl<'a> Commit<'a> {
+    fn prepare(
+        state: &StateDir,
+        saved: Option<&'a SavedManifest>,
+        file_changes: &[FileChange],
+        changes: &Ledger,
+    ) -> Result<Commit<'a>, ManifestError> {
+        let Some(saved) = saved else {
+            return Ok(Commit::Fold(None));
+        };
+        let base = saved.session_state();
+        let encoded = match changes.is_empty() {
+            true => Vec::new(),
+            false => changes.encode(),
+        };
+        match base.journal_has_room(encoded.len() + file_changes.len() * 256) {
+            true => Ok(Commit::Append(state.prepare_append(
+                file_changes,
+                base,
+                &encoded,
+            )?)),
+            false => Ok(Commit::Fold(Some(saved))),
+        }
+    }
+
+    /// The id of the state this commit makes, if it is new and known before the
+    /// write.
+    fn new_state_id(&self) -> Option<String> {
+        match self {
+            Commit::Append(append) if append.is_new_state() => Some(append.state_id()),
+            _ => None,
+        }
+    }
+
+    fn write(
+        self,
+        state: &StateDir,
+        file_changes: &[FileChange],
+        ledger: &Ledger,
+    ) -> Result<String, ManifestError> {
+        match self {
+            Commit::Append(append) => append.write(),
+            Commit::Fold(saved) => state.save_with(saved, file_changes, &ledger.encode()),
+        }
     }
 }
 
@@ -508,8 +567,9 @@ fn restore_ledger(file: SessionStateFile) -> Result<Ledger, String> {
     let decoded = |error: LedgerError| error.to_string();
     let mut ledger = Ledger::from_encoded(saved.blob).map_err(decoded)?;
     tracing::debug!(elapsed = ?started.elapsed(), "ledger file checked and opened");
+    ledger.reserve_for_changes(saved.changes.payloads().map(<[u8]>::len).sum());
     for payload in saved.changes.payloads() {
-        ledger.apply_changes(&Ledger::decode(payload).map_err(decoded)?);
+        ledger.apply_encoded_changes(payload).map_err(decoded)?;
     }
     tracing::debug!(elapsed = ?started.elapsed(), "ledger journal applied");
     Ok(ledger)
@@ -707,11 +767,16 @@ fn record_outcome(job: Job, outcome: Outcome, summary: &mut IngestSummary) -> Op
     }
 }
 
+/// The largest line buffer a worker keeps for its next file.
+const MAX_KEPT_BUFFER: usize = 1 << 20;
+
 /// One worker's reading state, reused across files.
 struct FileReader<'p> {
     max_inline_line: usize,
     progress: &'p Progress,
     scratch: Vec<u8>,
+    /// The line reader's buffer, passed from file to file.
+    lines: Vec<u8>,
 }
 
 impl<'p> FileReader<'p> {
@@ -720,6 +785,7 @@ impl<'p> FileReader<'p> {
             max_inline_line,
             progress,
             scratch: Vec::new(),
+            lines: Vec::new(),
         }
     }
 
@@ -759,7 +825,8 @@ impl<'p> FileReader<'p> {
         };
         let mut run_lines = LineStats::default();
         let mut without_timestamp = 0;
-        let mut reader = LineReader::new(&file, start, self.max_inline_line);
+        let buffer = std::mem::take(&mut self.lines);
+        let mut reader = LineReader::with_buffer(&file, start, self.max_inline_line, buffer);
         let mut reported = 0;
         while let Some(line) = reader.next_line()? {
             let counted = match line {
@@ -789,7 +856,11 @@ impl<'p> FileReader<'p> {
             .bytes_done
             .fetch_add(bytes - reported, Ordering::Relaxed);
         let offset = reader.committed_offset();
-        drop(reader);
+        self.lines = reader.into_buffer();
+        if self.lines.len() > MAX_KEPT_BUFFER {
+            // Grown for a long line: not kept for the files after it.
+            self.lines = Vec::new();
+        }
         lines.add(&run_lines);
         Ok(Outcome::Read {
             state: Box::new(FileState {

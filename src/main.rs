@@ -488,8 +488,18 @@ impl Speculation for ReportSpeculation<'_> {
     fn compute(&self, basis: Basis<'_>) -> Self::Output {
         match basis {
             Basis::Saved { ledger, state } => self.view.render_saved(ledger, state),
-            Basis::Changed { ledger, from } => {
-                self.view.render_changed(self.state_dir, ledger, from)
+            Basis::Changed {
+                ledger,
+                from,
+                saved_as,
+            } => {
+                let cached = self.view.render_changed(self.state_dir, ledger, from);
+                match saved_as {
+                    // Stored while the run waits on the disk. Should the save
+                    // fail, the entry names a state that is never loaded.
+                    Some(state) => self.view.keyed(cached, state, true).stored(self.state_dir),
+                    None => cached,
+                }
             }
         }
     }

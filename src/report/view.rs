@@ -22,7 +22,8 @@ pub struct View {
 
 /// A report, and whether it came from the cache or is to be stored in it.
 pub enum Cached {
-    /// Recalled from the cache, by the saved state's id.
+    /// In the cache: recalled from it by the saved state's id, or stored there
+    /// by the run that rendered it.
     Hit(Rendered),
     /// Rendered now; to be stored under `key` once it is the report to print.
     Miss {
@@ -167,6 +168,15 @@ impl Cached {
         match self {
             Cached::Hit(rendered) | Cached::Unkeyed(rendered) => rendered,
             Cached::Miss { rendered, .. } | Cached::Fresh { rendered, .. } => rendered,
+        }
+    }
+
+    /// [`Cached::store`], for a report known to be the one to print.
+    pub fn stored(self, state_dir: &Path) -> Cached {
+        self.store(state_dir);
+        match self {
+            Cached::Miss { rendered, .. } => Cached::Hit(rendered),
+            other => other,
         }
     }
 

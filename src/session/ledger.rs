@@ -15,6 +15,8 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use rustc_hash::FxHashMap;
+
 use crate::codec::{patch_u64, put_i64, put_u32, put_u64, CodecError, Decoder, FileBytes};
 
 /// Identity of one API response: a 128-bit hash of its ids.
@@ -181,7 +183,7 @@ pub struct Ledger {
     index: HashMap<ResponseKey, usize, BuildHasherDefault<KeyHasher>>,
     strings: Vec<Box<str>>,
     /// Built only when something is interned.
-    string_ids: Option<HashMap<Box<str>, u32>>,
+    string_ids: Option<FxHashMap<Box<str>, u32>>,
 }
 
 /// A counted record, and its slot in [`Ledger::records`] unless it is saved.
@@ -410,34 +412,42 @@ impl Ledger {
         }
     }
 
+    /// Makes room for the records of changes `encoded_bytes` long in all, so
+    /// that applying them does not grow the index step by step.
+    pub fn reserve_for_changes(&mut self, encoded_bytes: usize) {
+        let most = encoded_bytes / RECORD_BYTES;
+        self.records.reserve(most);
+        self.index.reserve(most);
+    }
+
     /// Applies what [`Ledger::merge_recording`] recorded when this ledger's saved
-    /// state grew into its next one: each record of `changes` was the counted one
-    /// then, so it replaces its key's record here without a comparison. That is
-    /// what keeps reading a journal cheap.
-    pub fn apply_changes(&mut self, changes: &Ledger) {
+    /// state grew into its next one, as [`Ledger::encode`] wrote it: each record
+    /// was the counted one then, so it replaces its key's record here without a
+    /// comparison, read straight from `encoded`. That is what keeps reading a
+    /// journal cheap.
+    pub fn apply_encoded_changes(&mut self, encoded: &[u8]) -> Result<(), LedgerError> {
+        let changes = Encoded::parse(encoded).map_err(|error| LedgerError(error.to_string()))?;
         let ids: Vec<u32> = changes
             .strings
             .iter()
             .map(|text| self.intern(text))
             .collect();
+        // `parse` checked every id against the strings.
         let id = |of: u32| ids.get(of as usize).copied().unwrap_or_default();
         self.records.reserve(changes.records.len());
         self.index.reserve(changes.records.len());
-        for (key, record) in changes.iter() {
+        for chunk in changes.records {
+            let (key, record) = decode_record(chunk);
             let record = Record {
                 model: id(record.model),
                 session: id(record.session),
                 project: id(record.project),
                 ..record
             };
-            match self.index.get(&key) {
-                Some(&slot) => self.records[slot].1 = record,
-                None => {
-                    self.index.insert(key, self.records.len());
-                    self.records.push((key, record));
-                }
-            }
+            let slot = self.index.get(&key).copied();
+            self.put(key, record, slot);
         }
+        Ok(())
     }
 
     /// [`Ledger::merge`], also recording in `delta` what changed this ledger:
@@ -548,7 +558,7 @@ impl Ledger {
     fn intern(&mut self, text: &str) -> u32 {
         let strings = &self.strings;
         let ids = self.string_ids.get_or_insert_with(|| {
-            let mut ids = HashMap::with_capacity(strings.len());
+            let mut ids = FxHashMap::with_capacity_and_hasher(strings.len(), Default::default());
             for (id, text) in strings.iter().enumerate() {
                 ids.entry(text.clone()).or_insert(id as u32);
             }
@@ -615,28 +625,51 @@ impl Ledger {
     }
 
     fn try_decode(bytes: FileBytes) -> Result<Ledger, CodecError> {
-        let mut input = Decoder::new(&bytes);
+        let encoded = Encoded::parse(&bytes)?;
+        let strings = encoded.strings.iter().map(|&text| text.into()).collect();
+        let (start, count) = (encoded.start, encoded.records.len());
+        let ledger = Ledger {
+            strings,
+            saved: Some(SavedRecords::new(bytes, start, count)),
+            ..Ledger::default()
+        };
+        Ok(ledger)
+    }
+}
+
+/// A ledger as [`Ledger::encode`] wrote it, checked: records in key order, each
+/// naming strings that exist.
+struct Encoded<'a> {
+    strings: Vec<&'a str>,
+    /// Where the records begin in the bytes.
+    start: usize,
+    records: &'a [[u8; RECORD_BYTES]],
+}
+
+impl<'a> Encoded<'a> {
+    fn parse(bytes: &'a [u8]) -> Result<Encoded<'a>, CodecError> {
+        let mut input = Decoder::new(bytes);
         if input.take(MAGIC.len())? != MAGIC {
             return Err(CodecError::Invalid("unknown format".into()));
         }
-        let mut ledger = Ledger::new();
-        let strings = input.u32()?;
-        for _ in 0..strings {
-            let len = input.u32()? as usize;
-            let text = std::str::from_utf8(input.take(len)?)
-                .map_err(|error| CodecError::Invalid(error.to_string()))?;
-            ledger.strings.push(text.into());
-        }
-        let count = input.count(RECORD_BYTES)?;
+        let count = input.u32()?;
+        let strings = (0..count)
+            .map(|_| {
+                let len = input.u32()? as usize;
+                std::str::from_utf8(input.take(len)?)
+                    .map_err(|error| CodecError::Invalid(error.to_string()))
+            })
+            .collect::<Result<Vec<&str>, CodecError>>()?;
+        let records = input.count(RECORD_BYTES)?;
         let start = bytes.len() - input.remaining();
-        let body = input.take(count * RECORD_BYTES)?;
+        let records = input.take(records * RECORD_BYTES)?.as_chunks().0;
         input.finish()?;
         let mut previous_key = None;
-        for chunk in body.chunks_exact(RECORD_BYTES) {
+        for chunk in records {
             let (key, record) = decode_record(chunk);
             if [record.model, record.session, record.project]
                 .iter()
-                .any(|&id| id >= strings)
+                .any(|&id| id >= count)
             {
                 return Err(CodecError::Invalid("string index out of range".into()));
             }
@@ -645,8 +678,11 @@ impl Ledger {
             }
             previous_key = Some(key);
         }
-        ledger.saved = Some(SavedRecords::new(bytes, start, count));
-        Ok(ledger)
+        Ok(Encoded {
+            strings,
+            start,
+            records,
+        })
     }
 }
 
@@ -822,12 +858,16 @@ mod tests {
                 .iter()
                 .any(|&(key, _)| key == super::ResponseKey::of(&format!("msg_{i}"), None)));
         }
-        let changes = Ledger::decode(&changes.encode()).expect("decode");
+        let encoded_changes = changes.encode();
+        let changes = Ledger::decode(&encoded_changes).expect("decode");
         let mut merged = Ledger::decode(&first.encode()).expect("decode");
         merged.merge(&changes);
         assert_eq!(merged.encode(), everything.encode());
         let mut applied = Ledger::decode(&first.encode()).expect("decode");
-        applied.apply_changes(&changes);
+        applied.reserve_for_changes(encoded_changes.len());
+        applied
+            .apply_encoded_changes(&encoded_changes)
+            .expect("changes just encoded");
         assert_eq!(applied.len(), 75);
         assert_eq!(applied.encode(), everything.encode());
     }

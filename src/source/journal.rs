@@ -191,24 +191,55 @@ pub fn read_committed(path: &Path, committed: JournalRef) -> Result<Records, Str
     Ok(Records { bytes, ranges })
 }
 
-/// Appends one record after the committed part of the journal at `path`
-/// (creating it when nothing is committed), durably: once this returns, the
-/// record is committed. Returns what the journal now commits.
-pub fn append(path: &Path, committed: JournalRef, payload: &[u8]) -> io::Result<JournalRef> {
+/// A record framed to follow a journal's committed part, and what the journal
+/// commits once it is appended: known before the write, so that what depends on
+/// the next state's name need not wait for the disk.
+#[derive(Debug)]
+pub struct Prepared {
+    record: Vec<u8>,
+    after: JournalRef,
+    commits: JournalRef,
+}
+
+/// Frames `payload` as the record to follow the `committed` part of a journal.
+pub fn prepare(committed: JournalRef, payload: &[u8]) -> io::Result<Prepared> {
     let (record, sum) = journal_record(payload).map_err(io::Error::other)?;
-    let mut file = open_at_end(path, committed)?;
-    file.write_all(&record)?;
-    file.sync_data()?;
-    if committed.len == 0 {
-        // A new journal: its directory entry must be durable too.
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-    }
-    Ok(JournalRef {
-        len: file.stream_position()?,
+    let start = match committed.len {
+        0 => MAGIC.len() as u64,
+        len => len,
+    };
+    let commits = JournalRef {
+        len: start + record.len() as u64,
         digest: chain(committed.digest, sum),
+    };
+    Ok(Prepared {
+        record,
+        after: committed,
+        commits,
     })
+}
+
+impl Prepared {
+    /// What the journal commits once this record is appended.
+    pub fn commits(&self) -> JournalRef {
+        self.commits
+    }
+
+    /// Appends the record after the committed part of the journal at `path`
+    /// (creating it when nothing is committed), durably: once this returns, the
+    /// record is committed. Returns what the journal now commits.
+    pub fn append_to(&self, path: &Path) -> io::Result<JournalRef> {
+        let mut file = open_at_end(path, self.after)?;
+        file.write_all(&self.record)?;
+        file.sync_data()?;
+        if self.after.len == 0 {
+            // A new journal: its directory entry must be durable too.
+            if let Some(dir) = path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+        }
+        Ok(self.commits)
+    }
 }
 
 /// The journal open for writing after its committed bytes, anything after them
@@ -235,6 +266,10 @@ fn chain(digest: u64, sum: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn append(path: &Path, committed: JournalRef, payload: &[u8]) -> io::Result<JournalRef> {
+        prepare(committed, payload)?.append_to(path)
+    }
 
     fn payloads(read: &Read) -> Vec<&[u8]> {
         read.records.payloads().collect()

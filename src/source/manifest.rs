@@ -188,6 +188,47 @@ impl StateRef {
     }
 }
 
+/// A run's changes made into a journal record for the state they extend; see
+/// [`StateDir::prepare_append`].
+#[derive(Debug)]
+pub struct PreparedAppend {
+    path: PathBuf,
+    base: StateRef,
+    /// `None` when nothing changed: the state stays what it was.
+    record: Option<journal::Prepared>,
+}
+
+impl PreparedAppend {
+    /// The id of the state once the record is written.
+    pub fn state_id(&self) -> String {
+        self.state().id()
+    }
+
+    /// Whether the record names a state other than the one it extends.
+    pub fn is_new_state(&self) -> bool {
+        self.record.is_some()
+    }
+
+    /// Appends the record to the journal: a write proportional to what changed,
+    /// and the commit point. Returns the new state's id.
+    pub fn write(self) -> Result<String, ManifestError> {
+        if let Some(record) = &self.record {
+            record.append_to(&self.path).map_err(io_error(&self.path))?;
+        }
+        Ok(self.state_id())
+    }
+
+    fn state(&self) -> StateRef {
+        match &self.record {
+            Some(record) => StateRef {
+                journal: record.commits(),
+                ..self.base.clone()
+            },
+            None => self.base.clone(),
+        }
+    }
+}
+
 impl SavedManifest {
     /// Names the content of the session state loaded with this manifest: the
     /// blob's checksum as the manifest records it, and the journal's, checked.
@@ -456,17 +497,30 @@ impl StateDir {
         base: &StateRef,
         ledger_changes: &[u8],
     ) -> Result<String, ManifestError> {
-        if changes.is_empty() && ledger_changes.is_empty() {
-            return Ok(base.id());
-        }
+        self.prepare_append(changes, base, ledger_changes)?.write()
+    }
+
+    /// [`StateDir::append`] in two steps: the record made here, and the id of
+    /// the state it makes known, before [`PreparedAppend::write`] writes it.
+    pub fn prepare_append(
+        &self,
+        changes: &[FileChange],
+        base: &StateRef,
+        ledger_changes: &[u8],
+    ) -> Result<PreparedAppend, ManifestError> {
         let path = journal::journal_path(&self.path.join(&base.blob.file));
-        let record = encode_record(changes, ledger_changes);
-        let journal = journal::append(&path, base.journal, &record).map_err(io_error(&path))?;
-        let state = StateRef {
-            journal,
-            ..base.clone()
+        let record = match changes.is_empty() && ledger_changes.is_empty() {
+            true => None,
+            false => {
+                let payload = encode_record(changes, ledger_changes);
+                Some(journal::prepare(base.journal, &payload).map_err(io_error(&path))?)
+            }
         };
-        Ok(state.id())
+        Ok(PreparedAppend {
+            path,
+            base: base.clone(),
+            record,
+        })
     }
 
     fn remove_stale_blobs(&self, keep: &str) {

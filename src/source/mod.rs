@@ -22,8 +22,8 @@ pub use discover::{
 pub use identity::{FileIdentity, Marker, MARKER_WINDOW};
 pub use listing::Listing;
 pub use manifest::{
-    Entry, FileChange, FileState, Manifest, ManifestError, SavedManifest, SessionState,
-    SessionStateFile, StateDir, StateRef,
+    io_error, Entry, FileChange, FileState, Manifest, ManifestError, PreparedAppend, SavedManifest,
+    SessionState, SessionStateFile, StateDir, StateRef,
 };
 pub use reader::{Line, LineReader, DEFAULT_MAX_INLINE_LINE};
 pub use tail::{resume_point, Restart, Tailer};

@@ -52,9 +52,17 @@ enum Found {
 impl<R: Read> LineReader<R> {
     /// Reads from `inner`, whose first byte is at file offset `offset`.
     pub fn new(inner: R, offset: u64, max_inline: usize) -> Self {
+        LineReader::with_buffer(inner, offset, max_inline, Vec::new())
+    }
+
+    /// [`LineReader::new`], reading into `buf` (its content is overwritten):
+    /// the buffer of an earlier reader, taken back with
+    /// [`LineReader::into_buffer`]. A fresh buffer is zeroed, and on first use
+    /// each of its pages faulted in: for a few new lines, more than reading them.
+    pub fn with_buffer(inner: R, offset: u64, max_inline: usize, buf: Vec<u8>) -> Self {
         LineReader {
             inner,
-            buf: Vec::new(),
+            buf,
             start: 0,
             end: 0,
             buffer_offset: offset,
@@ -87,6 +95,11 @@ impl<R: Read> LineReader<R> {
     /// File offset just after the last complete line: where the next read resumes.
     pub fn committed_offset(&self) -> u64 {
         self.committed
+    }
+
+    /// The buffer, for the next reader.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Bytes read from the underlying stream so far.
@@ -149,14 +162,18 @@ mod tests {
         let mut reader = LineReader::new(input, offset, max_inline);
         let mut out = Vec::new();
         while let Some(line) = reader.next_line().expect("read") {
-            out.push(match line {
-                Line::Complete { bytes, offset } => {
-                    format!("{offset}:{}", String::from_utf8_lossy(bytes))
-                }
-                Line::Oversized { offset, len } => format!("{offset}:<{len} bytes>"),
-            });
+            out.push(line_text(line));
         }
         (out, reader.committed_offset())
+    }
+
+    fn line_text(line: Line<'_>) -> String {
+        match line {
+            Line::Complete { bytes, offset } => {
+                format!("{offset}:{}", String::from_utf8_lossy(bytes))
+            }
+            Line::Oversized { offset, len } => format!("{offset}:<{len} bytes>"),
+        }
     }
 
     #[test]
@@ -188,6 +205,21 @@ mod tests {
             ]
         );
         assert_eq!(committed, input.len() as u64);
+    }
+
+    #[test]
+    fn a_buffer_passed_on_does_not_leak_into_the_next_reader() {
+        let mut first = LineReader::new(&b"first line\nunfinished"[..], 0, 1024);
+        while first.next_line().expect("read").is_some() {}
+        let buf = first.into_buffer();
+        assert!(buf.len() >= CHUNK, "the buffer was used");
+        let mut second = LineReader::with_buffer(&b"a\nbb"[..], 40, 1024, buf);
+        let mut out = Vec::new();
+        while let Some(line) = second.next_line().expect("read") {
+            out.push(line_text(line));
+        }
+        assert_eq!(out, ["40:a"]);
+        assert_eq!(second.committed_offset(), 42);
     }
 
     #[test]
