@@ -29,7 +29,8 @@ use crate::transcript::{
 /// How to read.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
-    /// Worker threads; 0 means one per CPU.
+    /// Worker threads; 0 means one per CPU, or fewer when there is little to
+    /// read.
     pub threads: usize,
     /// Lines longer than this are decoded by streaming rather than in memory.
     pub max_inline_line: usize,
@@ -172,7 +173,7 @@ fn ingest(
         })
         .sum();
     progress.bytes_total.store(expected, Ordering::Relaxed);
-    let (outcomes, ledgers) = run_workers(&plan.jobs, options, progress);
+    let (outcomes, ledgers) = run_workers(&plan.jobs, expected, options, progress);
     tracing::debug!(elapsed = ?started.elapsed(), "new lines read");
     let mut ledger = match ledger.wait() {
         Ok(ledger) => ledger,
@@ -679,13 +680,24 @@ enum Outcome {
     Failed(io::Error),
 }
 
+/// New bytes below which a further worker costs more than it saves: starting a
+/// thread and merging its ledger take about what reading this much does, and on
+/// a rerun the saved ledger is being restored beside the workers.
+const BYTES_PER_WORKER: u64 = 4 << 20;
+
+/// Reads `jobs`, about `expected` new bytes in all, on worker threads.
 fn run_workers(
     jobs: &[Job],
+    expected: u64,
     options: &IngestOptions,
     progress: &Progress,
 ) -> (Vec<Outcome>, Vec<Ledger>) {
     let threads = match options.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let worth_it = expected.div_ceil(BYTES_PER_WORKER).max(1);
+            cpus.min(usize::try_from(worth_it).unwrap_or(usize::MAX))
+        }
         n => n,
     }
     .min(jobs.len().max(1));

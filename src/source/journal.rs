@@ -251,7 +251,11 @@ fn open_at_end(path: &Path, committed: JournalRef) -> io::Result<File> {
         return Ok(file);
     }
     let mut file = OpenOptions::new().write(true).open(path)?;
-    file.set_len(committed.len)?;
+    // Cut only when there is something to cut: a truncation is a metadata
+    // change, one more wait on the file system's journal.
+    if file.metadata()?.len() != committed.len {
+        file.set_len(committed.len)?;
+    }
     file.seek(SeekFrom::Start(committed.len))?;
     Ok(file)
 }

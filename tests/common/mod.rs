@@ -17,6 +17,15 @@ use ccotel::report::{self, DateFilter, Grouping, Report, Totals};
 use ccotel::session::PriceTable;
 use ccotel::source::{default_roots, discover, StateDir};
 
+/// Three workers whatever there is to read: the binary reads a small append on
+/// one, so the tests' scans keep several ledgers merging.
+fn workers() -> IngestOptions {
+    IngestOptions {
+        threads: 3,
+        ..IngestOptions::default()
+    }
+}
+
 /// The read-only reference folder: `$CCOTEL_SHARED_DIR`, else `../shared` beside
 /// the project, else `/work/shared` (where a CI clone elsewhere finds it).
 pub fn shared_dir() -> PathBuf {
@@ -113,7 +122,7 @@ impl ClaudeHome {
     /// Reads everything from the start, with no manifest.
     pub fn full_scan(&self) -> Ingest {
         let files = discover(&default_roots(self.home())).expect("discover");
-        full_scan(files, &IngestOptions::default(), &Progress::default())
+        full_scan(files, &workers(), &Progress::default())
     }
 
     /// Reads incrementally through the manifest in `state_dir`.
@@ -123,7 +132,7 @@ impl ClaudeHome {
         ingest_incremental(
             &state,
             || discover(&roots),
-            &IngestOptions::default(),
+            &workers(),
             &Progress::default(),
         )
         .expect("ingest")
