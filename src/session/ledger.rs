@@ -413,7 +413,8 @@ impl Ledger {
     }
 
     /// Makes room for the records of changes `encoded_bytes` long in all, so
-    /// that applying them does not grow the index step by step.
+    /// that applying them (see [`Ledger::apply_encoded_changes`]) does not grow
+    /// the index step by step.
     pub fn reserve_for_changes(&mut self, encoded_bytes: usize) {
         let most = encoded_bytes / RECORD_BYTES;
         self.records.reserve(most);
@@ -434,8 +435,6 @@ impl Ledger {
             .collect();
         // `parse` checked every id against the strings.
         let id = |of: u32| ids.get(of as usize).copied().unwrap_or_default();
-        self.records.reserve(changes.records.len());
-        self.index.reserve(changes.records.len());
         for chunk in changes.records {
             let (key, record) = decode_record(chunk);
             let record = Record {
@@ -652,8 +651,8 @@ impl<'a> Encoded<'a> {
         if input.take(MAGIC.len())? != MAGIC {
             return Err(CodecError::Invalid("unknown format".into()));
         }
-        let count = input.u32()?;
-        let strings = (0..count)
+        let string_count = input.u32()?;
+        let strings = (0..string_count)
             .map(|_| {
                 let len = input.u32()? as usize;
                 std::str::from_utf8(input.take(len)?)
@@ -669,7 +668,7 @@ impl<'a> Encoded<'a> {
             let (key, record) = decode_record(chunk);
             if [record.model, record.session, record.project]
                 .iter()
-                .any(|&id| id >= count)
+                .any(|&id| id >= string_count)
             {
                 return Err(CodecError::Invalid("string index out of range".into()));
             }
