@@ -355,6 +355,7 @@ pub fn load(
     };
     loaded.time_zone()?;
     loaded.content_policy()?;
+    loaded.check_pricing()?;
     Ok(loaded)
 }
 
@@ -428,6 +429,20 @@ impl Loaded {
                     ))
                 }),
         }
+    }
+
+    /// Every price override is a usable price (see [`PriceOverride::problem`]).
+    fn check_pricing(&self) -> Result<(), ConfigError> {
+        for (model, price) in &self.config.pricing {
+            if let Some((field, why)) = price.problem() {
+                let key = format!("pricing.{model}.{field}");
+                return Err(ConfigError(format!(
+                    "config key `{key}` in {}: {why}",
+                    self.source_of(&format!("pricing.{model}"))
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The state directory.
@@ -832,6 +847,34 @@ mod tests {
             .expect("error")
             .to_string();
         assert!(message.contains("pricing.my-model.input"), "{message}");
+        for (toml, key) in [
+            ("input = -1.0\noutput = 1.0", "pricing.my-model.input"),
+            ("input = 1.0\noutput = inf", "pricing.my-model.output"),
+            ("input = 1.0\noutput = nan", "pricing.my-model.output"),
+            ("input = 1.0\noutput = 1e300", "pricing.my-model.output"),
+            (
+                "input = 1.0\noutput = 2.0\nabove_200k = { input = 2.0, output = 4.0, fast_multiplier = 6.0 }",
+                "pricing.my-model.above_200k.fast_multiplier",
+            ),
+            (
+                "input = 1.0\noutput = 2.0\nabove_200k = { input = 2.0, output = -4.0 }",
+                "pricing.my-model.above_200k.output",
+            ),
+        ] {
+            std::fs::write(&file, format!("[pricing.my-model]\n{toml}\n")).expect("write");
+            let message = load(Some(&file), &Overrides::default(), &environment(dir.path()))
+                .err()
+                .expect("a bad price is refused")
+                .to_string();
+            assert!(message.contains(key), "{toml}: {message}");
+            assert!(message.contains(&file.display().to_string()), "{message}");
+        }
+        std::fs::write(
+            &file,
+            "[pricing.my-model]\ninput = 0.0\noutput = 1e4\nfast_multiplier = 6.0\n",
+        )
+        .expect("write");
+        load(Some(&file), &Overrides::default(), &environment(dir.path())).expect("in range");
         std::fs::write(&file, "timezone = \"Mars/Olympus\"\n").expect("write");
         let message = load(Some(&file), &Overrides::default(), &environment(dir.path()))
             .err()

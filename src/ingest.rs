@@ -705,34 +705,44 @@ fn run_workers(
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].file.size));
     let next = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
-    let ledgers = std::thread::scope(|scope| {
+    // Each outcome with the worker that read it: a worker that panics takes its
+    // ledger with it, so what it read must not be recorded as read.
+    let outcomes: Mutex<Vec<Option<(usize, Outcome)>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let (ledgers, failed) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
+            .map(|worker| {
+                let (order, next, outcomes) = (&order, &next, &outcomes);
+                scope.spawn(move || {
                     let mut ledger = Ledger::new();
                     let mut reader = FileReader::new(options.max_inline_line, progress);
                     while let Some(&index) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let outcome = reader.read(&jobs[index], &mut ledger);
                         if let Ok(mut slots) = outcomes.lock() {
-                            slots[index] = Some(outcome);
+                            slots[index] = Some((worker, outcome));
                         }
                     }
                     ledger
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .filter_map(|worker| worker.join().ok())
-            .collect::<Vec<Ledger>>()
+        let mut ledgers = Vec::with_capacity(workers.len());
+        let mut failed = Vec::new();
+        for (worker, handle) in workers.into_iter().enumerate() {
+            match handle.join() {
+                Ok(ledger) => ledgers.push(ledger),
+                Err(_) => failed.push(worker),
+            }
+        }
+        (ledgers, failed)
     });
     let outcomes = outcomes
         .into_inner()
         .unwrap_or_default()
         .into_iter()
-        .map(|slot| {
-            slot.unwrap_or_else(|| Outcome::Failed(io::Error::other("worker thread failed")))
+        .map(|slot| match slot {
+            Some((worker, outcome)) if !failed.contains(&worker) => outcome,
+            _ => Outcome::Failed(io::Error::other("worker thread failed")),
         })
         .collect();
     (outcomes, ledgers)

@@ -35,7 +35,9 @@ pub struct Totals {
 
 impl Totals {
     pub fn total_tokens(&self) -> u64 {
-        self.input + self.output + self.cache_creation + self.cache_read
+        [self.output, self.cache_creation, self.cache_read]
+            .into_iter()
+            .fold(self.input, u64::saturating_add)
     }
 }
 
@@ -67,12 +69,14 @@ struct Sum {
 
 impl Sum {
     fn add(&mut self, response: &Response<'_>, cost_femtodollars: i128) {
+        // Saturating: counts and costs are capped where they are read, so only
+        // a corpus of millions of absurd lines could reach the limits.
         let t = &response.tokens;
-        self.input += t.input;
-        self.output += t.output;
-        self.cache_creation += t.cache_creation;
-        self.cache_read += t.cache_read;
-        self.cost_femtodollars += cost_femtodollars;
+        self.input = self.input.saturating_add(t.input);
+        self.output = self.output.saturating_add(t.output);
+        self.cache_creation = self.cache_creation.saturating_add(t.cache_creation);
+        self.cache_read = self.cache_read.saturating_add(t.cache_read);
+        self.cost_femtodollars = self.cost_femtodollars.saturating_add(cost_femtodollars);
         self.responses += 1;
     }
 
@@ -83,7 +87,7 @@ impl Sum {
         self.output = self.output.checked_sub(t.output)?;
         self.cache_creation = self.cache_creation.checked_sub(t.cache_creation)?;
         self.cache_read = self.cache_read.checked_sub(t.cache_read)?;
-        self.cost_femtodollars -= cost_femtodollars;
+        self.cost_femtodollars = self.cost_femtodollars.checked_sub(cost_femtodollars)?;
         self.responses = self.responses.checked_sub(1)?;
         Some(())
     }

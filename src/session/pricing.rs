@@ -80,6 +80,53 @@ impl PriceOverride {
         }
     }
 
+    /// The first field that is not a usable price, and why: a price is a
+    /// number of USD per million tokens from 0 to [`MAX_PRICE`]; a tier has no
+    /// tier or fast multiplier of its own.
+    pub fn problem(&self) -> Option<(String, String)> {
+        let own = self.fields().into_iter().find_map(|(field, value)| {
+            let value = value?;
+            let range = match field {
+                "fast_multiplier" => 0.0..=MAX_FAST_MULTIPLIER,
+                _ => 0.0..=MAX_PRICE,
+            };
+            (!range.contains(&value)).then(|| {
+                let why = format!(
+                    "{value} is not a price from {} to {}",
+                    range.start(),
+                    range.end()
+                );
+                (field.to_owned(), why)
+            })
+        });
+        own.or_else(|| {
+            let tier = self.above_200k.as_deref()?;
+            let nested = match (&tier.above_200k, tier.fast_multiplier) {
+                (Some(_), _) => Some((
+                    "above_200k".to_owned(),
+                    "a tier cannot have a tier".to_owned(),
+                )),
+                (None, Some(_)) => Some((
+                    "fast_multiplier".to_owned(),
+                    "set it beside the tier, not in it".to_owned(),
+                )),
+                (None, None) => tier.problem(),
+            };
+            nested.map(|(field, why)| (format!("above_200k.{field}"), why))
+        })
+    }
+
+    fn fields(&self) -> [(&'static str, Option<f64>); 6] {
+        [
+            ("input", Some(self.input)),
+            ("output", Some(self.output)),
+            ("cache_write_5m", self.cache_write_5m),
+            ("cache_write_1h", self.cache_write_1h),
+            ("cache_read", self.cache_read),
+            ("fast_multiplier", self.fast_multiplier),
+        ]
+    }
+
     fn price(&self) -> ModelPrice {
         ModelPrice {
             rates: self.rates(),
@@ -88,6 +135,12 @@ impl PriceOverride {
         }
     }
 }
+
+/// The highest price a config may set, in USD per million tokens: far above any
+/// model's, and low enough that no sum of costs can overflow.
+pub const MAX_PRICE: f64 = 10_000.0;
+/// The highest fast-mode multiplier a config may set.
+pub const MAX_FAST_MULTIPLIER: f64 = 100.0;
 
 const fn price(input: f64, output: f64) -> ModelPrice {
     ModelPrice {

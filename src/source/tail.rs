@@ -101,6 +101,11 @@ impl Tailer {
         for file in fresh {
             let moved_from = vanished.remove(&(file.identity.dev, file.identity.ino));
             let previous = moved_from.and_then(|old| self.known.remove(&old));
+            // Known under its new path at once: if it cannot be read this pass,
+            // the next one still resumes it, rather than reading it from byte 0.
+            if let Some(state) = &previous {
+                self.known.insert(file.path.clone(), state.clone());
+            }
             pending.push(Pending { file, previous });
         }
         let gone: Vec<PathBuf> = vanished.into_values().collect();
@@ -134,5 +139,66 @@ impl Tailer {
     /// Records how far a file has been read.
     pub fn update(&mut self, path: PathBuf, state: FileState) {
         self.known.insert(path, state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Marker;
+    use crate::transcript::LineStats;
+
+    fn listed(path: &str, size: u64) -> TranscriptFile {
+        let identity = FileIdentity {
+            dev: 1,
+            ino: 7,
+            size,
+            mtime_ns: size as i64,
+            ctime_ns: size as i64,
+        };
+        TranscriptFile {
+            path: PathBuf::from(path),
+            project: "p".into(),
+            size,
+            identity,
+        }
+    }
+
+    fn read_up_to(file: &TranscriptFile) -> FileState {
+        FileState {
+            project: "p".into(),
+            identity: file.identity,
+            offset: file.size,
+            marker: Marker {
+                head_len: 0,
+                head: 0,
+                tail: 0,
+            },
+            lines: LineStats::default(),
+        }
+    }
+
+    #[test]
+    fn a_moved_file_not_read_in_its_first_pass_still_resumes_in_the_next() {
+        let before = listed("/p/a.jsonl", 100);
+        let mut tailer = Tailer::default();
+        tailer.update(before.path.clone(), read_up_to(&before));
+
+        let (pending, gone) = tailer.changes(vec![listed("/p/b.jsonl", 150)]);
+        assert!(gone.is_empty(), "a move is not a deletion");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].previous.as_ref().map(|s| s.offset), Some(100));
+
+        // The pass failed to open it, so nothing was recorded; it grew meanwhile.
+        let (pending, gone) = tailer.changes(vec![listed("/p/b.jsonl", 180)]);
+        assert!(gone.is_empty());
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].file.path, PathBuf::from("/p/b.jsonl"));
+        assert_eq!(
+            pending[0].previous.as_ref().map(|s| s.offset),
+            Some(100),
+            "resumed at its offset, not read again from byte 0"
+        );
+        assert_eq!(tailer.known(), 1);
     }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::lenient::{optional, Lenient};
+use super::lenient::{cost_usd, optional, Lenient};
 use super::usage::Usage;
 
 /// What kind of entry a line is (its `type` field).
@@ -270,7 +270,7 @@ struct RawEntry {
     prompt_id: Option<String>,
     #[serde(default, deserialize_with = "optional")]
     request_id: Option<String>,
-    #[serde(rename = "costUSD", default, deserialize_with = "optional")]
+    #[serde(rename = "costUSD", default, deserialize_with = "cost_usd")]
     cost_usd: Option<f64>,
     #[serde(default, deserialize_with = "optional")]
     duration_ms: Option<f64>,

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::lenient::{count, Lenient};
+use super::lenient::{cost_usd, count, Lenient};
 
 /// The fields of any transcript line that decide whether and how it is counted.
 ///
@@ -27,7 +27,7 @@ pub struct UsageLine<'a> {
     #[serde(rename = "isApiErrorMessage", default)]
     pub is_api_error_message: Option<bool>,
     /// Pre-1.0.9 transcripts carry Claude Code's own cost for the line.
-    #[serde(rename = "costUSD", default)]
+    #[serde(rename = "costUSD", default, deserialize_with = "cost_usd")]
     pub cost_usd: Option<f64>,
     #[serde(borrow, default)]
     pub message: Option<Lenient<UsageMessage<'a>>>,
@@ -139,6 +139,23 @@ mod tests {
         assert_eq!(message.id.as_deref(), Some("msg_1"));
         assert_eq!(usage.cache_creation_1h(), 40);
         assert_eq!(usage.output_tokens, 5);
+    }
+
+    #[test]
+    fn a_cost_usd_that_is_no_amount_is_absent_and_the_line_still_counts() {
+        let with_cost = |cost: &str| {
+            let json = format!(
+                r#"{{"type":"assistant","costUSD":{cost},"message":{{"id":"m","model":"claude-opus-4-6","usage":{{"output_tokens":7}}}}}}"#
+            );
+            let parsed: UsageLine<'_> = serde_json::from_str(&json).expect("decodes");
+            let tokens = parsed.billable().map(|(_, usage)| usage.output_tokens);
+            (parsed.cost_usd, tokens)
+        };
+        assert_eq!(with_cost("0.25"), (Some(0.25), Some(7)));
+        assert_eq!(with_cost("3"), (Some(3.0), Some(7)));
+        for absurd in ["1e300", "-1", "\"0.5\"", "null", "{}"] {
+            assert_eq!(with_cost(absurd), (None, Some(7)), "costUSD {absurd}");
+        }
     }
 
     #[test]
