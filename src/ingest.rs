@@ -88,7 +88,10 @@ pub fn full_scan(
     progress: &Progress,
 ) -> Ingest {
     let fresh = Restoring::Ready(Ledger::new());
-    ingest(files, None, fresh, None, options, progress).result
+    match ingest(files, None, fresh, None, options, progress) {
+        Ok(read) => read.result,
+        Err(error) => unreachable!("a ledger that is not restored cannot fail to be: {error}"),
+    }
 }
 
 /// The saved ledger: restored, or not yet, because a speculation recalled its
@@ -120,16 +123,21 @@ impl SavedLedger {
 /// A ledger to merge into, ready or being restored.
 enum Restoring<'scope> {
     Ready(Ledger),
-    Thread(ScopedJoinHandle<'scope, Result<Ledger, String>>),
+    Thread(ScopedJoinHandle<'scope, Result<Ledger, ManifestError>>),
 }
 
 impl Restoring<'_> {
-    fn wait(self) -> Result<Ledger, String> {
+    /// The ledger; a thread that panicked counts as damage: the state is read
+    /// again rather than trusted.
+    fn wait(self) -> Result<Ledger, ManifestError> {
         match self {
             Restoring::Ready(ledger) => Ok(ledger),
-            Restoring::Thread(thread) => thread
-                .join()
-                .unwrap_or_else(|_| Err("restoring the ledger failed".into())),
+            Restoring::Thread(thread) => thread.join().unwrap_or_else(|_| {
+                Err(ManifestError::Corrupt {
+                    path: PathBuf::from("session state"),
+                    reason: "restoring the ledger failed".into(),
+                })
+            }),
         }
     }
 }
@@ -148,9 +156,10 @@ struct Reading {
 /// (none and an empty one for a full scan). What the run added to the ledger is
 /// also observed in `delta`, if given.
 ///
-/// If the ledger cannot be restored, `previous` and `delta` are set aside and
-/// every file is read from its start: the result says so (`discarded`), and its
-/// file changes must then be saved as a new base, not on top of `previous`.
+/// If the ledger is damaged, `previous` and `delta` are set aside and every
+/// file is read from its start: the result says so (`discarded`), and its file
+/// changes must then be saved as a new base, not on top of `previous`. If it
+/// cannot be read, that is the error.
 fn ingest(
     files: Vec<TranscriptFile>,
     previous: Option<&SavedManifest>,
@@ -158,7 +167,7 @@ fn ingest(
     delta: Option<&mut LedgerDelta>,
     options: &IngestOptions,
     progress: &Progress,
-) -> Reading {
+) -> Result<Reading, ManifestError> {
     let listed = files.len();
     let started = std::time::Instant::now();
     let plan = plan(files, previous);
@@ -177,16 +186,17 @@ fn ingest(
     tracing::debug!(elapsed = ?started.elapsed(), "new lines read");
     let mut ledger = match ledger.wait() {
         Ok(ledger) => ledger,
-        Err(reason) => {
+        Err(error @ ManifestError::Io { .. }) => return Err(error),
+        Err(error) => {
             // What was read is dropped with the offsets it was read from.
             drop((outcomes, ledgers));
             progress.bytes_done.store(0, Ordering::Relaxed);
             let fresh = Restoring::Ready(Ledger::new());
-            let read = ingest(plan.into_files(), None, fresh, None, options, progress);
-            return Reading {
-                discarded: Some(reason),
+            let read = ingest(plan.into_files(), None, fresh, None, options, progress)?;
+            return Ok(Reading {
+                discarded: Some(error.to_string()),
                 ..read
-            };
+            });
         }
     };
     tracing::debug!(elapsed = ?started.elapsed(), "saved ledger restored");
@@ -223,11 +233,11 @@ fn ingest(
         summary,
         saved_state: None,
     };
-    Reading {
+    Ok(Reading {
         result,
         file_changes,
         discarded: None,
-    }
+    })
 }
 
 /// What the state directory held before a run.
@@ -246,9 +256,24 @@ pub enum PriorState {
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("listing transcripts: {0}")]
-    Listing(#[from] io::Error),
-    #[error("saving the manifest: {0}")]
-    State(#[from] ManifestError),
+    Listing(io::Error),
+    /// The state could not be read or saved; the error names the file.
+    #[error("state directory: {0}")]
+    State(ManifestError),
+}
+
+// By hand, not `#[from]`, which would also make each a `source`: the messages
+// hold them, and a chain that printed them again would say them twice.
+impl From<io::Error> for IngestError {
+    fn from(error: io::Error) -> Self {
+        IngestError::Listing(error)
+    }
+}
+
+impl From<ManifestError> for IngestError {
+    fn from(error: ManifestError) -> Self {
+        IngestError::State(error)
+    }
 }
 
 /// Reads what is new since the state in `state` was saved, and saves the result
@@ -359,10 +384,13 @@ where
         });
         let files = list_files();
         let loaded = loading.join().unwrap_or_else(|_| {
-            Loaded::none(PriorState::Discarded("loading the state failed".into()))
+            Ok(Loaded::none(PriorState::Discarded(
+                "loading the state failed".into(),
+            )))
         });
         (loaded, files)
     });
+    let loaded = loaded?;
     let Loaded {
         saved,
         ledger,
@@ -396,7 +424,7 @@ where
     let read = std::thread::scope(|scope| {
         let ledger = ledger.restore_in(scope);
         ingest(files, saved.as_ref(), ledger, recording, options, progress)
-    });
+    })?;
     let (saved, prior) = match read.discarded {
         Some(reason) => (None, PriorState::Discarded(reason)),
         None => (saved, prior),
@@ -517,6 +545,17 @@ struct Loaded<O> {
 }
 
 impl<O> Loaded<O> {
+    /// Nothing loaded, because of `error`: damage discards the state, and
+    /// anything else is passed on.
+    fn discarded(error: ManifestError) -> Result<Loaded<O>, ManifestError> {
+        match error {
+            ManifestError::Corrupt { .. } => {
+                Ok(Loaded::none(PriorState::Discarded(error.to_string())))
+            }
+            ManifestError::Io { .. } => Err(error),
+        }
+    }
+
     fn none(prior: PriorState) -> Loaded<O> {
         Loaded {
             saved: None,
@@ -528,21 +567,25 @@ impl<O> Loaded<O> {
 }
 
 /// Loads the manifest; recalls the speculation's output for its state, or
-/// restores the ledger and computes it. An unreadable state is discarded.
-fn load_prior<S: Speculation>(state: &StateDir, speculation: &S) -> Loaded<S::Output> {
+/// restores the ledger and computes it. A damaged state is discarded; one that
+/// cannot be read is an error (see [`ManifestError::Io`]).
+fn load_prior<S: Speculation>(
+    state: &StateDir,
+    speculation: &S,
+) -> Result<Loaded<S::Output>, ManifestError> {
     let (saved, file) = match state.load_manifest() {
         Ok(Some(found)) => found,
-        Ok(None) => return Loaded::none(PriorState::Empty),
-        Err(error) => return Loaded::none(PriorState::Discarded(error.to_string())),
+        Ok(None) => return Ok(Loaded::none(PriorState::Empty)),
+        Err(error) => return Loaded::discarded(error),
     };
     let id = saved.state_id();
     if let Some(output) = speculation.recall(&id) {
-        return Loaded {
+        return Ok(Loaded {
             saved: Some(saved),
             ledger: SavedLedger::Deferred(file),
             prior: PriorState::Loaded,
             output: Some(output),
-        };
+        });
     }
     match restore_ledger(file) {
         Ok(ledger) => {
@@ -550,27 +593,37 @@ fn load_prior<S: Speculation>(state: &StateDir, speculation: &S) -> Loaded<S::Ou
                 ledger: &ledger,
                 state: &id,
             });
-            Loaded {
+            Ok(Loaded {
                 saved: Some(saved),
                 ledger: SavedLedger::Restored(ledger),
                 prior: PriorState::Loaded,
                 output: Some(output),
-            }
+            })
         }
-        Err(reason) => Loaded::none(PriorState::Discarded(reason)),
+        Err(error) => Loaded::discarded(error),
+    }
+}
+
+/// The error for a ledger found damaged in the file at `path`.
+fn damaged(path: &Path) -> impl FnOnce(LedgerError) -> ManifestError + '_ {
+    move |error| ManifestError::Corrupt {
+        path: path.to_owned(),
+        reason: error.to_string(),
     }
 }
 
 /// The saved ledger with the journal's changes applied.
-fn restore_ledger(file: SessionStateFile) -> Result<Ledger, String> {
+fn restore_ledger(file: SessionStateFile) -> Result<Ledger, ManifestError> {
     let started = std::time::Instant::now();
-    let saved = file.open().map_err(|error| error.to_string())?;
-    let decoded = |error: LedgerError| error.to_string();
-    let mut ledger = Ledger::from_encoded(saved.blob).map_err(decoded)?;
+    let (blob_path, journal_path) = (file.blob_path().to_owned(), file.journal_path());
+    let saved = file.open()?;
+    let mut ledger = Ledger::from_encoded(saved.blob).map_err(damaged(&blob_path))?;
     tracing::debug!(elapsed = ?started.elapsed(), "ledger file checked and opened");
     ledger.reserve_for_changes(saved.changes.payloads().map(<[u8]>::len).sum());
     for payload in saved.changes.payloads() {
-        ledger.apply_encoded_changes(payload).map_err(decoded)?;
+        ledger
+            .apply_encoded_changes(payload)
+            .map_err(damaged(&journal_path))?;
     }
     tracing::debug!(elapsed = ?started.elapsed(), "ledger journal applied");
     Ok(ledger)

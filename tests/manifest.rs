@@ -42,6 +42,56 @@ fn unchanged_files_are_not_read_again() {
 }
 
 #[test]
+fn a_state_file_that_cannot_be_read_stops_the_run_and_is_left_as_it_was() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    home.write("-p/s1.jsonl", response("a", 5).as_bytes());
+    home.incremental_scan(state.path());
+    let blob = fs::read_dir(state.path())
+        .expect("list")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| {
+            let name = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned());
+            name.is_some_and(|name| name.starts_with("session-state.") && name.ends_with(".bin"))
+        })
+        .expect("the session state");
+    let saved = fs::read(&blob).expect("blob");
+    let manifest = fs::read(state.path().join("manifest.bin")).expect("manifest");
+
+    // A read error other than "not found" (here a directory in its place; in
+    // life EIO or EACCES): the state may be whole, and may hold the usage of
+    // transcripts deleted since, so it is not discarded.
+    fs::remove_file(&blob).expect("remove");
+    fs::create_dir(&blob).expect("a directory in its place");
+    home.append("-p/s1.jsonl", response("b", 7).as_bytes());
+    let output = home
+        .ccotel(state.path())
+        .args(["report", "daily", "--json"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&blob.display().to_string()),
+        "the error names the file: {stderr}"
+    );
+    assert!(!stderr.contains("is corrupt"), "{stderr}");
+    assert_eq!(
+        fs::read(state.path().join("manifest.bin")).expect("manifest"),
+        manifest,
+        "the manifest is left as it was"
+    );
+
+    fs::remove_dir(&blob).expect("remove the directory");
+    fs::write(&blob, &saved).expect("the state back");
+    let (result, prior) = home.incremental_scan(state.path());
+    assert_eq!(prior, PriorState::Loaded, "nothing was discarded");
+    assert_eq!(output_and_responses(&result), (12, 2));
+}
+
+#[test]
 fn corrupt_manifest_or_ledger_means_a_warning_and_a_full_reparse() {
     let home = ClaudeHome::new();
     let state = tempfile::tempdir().expect("state");

@@ -126,7 +126,7 @@ impl Committer {
         })?;
         let journal = self.journal.as_mut().ok_or_else(|| ManifestError::Io {
             path: path.clone(),
-            source: io::Error::other("the journal is not open"),
+            error: io::Error::other("the journal is not open"),
         })?;
         journal
             .write_all(&record)

@@ -119,7 +119,10 @@ impl Read {
 /// Reads the journal at `path` up to its last whole record. A missing journal
 /// has none; a journal of another format, or bytes after the last whole record
 /// (a run that crashed mid-append, or damage), are dropped and said why.
-pub fn read(path: &Path) -> Read {
+///
+/// A journal that cannot be read is an error, not an empty one: its records may
+/// hold what no transcript holds any more, and the next append would cut them.
+pub fn read(path: &Path) -> io::Result<Read> {
     let mut read = Read {
         records: Records::none(),
         commits: Vec::new(),
@@ -127,15 +130,12 @@ pub fn read(path: &Path) -> Read {
     };
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return read,
-        Err(error) => {
-            read.dropped = Some(format!("it cannot be read: {error}"));
-            return read;
-        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(read),
+        Err(error) => return Err(error),
     };
     if !bytes.starts_with(MAGIC) {
         read.dropped = Some("it is not a ccotel journal".into());
-        return read;
+        return Ok(read);
     }
     let mut digest = 0;
     let mut at = MAGIC.len();
@@ -155,7 +155,7 @@ pub fn read(path: &Path) -> Read {
         ));
     }
     read.records.bytes = bytes;
-    read
+    Ok(read)
 }
 
 /// Reads the first `committed.len` bytes of a journal whose manifest names its
@@ -283,10 +283,13 @@ mod tests {
     fn appended_records_are_read_back_and_a_torn_tail_is_dropped_then_cut() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("session-state.x.journal");
-        assert!(payloads(&read(&path)).is_empty(), "no journal, no records");
+        assert!(
+            payloads(&read(&path).expect("read")).is_empty(),
+            "no journal, no records"
+        );
         let first = append(&path, JournalRef::default(), b"one").expect("append");
         let second = append(&path, first, b"two").expect("append");
-        let read_back = read(&path);
+        let read_back = read(&path).expect("read");
         assert_eq!(payloads(&read_back), [&b"one"[..], b"two"]);
         assert_eq!(read_back.commits, [first, second]);
         assert_eq!(read_back.committed(), second);
@@ -297,7 +300,7 @@ mod tests {
         file.write_all(&[200, 0, 0, 0, 1, 2, 3])
             .expect("torn write");
         drop(file);
-        let torn = read(&path);
+        let torn = read(&path).expect("read");
         assert_eq!(payloads(&torn), [&b"one"[..], b"two"]);
         assert_eq!(torn.committed(), second);
         assert!(torn
@@ -306,7 +309,7 @@ mod tests {
             .expect("said why")
             .contains("last 7 bytes"));
         let third = append(&path, torn.committed(), b"three").expect("append");
-        let read_back = read(&path);
+        let read_back = read(&path).expect("read");
         assert_eq!(payloads(&read_back), [&b"one"[..], b"two", b"three"]);
         assert!(read_back.dropped.is_none(), "the torn bytes were cut off");
         assert_eq!(read_back.committed(), third);
@@ -323,13 +326,13 @@ mod tests {
         // The first record's last payload byte.
         bytes[first.len as usize - 1] ^= 1;
         std::fs::write(&path, &bytes).expect("write");
-        let damaged = read(&path);
+        let damaged = read(&path).expect("read");
         assert!(payloads(&damaged).is_empty());
         assert_eq!(damaged.committed(), JournalRef::default());
         assert!(damaged.dropped.is_some());
 
         std::fs::write(&path, b"not a journal at all").expect("write");
-        let other = read(&path);
+        let other = read(&path).expect("read");
         assert!(payloads(&other).is_empty());
         assert!(other
             .dropped
@@ -337,8 +340,8 @@ mod tests {
             .expect("said why")
             .contains("not a ccotel journal"));
         let restarted = append(&path, other.committed(), b"new").expect("append");
-        assert_eq!(payloads(&read(&path)), [&b"new"[..]]);
-        assert_eq!(read(&path).committed(), restarted);
+        assert_eq!(payloads(&read(&path).expect("read")), [&b"new"[..]]);
+        assert_eq!(read(&path).expect("read").committed(), restarted);
     }
 
     /// A journal in the earlier format: its manifest names how much is committed.

@@ -57,17 +57,24 @@ const LEGACY_FORMAT: u32 = 1;
 /// Errors reading or writing the state directory.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// The file could not be read or written. Its content may be whole: a run
+    /// stops rather than discard it, since the state may hold the usage of
+    /// transcripts Claude Code has since deleted.
+    // `error`, not `source`: the message holds it, and a chain that printed it
+    // again would say it twice.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
+    /// The file's content is damaged: a run discards the state, with a warning,
+    /// and reads every transcript again.
     #[error("{path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
 
 /// Wraps an I/O error with the path it concerns.
 pub fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ManifestError + '_ {
-    move |source| ManifestError::Io {
+    move |error| ManifestError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -138,6 +145,16 @@ pub struct SessionStateFile {
 }
 
 impl SessionStateFile {
+    /// The blob's path, to name in errors about its content.
+    pub fn blob_path(&self) -> &Path {
+        &self.blob_path
+    }
+
+    /// The journal's path, to name in errors about its records.
+    pub fn journal_path(&self) -> PathBuf {
+        journal::journal_path(&self.blob_path)
+    }
+
     /// Opens the blob and checks it against the checksum its manifest recorded.
     /// The blob is named first in an error: it may be found damaged runs after
     /// the damage, by the first run that needed it.
@@ -147,8 +164,12 @@ impl SessionStateFile {
             path: self.blob_path.clone(),
             reason,
         };
-        let blob = FileBytes::open(&self.blob_path)
-            .map_err(|error| corrupt(format!("cannot read it ({error}); {manifest} names it")))?;
+        // Missing, the state is damaged; unreadable, it may be whole, and is
+        // not to be discarded (see `ManifestError::Io`).
+        let blob = FileBytes::open(&self.blob_path).map_err(|error| match error.kind() {
+            io::ErrorKind::NotFound => corrupt(format!("it is missing; {manifest} names it")),
+            _ => io_error(&self.blob_path)(error),
+        })?;
         if BlobRef::of(&blob) != self.blob {
             return Err(corrupt(format!(
                 "it does not match the checksum {manifest} records"
@@ -590,7 +611,7 @@ fn load_manifest_from(
     let journal_path = journal::journal_path(&blob_path);
     let (changed, changes) = match state.appendable {
         true => {
-            let (changed, changes, committed) = read_journal(&journal_path, changed);
+            let (changed, changes, committed) = read_journal(&journal_path, changed)?;
             state.journal = committed;
             (changed, changes)
         }
@@ -622,8 +643,13 @@ fn load_manifest_from(
 /// its ledger payloads, and what it commits. Records after one that cannot be
 /// used are dropped, with a warning: any prefix is a consistent state, and what
 /// the rest recorded is read again from the transcripts.
-fn read_journal(path: &Path, mut changed: Changed) -> (Changed, journal::Records, JournalRef) {
-    let mut read = journal::read(path);
+///
+/// A journal that cannot be read is an error: see [`journal::read`].
+fn read_journal(
+    path: &Path,
+    mut changed: Changed,
+) -> Result<(Changed, journal::Records, JournalRef), ManifestError> {
+    let mut read = journal::read(path).map_err(io_error(path))?;
     let mut ledger_payloads: Vec<Range<usize>> = Vec::new();
     let mut usable = 0;
     for (payload, bytes) in read.records.ranged_payloads() {
@@ -652,11 +678,11 @@ fn read_journal(path: &Path, mut changed: Changed) -> (Changed, journal::Records
         );
     }
     let committed = read.committed();
-    (
+    Ok((
         changed,
         read.records.with_ranges(ledger_payloads),
         committed,
-    )
+    ))
 }
 
 fn load_legacy(dir: &Path) -> Result<Option<(Manifest, BlobRef)>, ManifestError> {
