@@ -91,8 +91,12 @@ impl PriceOverride {
                 _ => 0.0..=MAX_PRICE,
             };
             (!range.contains(&value)).then(|| {
+                let what = match field {
+                    "fast_multiplier" => "a multiplier",
+                    _ => "a price in USD per million tokens",
+                };
                 let why = format!(
-                    "{value} is not a price from {} to {}",
+                    "{value} is not {what} from {} to {}",
                     range.start(),
                     range.end()
                 );
