@@ -115,7 +115,10 @@ impl SavedLedger {
     fn restore_in<'scope>(self, scope: &'scope Scope<'scope, '_>) -> Restoring<'scope> {
         match self {
             SavedLedger::Restored(ledger) => Restoring::Ready(ledger),
-            SavedLedger::Deferred(file) => Restoring::Thread(scope.spawn(|| restore_ledger(file))),
+            SavedLedger::Deferred(file) => Restoring::Thread {
+                blob: file.blob_path().to_owned(),
+                thread: scope.spawn(|| restore_ledger(file)),
+            },
         }
     }
 }
@@ -123,7 +126,11 @@ impl SavedLedger {
 /// A ledger to merge into, ready or being restored.
 enum Restoring<'scope> {
     Ready(Ledger),
-    Thread(ScopedJoinHandle<'scope, Result<Ledger, ManifestError>>),
+    Thread {
+        /// To name if the thread fails.
+        blob: PathBuf,
+        thread: ScopedJoinHandle<'scope, Result<Ledger, ManifestError>>,
+    },
 }
 
 impl Restoring<'_> {
@@ -132,10 +139,10 @@ impl Restoring<'_> {
     fn wait(self) -> Result<Ledger, ManifestError> {
         match self {
             Restoring::Ready(ledger) => Ok(ledger),
-            Restoring::Thread(thread) => thread.join().unwrap_or_else(|_| {
+            Restoring::Thread { blob, thread } => thread.join().unwrap_or_else(|_| {
                 Err(ManifestError::Corrupt {
-                    path: PathBuf::from("session state"),
-                    reason: "restoring the ledger failed".into(),
+                    path: blob,
+                    reason: "restoring the ledger from it failed".into(),
                 })
             }),
         }

@@ -84,22 +84,23 @@ impl PriceOverride {
     /// number of USD per million tokens from 0 to [`MAX_PRICE`]; a tier has no
     /// tier or fast multiplier of its own.
     pub fn problem(&self) -> Option<(String, String)> {
-        let own = self.fields().into_iter().find_map(|(field, value)| {
+        const PRICE: (f64, &str) = (MAX_PRICE, "a price in USD per million tokens");
+        let fields = [
+            ("input", Some(self.input), PRICE),
+            ("output", Some(self.output), PRICE),
+            ("cache_write_5m", self.cache_write_5m, PRICE),
+            ("cache_write_1h", self.cache_write_1h, PRICE),
+            ("cache_read", self.cache_read, PRICE),
+            (
+                "fast_multiplier",
+                self.fast_multiplier,
+                (MAX_FAST_MULTIPLIER, "a multiplier"),
+            ),
+        ];
+        let own = fields.into_iter().find_map(|(field, value, (most, what))| {
             let value = value?;
-            let range = match field {
-                "fast_multiplier" => 0.0..=MAX_FAST_MULTIPLIER,
-                _ => 0.0..=MAX_PRICE,
-            };
-            (!range.contains(&value)).then(|| {
-                let what = match field {
-                    "fast_multiplier" => "a multiplier",
-                    _ => "a price in USD per million tokens",
-                };
-                let why = format!(
-                    "{value} is not {what} from {} to {}",
-                    range.start(),
-                    range.end()
-                );
+            (!(0.0..=most).contains(&value)).then(|| {
+                let why = format!("{value} is not {what} from 0 to {most}");
                 (field.to_owned(), why)
             })
         });
@@ -118,17 +119,6 @@ impl PriceOverride {
             };
             nested.map(|(field, why)| (format!("above_200k.{field}"), why))
         })
-    }
-
-    fn fields(&self) -> [(&'static str, Option<f64>); 6] {
-        [
-            ("input", Some(self.input)),
-            ("output", Some(self.output)),
-            ("cache_write_5m", self.cache_write_5m),
-            ("cache_write_1h", self.cache_write_1h),
-            ("cache_read", self.cache_read),
-            ("fast_multiplier", self.fast_multiplier),
-        ]
     }
 
     fn price(&self) -> ModelPrice {

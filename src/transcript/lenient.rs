@@ -145,47 +145,8 @@ pub const MAX_COST_USD: f64 = 10_000.0;
 /// (another shape, a negative or absurd amount) is treated as absent, so the
 /// response is priced from its tokens instead of failing the line.
 pub fn cost_usd<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
-    struct CostVisitor;
-    impl<'de> Visitor<'de> for CostVisitor {
-        type Value = Option<f64>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a cost in USD")
-        }
-        fn visit_f64<E>(self, v: f64) -> Result<Option<f64>, E> {
-            Ok(plausible_cost(v))
-        }
-        fn visit_u64<E>(self, v: u64) -> Result<Option<f64>, E> {
-            Ok(plausible_cost(v as f64))
-        }
-        fn visit_i64<E>(self, v: i64) -> Result<Option<f64>, E> {
-            Ok(plausible_cost(v as f64))
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Option<f64>, E> {
-            Ok(None)
-        }
-        fn visit_unit<E>(self) -> Result<Option<f64>, E> {
-            Ok(None)
-        }
-        fn visit_none<E>(self) -> Result<Option<f64>, E> {
-            Ok(None)
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<Option<f64>, E> {
-            Ok(None)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<f64>, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<f64>, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-    }
-    deserializer.deserialize_any(CostVisitor)
-}
-
-fn plausible_cost(usd: f64) -> Option<f64> {
-    (0.0..=MAX_COST_USD).contains(&usd).then_some(usd)
+    let cost: Option<f64> = optional(deserializer)?;
+    Ok(cost.filter(|usd| (0.0..=MAX_COST_USD).contains(usd)))
 }
 
 /// Deserializes an optional value, treating a value of the wrong shape as absent.
