@@ -5,6 +5,7 @@
 //!
 //! Run with `cargo bench --bench ledger`.
 
+use ccotel::codec::FileBytes;
 use ccotel::session::{Ledger, LedgerDelta, Observation, ResponseKey, TokenCounts};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 
@@ -41,7 +42,7 @@ fn ledger_benchmarks(c: &mut Criterion) {
     for i in 0..130_000 {
         observe(&mut history, &sessions, i, 100 + i % 900);
     }
-    let saved = history.encode();
+    let saved = history.encode().expect("a ledger with nothing saved");
     // What a run read: 5,000 new responses, and 500 saved ones grown.
     let mut read = Ledger::new();
     for i in 130_000..135_000 {
@@ -50,7 +51,23 @@ fn ledger_benchmarks(c: &mut Criterion) {
     for i in (0..130_000).step_by(260) {
         observe(&mut read, &sessions, i, 5_000);
     }
-    let restored = || Ledger::decode(&saved).expect("a ledger just encoded");
+    // As a run restores it: read in place, each block checked when first used.
+    let restored =
+        || Ledger::from_encoded(FileBytes::from(saved.clone())).expect("a ledger just encoded");
+    c.bench_function("restore_saved", |b| {
+        b.iter_batched(
+            || FileBytes::from(saved.clone()),
+            |bytes| Ledger::from_encoded(bytes).expect("a ledger just encoded"),
+            BatchSize::LargeInput,
+        )
+    });
+    c.bench_function("restore_saved_checked_whole", |b| {
+        b.iter_batched(
+            restored,
+            |ledger| ledger.check_everything().map(|()| ledger),
+            BatchSize::LargeInput,
+        )
+    });
     c.bench_function("merge_into_saved", |b| {
         b.iter_batched(
             restored,

@@ -24,14 +24,28 @@ pub enum FileBytes {
 impl FileBytes {
     /// The whole file at `path`.
     pub fn open(path: &Path) -> io::Result<FileBytes> {
+        FileBytes::map(path, true)
+    }
+
+    /// The file at `path`, for a reader that uses a few parts of it: its pages
+    /// are mapped as they are touched, not all up front.
+    pub fn open_sparse(path: &Path) -> io::Result<FileBytes> {
+        FileBytes::map(path, false)
+    }
+
+    fn map(path: &Path, populate: bool) -> io::Result<FileBytes> {
         let file = File::open(path)?;
         if file.metadata()?.len() == 0 {
             return Ok(FileBytes::Owned(Vec::new()));
         }
+        let mut options = memmap2::MmapOptions::new();
+        if populate {
+            options.populate();
+        }
         // SAFETY: a mapping is undefined behaviour if the file changes under it.
         // ccotel never writes a state file in place: every save writes a new file
         // and renames it into place, which leaves a mapped inode as it was.
-        let mapped = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
+        let mapped = unsafe { options.map(&file)? };
         Ok(FileBytes::Mapped(mapped))
     }
 }
@@ -127,6 +141,38 @@ pub fn unseal(bytes: &[u8]) -> Result<&[u8], CodecError> {
     } else {
         Err(CodecError::Checksum)
     }
+}
+
+/// Starts a file that checks itself piece by piece; see [`self_checked`].
+const SELF_CHECKED_START: &[u8; SELF_CHECKED_START_BYTES] = b"ccotsc1\n";
+pub const SELF_CHECKED_START_BYTES: usize = 8;
+/// Ends it, after its digest.
+const SELF_CHECKED_END: &[u8; 8] = b"ccotdig1";
+
+/// Starts a self-checking file in `out` (see [`self_checked`]).
+pub fn put_self_checked_start(out: &mut Vec<u8>) {
+    out.extend_from_slice(SELF_CHECKED_START);
+}
+
+/// Ends a self-checking file with `digest`, a checksum its format defines over
+/// what it holds (its header and the checksums of its blocks, say) and checks
+/// as it reads.
+pub fn put_self_checked_end(out: &mut Vec<u8>, digest: u64) {
+    put_u64(out, digest);
+    out.extend_from_slice(SELF_CHECKED_END);
+}
+
+/// The digest and the body of a self-checking file, or `None` if `bytes` are
+/// not one. Such a file is named by its digest rather than by a hash of every
+/// byte, so opening it costs only the parts a reader uses.
+pub fn self_checked(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let inner = bytes.strip_prefix(SELF_CHECKED_START)?;
+    let (inner, end) = inner.split_at_checked(inner.len().checked_sub(16)?)?;
+    let (digest, marker) = end.split_at(8);
+    if marker != SELF_CHECKED_END {
+        return None;
+    }
+    Some((u64::from_le_bytes(digest.try_into().ok()?), inner))
 }
 
 /// Bytes in front of a journal record's payload: its length and checksum.

@@ -87,8 +87,7 @@ pub fn full_scan(
     options: &IngestOptions,
     progress: &Progress,
 ) -> Ingest {
-    let fresh = Restoring::Ready(Ledger::new());
-    match ingest(files, None, fresh, None, options, progress) {
+    match ingest(files, None, Restoring::fresh(), None, options, progress) {
         Ok(read) => read.result,
         Err(error) => unreachable!("a ledger that is not restored cannot fail to be: {error}"),
     }
@@ -97,7 +96,8 @@ pub fn full_scan(
 /// The saved ledger: restored, or not yet, because a speculation recalled its
 /// output by the state's id alone.
 enum SavedLedger {
-    Restored(Ledger),
+    /// With the blob it was restored from, if any, to name if it is damaged.
+    Restored(Ledger, Option<PathBuf>),
     Deferred(SessionStateFile),
 }
 
@@ -105,19 +105,24 @@ impl SavedLedger {
     /// The ledger, if it was restored.
     fn restored(self) -> Option<Ledger> {
         match self {
-            SavedLedger::Restored(ledger) => Some(ledger),
+            SavedLedger::Restored(ledger, _) => Some(ledger),
             SavedLedger::Deferred(_) => None,
         }
     }
 
     /// Starts restoring a deferred ledger on a thread of `scope`, to go on while
-    /// the run plans and reads: only the merge needs it.
-    fn restore_in<'scope>(self, scope: &'scope Scope<'scope, '_>) -> Restoring<'scope> {
+    /// the run plans and reads: only the merge needs it. `whole` says, on that
+    /// thread, whether to check it whole (see [`restore_ledger`]).
+    fn restore_in<'scope>(
+        self,
+        scope: &'scope Scope<'scope, '_>,
+        whole: impl FnOnce() -> bool + Send + 'scope,
+    ) -> Restoring<'scope> {
         match self {
-            SavedLedger::Restored(ledger) => Restoring::Ready(ledger),
+            SavedLedger::Restored(ledger, blob) => Restoring::Ready { ledger, blob },
             SavedLedger::Deferred(file) => Restoring::Thread {
                 blob: file.blob_path().to_owned(),
-                thread: scope.spawn(|| restore_ledger(file)),
+                thread: scope.spawn(move || restore_ledger(file, whole())),
             },
         }
     }
@@ -125,26 +130,37 @@ impl SavedLedger {
 
 /// A ledger to merge into, ready or being restored.
 enum Restoring<'scope> {
-    Ready(Ledger),
+    Ready {
+        ledger: Ledger,
+        /// The blob it was restored from, if any.
+        blob: Option<PathBuf>,
+    },
     Thread {
-        /// To name if the thread fails.
         blob: PathBuf,
         thread: ScopedJoinHandle<'scope, Result<Ledger, ManifestError>>,
     },
 }
 
 impl Restoring<'_> {
-    /// The ledger; a thread that panicked counts as damage: the state is read
-    /// again rather than trusted.
-    fn wait(self) -> Result<Ledger, ManifestError> {
+    fn fresh() -> Self {
+        Restoring::Ready {
+            ledger: Ledger::new(),
+            blob: None,
+        }
+    }
+
+    /// The ledger, and the blob it was restored from, if any; a thread that
+    /// panicked counts as damage: the state is read again rather than trusted.
+    fn wait(self) -> Result<(Ledger, Option<PathBuf>), ManifestError> {
         match self {
-            Restoring::Ready(ledger) => Ok(ledger),
-            Restoring::Thread { blob, thread } => thread.join().unwrap_or_else(|_| {
-                Err(ManifestError::Corrupt {
+            Restoring::Ready { ledger, blob } => Ok((ledger, blob)),
+            Restoring::Thread { blob, thread } => match thread.join() {
+                Ok(restored) => restored.map(|ledger| (ledger, Some(blob))),
+                Err(_) => Err(ManifestError::Corrupt {
                     path: blob,
                     reason: "restoring the ledger from it failed".into(),
-                })
-            }),
+                }),
+            },
         }
     }
 }
@@ -191,30 +207,38 @@ fn ingest(
     progress.bytes_total.store(expected, Ordering::Relaxed);
     let (outcomes, ledgers) = run_workers(&plan.jobs, expected, options, progress);
     tracing::debug!(elapsed = ?started.elapsed(), "new lines read");
-    let mut ledger = match ledger.wait() {
+    let mut delta = delta;
+    let merged = ledger.wait().and_then(|(mut ledger, blob)| {
+        tracing::debug!(elapsed = ?started.elapsed(), "saved ledger restored");
+        for worker_ledger in &ledgers {
+            match delta.as_deref_mut() {
+                Some(delta) => ledger.merge_recording(worker_ledger, delta),
+                None => ledger.merge(worker_ledger),
+            }
+        }
+        tracing::debug!(elapsed = ?started.elapsed(), "merged into the saved ledger");
+        // The saved records looked in were checked as they were: damage there
+        // means some were not found, so what was merged cannot be trusted.
+        if let Some(blob) = &blob {
+            ledger.check().map_err(damaged(blob))?;
+        }
+        Ok(ledger)
+    });
+    let ledger = match merged {
         Ok(ledger) => ledger,
         Err(error @ ManifestError::Io { .. }) => return Err(error),
         Err(error) => {
             // What was read is dropped with the offsets it was read from.
             drop((outcomes, ledgers));
             progress.bytes_done.store(0, Ordering::Relaxed);
-            let fresh = Restoring::Ready(Ledger::new());
-            let read = ingest(plan.into_files(), None, fresh, None, options, progress)?;
+            let files = plan.into_files();
+            let read = ingest(files, None, Restoring::fresh(), None, options, progress)?;
             return Ok(Reading {
                 discarded: Some(error.to_string()),
                 ..read
             });
         }
     };
-    tracing::debug!(elapsed = ?started.elapsed(), "saved ledger restored");
-    let mut delta = delta;
-    for worker_ledger in &ledgers {
-        match delta.as_deref_mut() {
-            Some(delta) => ledger.merge_recording(worker_ledger, delta),
-            None => ledger.merge(worker_ledger),
-        }
-    }
-    tracing::debug!(elapsed = ?started.elapsed(), "merged into the saved ledger");
     let Plan {
         jobs,
         unchanged,
@@ -317,6 +341,10 @@ impl Speculation for NeedsTheLedger {
     }
 
     fn compute(&self, _basis: Basis<'_>) {}
+
+    fn needs_every_response(&self, _state: &str) -> bool {
+        true
+    }
 }
 
 /// What a speculation is computed on.
@@ -345,6 +373,12 @@ pub trait Speculation: Sync {
 
     /// The output computed on `basis`.
     fn compute(&self, basis: Basis<'_>) -> Self::Output;
+
+    /// Whether computing on a ledger grown from the saved state named `state`
+    /// reads every response in it (no partial result of that state is kept
+    /// to start from). The saved ledger is then checked whole as it is
+    /// restored, so that damage is found before anything is read on top of it.
+    fn needs_every_response(&self, state: &str) -> bool;
 }
 
 /// What a run with a speculation did, and the speculation's output.
@@ -428,8 +462,15 @@ where
     }
     let mut delta = LedgerDelta::default();
     let recording = saved.as_ref().map(|_| &mut delta);
+    // Checked whole if the run will need every saved record: to fold them
+    // into a new base, or for the speculation.
+    let whole = || {
+        saved.as_ref().is_some_and(|saved| {
+            saved.session_state().fold_due() || speculation.needs_every_response(&saved.state_id())
+        })
+    };
     let read = std::thread::scope(|scope| {
-        let ledger = ledger.restore_in(scope);
+        let ledger = ledger.restore_in(scope, whole);
         ingest(files, saved.as_ref(), ledger, recording, options, progress)
     })?;
     let (saved, prior) = match read.discarded {
@@ -475,6 +516,15 @@ where
         (saved_state, output.ok())
     });
     let saved_state = saved_state?;
+    // Whatever read saved records the run did not check up front checked them
+    // as it went; what it made of a damaged one is not to be shown. The
+    // speculation keeps no output of a damaged ledger, so the next run checks
+    // the ledger whole and reads everything again.
+    if let Some(saved) = &saved {
+        ledger
+            .check()
+            .map_err(damaged(&state.blob_path(saved.session_state())))?;
+    }
     Ok(Speculated {
         ledger: Some(ledger),
         summary,
@@ -506,18 +556,19 @@ impl<'a> Commit<'a> {
             return Ok(Commit::Fold(None));
         };
         let base = saved.session_state();
+        if base.fold_due() {
+            return Ok(Commit::Fold(Some(saved)));
+        }
         let encoded = match changes.is_empty() {
             true => Vec::new(),
-            false => changes.encode(),
+            // The changes are a ledger of their own, with nothing saved.
+            false => changes.encode().map_err(damaged(&state.blob_path(base)))?,
         };
-        match base.journal_has_room(encoded.len() + file_changes.len() * 256) {
-            true => Ok(Commit::Append(state.prepare_append(
-                file_changes,
-                base,
-                &encoded,
-            )?)),
-            false => Ok(Commit::Fold(Some(saved))),
-        }
+        Ok(Commit::Append(state.prepare_append(
+            file_changes,
+            base,
+            &encoded,
+        )?))
     }
 
     /// The id of the state this commit makes, if it is new and known before the
@@ -537,7 +588,14 @@ impl<'a> Commit<'a> {
     ) -> Result<String, ManifestError> {
         match self {
             Commit::Append(append) => append.write(),
-            Commit::Fold(saved) => state.save_with(saved, file_changes, &ledger.encode()),
+            Commit::Fold(saved) => {
+                let blob = match saved {
+                    Some(saved) => state.blob_path(saved.session_state()),
+                    None => state.path().to_owned(),
+                };
+                let encoded = ledger.encode().map_err(damaged(&blob))?;
+                state.save_with(saved, file_changes, &encoded)
+            }
         }
     }
 }
@@ -566,7 +624,7 @@ impl<O> Loaded<O> {
     fn none(prior: PriorState) -> Loaded<O> {
         Loaded {
             saved: None,
-            ledger: SavedLedger::Restored(Ledger::new()),
+            ledger: SavedLedger::Restored(Ledger::new(), None),
             prior,
             output: None,
         }
@@ -594,7 +652,9 @@ fn load_prior<S: Speculation>(
             output: Some(output),
         });
     }
-    match restore_ledger(file) {
+    let blob = file.blob_path().to_owned();
+    // The output is computed from every saved record: all are checked first.
+    match restore_ledger(file, true) {
         Ok(ledger) => {
             let output = speculation.compute(Basis::Saved {
                 ledger: &ledger,
@@ -602,7 +662,7 @@ fn load_prior<S: Speculation>(
             });
             Ok(Loaded {
                 saved: Some(saved),
-                ledger: SavedLedger::Restored(ledger),
+                ledger: SavedLedger::Restored(ledger, Some(blob)),
                 prior: PriorState::Loaded,
                 output: Some(output),
             })
@@ -619,13 +679,18 @@ fn damaged(path: &Path) -> impl FnOnce(LedgerError) -> ManifestError + '_ {
     }
 }
 
-/// The saved ledger with the journal's changes applied.
-fn restore_ledger(file: SessionStateFile) -> Result<Ledger, ManifestError> {
+/// The saved ledger with the journal's changes applied. Its records are checked
+/// block by block as they are used, or all now if `whole`: a run that will
+/// read every one of them finds damage before it reads anything on top.
+fn restore_ledger(file: SessionStateFile, whole: bool) -> Result<Ledger, ManifestError> {
     let started = std::time::Instant::now();
     let (blob_path, journal_path) = (file.blob_path().to_owned(), file.journal_path());
     let saved = file.open()?;
     let mut ledger = Ledger::from_encoded(saved.blob).map_err(damaged(&blob_path))?;
-    tracing::debug!(elapsed = ?started.elapsed(), "ledger file checked and opened");
+    if whole {
+        ledger.check_everything().map_err(damaged(&blob_path))?;
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), whole, "ledger file checked and opened");
     ledger.reserve_for_changes(saved.changes.payloads().map(<[u8]>::len).sum());
     for payload in saved.changes.payloads() {
         ledger

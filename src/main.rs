@@ -485,6 +485,10 @@ impl Speculation for ReportSpeculation<'_> {
         self.view.recall(self.state_dir, state)
     }
 
+    fn needs_every_response(&self, state: &str) -> bool {
+        !self.view.has_tally(self.state_dir, state)
+    }
+
     fn compute(&self, basis: Basis<'_>) -> Self::Output {
         match basis {
             Basis::Saved { ledger, state } => self.view.render_saved(ledger, state),

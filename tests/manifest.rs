@@ -7,6 +7,7 @@ mod common;
 use std::fs;
 
 use ccotel::ingest::{PriorState, Restart};
+use ccotel::session::ResponseKey;
 use ccotel::source::StateDir;
 use common::ClaudeHome;
 
@@ -47,16 +48,7 @@ fn a_state_file_that_cannot_be_read_stops_the_run_and_is_left_as_it_was() {
     let state = tempfile::tempdir().expect("state");
     home.write("-p/s1.jsonl", response("a", 5).as_bytes());
     home.incremental_scan(state.path());
-    let blob = fs::read_dir(state.path())
-        .expect("list")
-        .map(|entry| entry.expect("entry").path())
-        .find(|path| {
-            let name = path
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned());
-            name.is_some_and(|name| name.starts_with("session-state.") && name.ends_with(".bin"))
-        })
-        .expect("the session state");
+    let blob = blob_of(state.path());
     let saved = fs::read(&blob).expect("blob");
     let manifest = fs::read(state.path().join("manifest.bin")).expect("manifest");
 
@@ -129,6 +121,86 @@ fn corrupt_manifest_or_ledger_means_a_warning_and_a_full_reparse() {
         PriorState::Loaded,
         "the re-parse wrote a good manifest"
     );
+}
+
+/// The state's ledger blob.
+fn blob_of(state: &std::path::Path) -> std::path::PathBuf {
+    fs::read_dir(state)
+        .expect("list")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| {
+            let name = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned());
+            name.is_some_and(|name| name.starts_with("session-state.") && name.ends_with(".bin"))
+        })
+        .expect("the session state")
+}
+
+/// Flips a byte of the output tokens of response `id`'s record in the blob,
+/// inside a block of records: not in the header or the block table.
+fn damage_the_record_of(state: &std::path::Path, id: &str) {
+    let blob = blob_of(state);
+    let mut bytes = fs::read(&blob).expect("blob");
+    let key = ResponseKey::of(&format!("msg_{id}"), Some(&format!("req_{id}")));
+    let at = bytes
+        .windows(16)
+        .position(|window| window == key.0.to_le_bytes())
+        .expect("the record is in the blob");
+    bytes[at + 16 + 8] ^= 0x40;
+    fs::write(&blob, bytes).expect("damage");
+}
+
+/// A run reads saved records in place, and checks each block of them when it
+/// first uses it. A run that uses them all (a report not cached, here) checks
+/// them all before it starts; one that adds a little checks the blocks its
+/// lookups touch. Either finds the damage, warns, and counts what a full scan
+/// counts.
+#[test]
+fn a_damaged_block_of_saved_records_is_found_when_it_is_used() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    home.write(
+        "-p/s1.jsonl",
+        (response("a", 5) + &response("b", 7)).as_bytes(),
+    );
+    let report = |view: &str, full: bool| {
+        let mut command = home.ccotel(state.path());
+        command.args(["report", view, "--json"]);
+        if full {
+            command.arg("--full");
+        }
+        let output = command.output().expect("run");
+        assert!(output.status.success(), "{output:?}");
+        let stdout = String::from_utf8(output.stdout).expect("utf-8");
+        (stdout, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let warned = |stderr: &str| {
+        stderr.contains("does not match its checksum")
+            && stderr.contains("every transcript was read again")
+    };
+    let (daily, stderr) = report("daily", false);
+    assert!(!warned(&stderr), "{stderr}");
+
+    // Nothing changed, and the monthly view is not cached: every record is
+    // used, so every block is checked first.
+    damage_the_record_of(state.path(), "a");
+    let (monthly, stderr) = report("monthly", false);
+    assert!(warned(&stderr), "{stderr}");
+    assert_eq!(monthly, report("monthly", true).0);
+
+    // A repeat of response a, with the daily view's tally of the state cached:
+    // only the lookup of a's record touches its block.
+    let (_, stderr) = report("daily", false);
+    assert!(!warned(&stderr), "the state was written anew: {stderr}");
+    damage_the_record_of(state.path(), "a");
+    home.append("-p/s1.jsonl", response("a", 5).as_bytes());
+    let (again, stderr) = report("daily", false);
+    assert!(warned(&stderr), "{stderr}");
+    assert_eq!(again, daily, "the repeat adds nothing");
+    assert_eq!(again, report("daily", true).0);
+    let (_, stderr) = report("daily", false);
+    assert!(!warned(&stderr), "the state was written anew: {stderr}");
 }
 
 #[test]

@@ -60,7 +60,8 @@ fn run(home: &ClaudeHome, every: Option<usize>) -> Activity {
         // Finished sessions are saved as they change, as the committer does.
         closed.extend(tracker.take_closed_changes());
         if every.is_some_and(|n| index % n == 0) {
-            let ledger = Ledger::decode(&tracker.ledger().encode()).expect("ledger round trip");
+            let ledger = Ledger::decode(&tracker.ledger().encode().expect("encode"))
+                .expect("ledger round trip");
             let open = tracker.open_state();
             let (restored, error) =
                 Tracker::restore(PriceTable::embedded(), options, ledger, &open, &closed);

@@ -22,7 +22,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::codec::{journal_record, journal_record_at, put_section, put_u64, CodecError, Decoder};
-use crate::session::Ledger;
+use crate::session::{Ledger, LedgerError};
 use crate::source::manifest::{io_error, write_atomically};
 use crate::source::{FileState, Manifest, ManifestError, StateDir};
 
@@ -116,9 +116,9 @@ impl Committer {
     /// Records a batch's changes durably: one journal record, one fsync.
     pub fn commit(&mut self, checkpoint: Checkpoint) -> Result<(), ManifestError> {
         let path = self.dir.path().join(JOURNAL_FILE);
-        let payload = encode_changes(&checkpoint).map_err(|e| ManifestError::Corrupt {
+        let payload = encode_changes(&checkpoint).map_err(|reason| ManifestError::Corrupt {
             path: path.clone(),
-            reason: format!("cannot encode the offsets: {e}"),
+            reason,
         })?;
         let (record, _) = journal_record(&payload).map_err(|e| ManifestError::Corrupt {
             path: path.clone(),
@@ -162,7 +162,11 @@ impl Committer {
             &self.ledger,
             &self.open_state,
             &self.closed,
-        );
+        )
+        .map_err(|error| ManifestError::Corrupt {
+            path: self.dir.path().to_owned(),
+            reason: error.to_string(),
+        })?;
         self.dir.save(&self.manifest, &blob)?;
         self.base_len = blob.len() as u64;
         let path = self.dir.path().join(JOURNAL_FILE);
@@ -298,22 +302,28 @@ fn encode_base(
     ledger: &Ledger,
     open_state: &[u8],
     closed: &BTreeMap<String, Vec<u8>>,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, LedgerError> {
     let mut blob = BASE_MAGIC.to_vec();
     put_u64(&mut blob, generation);
-    put_section(&mut blob, &ledger.encode());
+    put_section(&mut blob, &ledger.encode()?);
     put_section(&mut blob, open_state);
     put_pairs(
         &mut blob,
         closed.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
     );
-    blob
+    Ok(blob)
 }
 
-fn encode_changes(checkpoint: &Checkpoint) -> Result<Vec<u8>, serde_json::Error> {
+fn encode_changes(checkpoint: &Checkpoint) -> Result<Vec<u8>, String> {
     let mut payload = Vec::new();
-    put_section(&mut payload, &serde_json::to_vec(&checkpoint.files)?);
-    put_section(&mut payload, &checkpoint.ledger.encode());
+    let files = serde_json::to_vec(&checkpoint.files)
+        .map_err(|error| format!("cannot encode the offsets: {error}"))?;
+    put_section(&mut payload, &files);
+    let ledger = checkpoint
+        .ledger
+        .encode()
+        .map_err(|error| error.to_string())?;
+    put_section(&mut payload, &ledger);
     put_section(&mut payload, &checkpoint.open_state);
     put_pairs(
         &mut payload,

@@ -821,7 +821,7 @@ mod tests {
             for id in 0..300 {
                 observe_random(&mut first, &mut rng, id);
             }
-            let ledger = Ledger::decode(&first.encode()).expect("decode");
+            let ledger = Ledger::decode(&first.encode().expect("encode")).expect("decode");
             let mut later = Ledger::new();
             for _ in 0..80 {
                 // Mostly saved responses again (larger or not), some new ones.
@@ -837,7 +837,7 @@ mod tests {
             ] {
                 let before = Tally::of(&ledger, &prices, grouping, &filter);
                 let encoded = before.encode(&ledger);
-                let mut merged = Ledger::decode(&ledger.encode()).expect("decode");
+                let mut merged = Ledger::decode(&ledger.encode().expect("encode")).expect("decode");
                 let mut delta = LedgerDelta::default();
                 merged.merge_recording(&later, &mut delta);
                 assert!(
@@ -874,7 +874,7 @@ mod tests {
         let prices = PriceTable::embedded();
         let ledger = ledger();
         let tally = Tally::of(&ledger, &prices, Grouping::Session, &filter("UTC"));
-        let mut merged = Ledger::decode(&ledger.encode()).expect("decode");
+        let mut merged = Ledger::decode(&ledger.encode().expect("encode")).expect("decode");
         let mut later = Ledger::new();
         let grown = observation(
             500,

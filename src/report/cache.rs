@@ -112,6 +112,11 @@ pub fn lookup(state_dir: &Path, key: u64) -> Option<Rendered> {
     })
 }
 
+/// Whether anything is stored under `key`.
+pub fn contains(state_dir: &Path, key: u64) -> bool {
+    find(state_dir, key).is_some()
+}
+
 /// The bytes stored under `key` (a tally), if any.
 pub fn lookup_bytes(state_dir: &Path, key: u64) -> Option<Vec<u8>> {
     let (file, at, _) = find(state_dir, key)?;

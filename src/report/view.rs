@@ -85,8 +85,20 @@ impl View {
         tracing::debug!(elapsed = ?started.elapsed(), "report rows named");
         let rendered = self.render_report(report);
         tracing::debug!(elapsed = ?started.elapsed(), "report rendered");
+        // Saved records not checked before were checked as they were tallied:
+        // a report missing a damaged block's is not to be kept.
+        if ledger.check().is_err() {
+            return Cached::Unkeyed(rendered);
+        }
         let tally = tally.encode(ledger);
         Cached::Fresh { rendered, tally }
+    }
+
+    /// Whether the cache in `state_dir` holds this view's tally of the saved
+    /// state `checksum`, for a run that changes it to start from.
+    pub fn has_tally(&self, state_dir: &Path, checksum: &str) -> bool {
+        self.tally_key(checksum)
+            .is_some_and(|key| cache::contains(state_dir, key))
     }
 
     /// This view of the state saved with `checksum`, if the report cache in

@@ -17,7 +17,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use rustc_hash::FxHashMap;
 
-use crate::codec::{patch_u64, put_i64, put_u32, put_u64, CodecError, Decoder, FileBytes};
+use crate::codec::{patch_u64, put_u32, put_u64, CodecError, FileBytes};
+
+mod encoded;
+
+use encoded::{decode_record, encode_record, Check, Encoded, SavedRecords, RECORD_BYTES};
 
 /// Identity of one API response: a 128-bit hash of its ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -176,7 +180,7 @@ impl Hasher for KeyHasher {
 /// decoding and indexing everything saved.
 #[derive(Default)]
 pub struct Ledger {
-    saved: Option<SavedRecords>,
+    saved: Option<Box<SavedRecords>>,
     /// Records observed since the ledger was created or read, new or replacing
     /// a saved one.
     records: Vec<(ResponseKey, Record)>,
@@ -218,88 +222,6 @@ impl IdMap {
     }
 }
 
-/// Records as [`Ledger::encode`] wrote them: validated, sorted by key.
-struct SavedRecords {
-    bytes: FileBytes,
-    start: usize,
-    count: usize,
-    /// See [`fences`].
-    fences: Vec<u64>,
-}
-
-impl SavedRecords {
-    fn new(bytes: FileBytes, start: usize, count: usize) -> SavedRecords {
-        let mut saved = SavedRecords {
-            bytes,
-            start,
-            count,
-            fences: Vec::new(),
-        };
-        saved.fences = fences(saved.records());
-        saved
-    }
-
-    fn records(&self) -> &[[u8; RECORD_BYTES]] {
-        let body = &self.bytes[self.start..self.start + self.count * RECORD_BYTES];
-        body.as_chunks().0
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (ResponseKey, Record)> + '_ {
-        self.records().iter().map(|chunk| decode_record(chunk))
-    }
-
-    fn find(&self, key: ResponseKey) -> Option<Record> {
-        let at = self.position(key)?;
-        Some(decode_record(&self.records()[at]).1)
-    }
-
-    /// Where the record of `key` is, if saved.
-    fn position(&self, key: ResponseKey) -> Option<usize> {
-        self.search(key).ok()
-    }
-
-    fn search(&self, key: ResponseKey) -> Result<usize, usize> {
-        search(self.records(), &self.fences, key)
-    }
-}
-
-/// Records from one fence to the next.
-const FENCE_STRIDE: usize = 64;
-
-/// The high 64 bits of every [`FENCE_STRIDE`]th record's key: a small array
-/// that stays in cache. A lookup finds its block of records there, and touches
-/// the mapped records only in that block, where a binary search over them all
-/// would take about 17 dependent probes through a large ledger, most of them
-/// cache misses.
-fn fences(records: &[[u8; RECORD_BYTES]]) -> Vec<u64> {
-    let high = |record: &[u8; RECORD_BYTES]| (record_key(record).0 >> 64) as u64;
-    records.iter().step_by(FENCE_STRIDE).map(high).collect()
-}
-
-/// Finds `key` in records sorted by key, given their [`fences`]: `Ok` with its
-/// index, or `Err` with where it would go.
-fn search(
-    records: &[[u8; RECORD_BYTES]],
-    fences: &[u64],
-    key: ResponseKey,
-) -> Result<usize, usize> {
-    let high = (key.0 >> 64) as u64;
-    // Keys before the first block are below every fence at or under `high`,
-    // keys from the end on are above a fence over it; keys of equal high bits
-    // may straddle fences, so the block runs from the last fence below `high`
-    // to the first one above it.
-    let first_block = fences
-        .partition_point(|&fence| fence < high)
-        .saturating_sub(1);
-    let end_block = fences.partition_point(|&fence| fence <= high);
-    let start = first_block * FENCE_STRIDE;
-    let end = (end_block * FENCE_STRIDE).min(records.len()).max(start);
-    records[start..end]
-        .binary_search_by(|record| record_key(record).cmp(&key))
-        .map(|at| start + at)
-        .map_err(|at| start + at)
-}
-
 /// What merging changed in a ledger: the records it gained (new, or replacing
 /// others), and the ones they replaced, as they were. Sums over the ledger can be
 /// brought up to date from these without visiting every record.
@@ -309,10 +231,17 @@ pub struct LedgerDelta {
     pub replaced: Ledger,
 }
 
-/// The persisted ledger could not be read.
+/// The persisted ledger is damaged: what is wrong with it. Errors that carry it
+/// name the file it was read from.
 #[derive(Debug, thiserror::Error)]
-#[error("session state is corrupt: {0}")]
+#[error("{0}")]
 pub struct LedgerError(String);
+
+impl LedgerError {
+    fn damaged() -> LedgerError {
+        LedgerError("a block of its records does not match its checksum".into())
+    }
+}
 
 impl Ledger {
     pub fn new() -> Self {
@@ -326,11 +255,11 @@ impl Ledger {
             return self.records.len();
         };
         let added = self.records.iter();
-        saved.count + added.filter(|(key, _)| saved.find(*key).is_none()).count()
+        saved.count() + added.filter(|(key, _)| saved.find(*key).is_none()).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.saved.as_ref().is_none_or(|saved| saved.count == 0)
+        self.records.is_empty() && self.saved.as_ref().is_none_or(|saved| saved.count() == 0)
     }
 
     /// Records a line's usage for a response; the largest observation is kept.
@@ -427,7 +356,8 @@ impl Ledger {
     /// comparison, read straight from `encoded`. That is what keeps reading a
     /// journal cheap.
     pub fn apply_encoded_changes(&mut self, encoded: &[u8]) -> Result<(), LedgerError> {
-        let changes = Encoded::parse(encoded).map_err(|error| LedgerError(error.to_string()))?;
+        let changes = Encoded::parse(encoded, Check::Everything)
+            .map_err(|error| LedgerError(error.to_string()))?;
         let ids: Vec<u32> = changes
             .strings
             .iter()
@@ -520,7 +450,7 @@ impl Ledger {
         let mut replaced = replaced.into_iter().peekable();
         self.saved
             .iter()
-            .flat_map(|saved| saved.iter().enumerate())
+            .flat_map(|saved| saved.iter())
             .filter(move |(at, _)| replaced.next_if_eq(at).is_none())
             .map(|(_, record)| record)
             .chain(self.records.iter().copied())
@@ -573,12 +503,19 @@ impl Ledger {
     }
 
     /// The ledger in a compact binary form, for the state directory: records
-    /// sorted by key, so that equal ledgers encode to equal bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        let most = self.saved.as_ref().map_or(0, |saved| saved.count) + self.records.len();
+    /// sorted by key, so that equal ledgers encode to equal bytes. Saved records
+    /// are checked first: an error if any is damaged, which is not to be saved
+    /// over.
+    pub fn encode(&self) -> Result<Vec<u8>, LedgerError> {
+        let saved = self.saved.as_ref();
+        let records = match saved {
+            Some(saved) => saved.all_checked().ok_or_else(LedgerError::damaged)?,
+            None => &[],
+        };
+        let most = records.len() + self.records.len();
         let text: usize = self.strings.iter().map(|text| 4 + text.len()).sum();
-        let mut out = Vec::with_capacity(32 + text + most * RECORD_BYTES);
-        out.extend_from_slice(MAGIC);
+        let mut out = Vec::with_capacity(64 + text + most * (RECORD_BYTES + 1));
+        encoded::put_start(&mut out);
         put_u32(&mut out, self.strings.len() as u32);
         for text in &self.strings {
             put_u32(&mut out, text.len() as u32);
@@ -586,10 +523,9 @@ impl Ledger {
         }
         let mut added = self.records.clone();
         added.sort_unstable_by_key(|(key, _)| *key);
-        let saved = self.saved.as_ref();
-        let records = saved.map_or(&[][..], SavedRecords::records);
         let count_at = out.len();
         put_u64(&mut out, 0);
+        let start = out.len();
         // Saved records go over in runs, as they are, between the added ones.
         let (mut count, mut next_saved) = (0, 0);
         for (key, record) in &added {
@@ -609,141 +545,57 @@ impl Ledger {
         out.extend_from_slice(rest.as_flattened());
         count += rest.len();
         patch_u64(&mut out, count_at, count as u64);
-        out
+        encoded::put_block_table(&mut out, start, count);
+        Ok(out)
     }
 
-    /// Reads a ledger written by [`Ledger::encode`].
+    /// Whether the saved records used so far were sound: a damaged block is
+    /// found when first used, and what was looked up in it was not found.
+    pub fn check(&self) -> Result<(), LedgerError> {
+        match self.saved.as_ref().is_some_and(|saved| saved.damaged()) {
+            true => Err(LedgerError::damaged()),
+            false => Ok(()),
+        }
+    }
+
+    /// Checks every saved record, for a use that needs them all.
+    pub fn check_everything(&self) -> Result<(), LedgerError> {
+        match self.saved.as_ref().is_none_or(|saved| saved.check_all()) {
+            true => Ok(()),
+            false => Err(LedgerError::damaged()),
+        }
+    }
+
+    /// Reads a ledger written by [`Ledger::encode`], checking all of it.
     pub fn decode(bytes: &[u8]) -> Result<Ledger, LedgerError> {
-        Ledger::from_encoded(FileBytes::from(bytes.to_vec()))
+        Ledger::try_decode(FileBytes::from(bytes.to_vec()), Check::Everything)
+            .map_err(|error| LedgerError(error.to_string()))
     }
 
     /// Reads a ledger written by [`Ledger::encode`], keeping its records in
-    /// `bytes`.
+    /// `bytes` and checking each block of them when it is first used: see
+    /// [`Ledger::check`].
     pub fn from_encoded(bytes: FileBytes) -> Result<Ledger, LedgerError> {
-        Ledger::try_decode(bytes).map_err(|error| LedgerError(error.to_string()))
+        Ledger::try_decode(bytes, Check::AsUsed).map_err(|error| LedgerError(error.to_string()))
     }
 
-    fn try_decode(bytes: FileBytes) -> Result<Ledger, CodecError> {
-        let encoded = Encoded::parse(&bytes)?;
+    fn try_decode(bytes: FileBytes, check: Check) -> Result<Ledger, CodecError> {
+        let encoded = Encoded::parse(&bytes, check)?;
         let strings = encoded.strings.iter().map(|&text| text.into()).collect();
-        let (start, count) = (encoded.start, encoded.records.len());
-        let ledger = Ledger {
+        let layout = encoded.layout;
+        Ok(Ledger {
             strings,
-            saved: Some(SavedRecords::new(bytes, start, count)),
+            saved: Some(Box::new(SavedRecords::new(bytes, layout))),
             ..Ledger::default()
-        };
-        Ok(ledger)
-    }
-}
-
-/// A ledger as [`Ledger::encode`] wrote it, checked: records in key order, each
-/// naming strings that exist.
-struct Encoded<'a> {
-    strings: Vec<&'a str>,
-    /// Where the records begin in the bytes.
-    start: usize,
-    records: &'a [[u8; RECORD_BYTES]],
-}
-
-impl<'a> Encoded<'a> {
-    fn parse(bytes: &'a [u8]) -> Result<Encoded<'a>, CodecError> {
-        let mut input = Decoder::new(bytes);
-        if input.take(MAGIC.len())? != MAGIC {
-            return Err(CodecError::Invalid("unknown format".into()));
-        }
-        let string_count = input.u32()?;
-        let strings = (0..string_count)
-            .map(|_| {
-                let len = input.u32()? as usize;
-                std::str::from_utf8(input.take(len)?)
-                    .map_err(|error| CodecError::Invalid(error.to_string()))
-            })
-            .collect::<Result<Vec<&str>, CodecError>>()?;
-        let records = input.count(RECORD_BYTES)?;
-        let start = bytes.len() - input.remaining();
-        let records = input.take(records * RECORD_BYTES)?.as_chunks().0;
-        input.finish()?;
-        let mut previous_key = None;
-        for chunk in records {
-            let (key, record) = decode_record(chunk);
-            if [record.model, record.session, record.project]
-                .iter()
-                .any(|&id| id >= string_count)
-            {
-                return Err(CodecError::Invalid("string index out of range".into()));
-            }
-            if previous_key.is_some_and(|previous| previous >= key) {
-                return Err(CodecError::Invalid("response keys out of order".into()));
-            }
-            previous_key = Some(key);
-        }
-        Ok(Encoded {
-            strings,
-            start,
-            records,
         })
     }
 }
-
-fn encode_record(out: &mut Vec<u8>, key: ResponseKey, record: &Record) {
-    out.extend_from_slice(&key.0.to_le_bytes());
-    let t = &record.tokens;
-    for value in [
-        t.input,
-        t.output,
-        t.cache_creation,
-        t.cache_creation_1h,
-        t.cache_read,
-        t.web_search_requests,
-    ] {
-        put_u64(out, value);
-    }
-    put_i64(out, record.timestamp_ms);
-    for id in [record.model, record.session, record.project] {
-        put_u32(out, id);
-    }
-    out.push(record.flags);
-    put_u64(out, record.cost_usd.unwrap_or(f64::NAN).to_bits());
-}
-
-fn record_key(chunk: &[u8]) -> ResponseKey {
-    ResponseKey(u128::from_le_bytes(
-        chunk[..16].try_into().unwrap_or([0; 16]),
-    ))
-}
-
-/// One fixed-size record, as [`Ledger::encode`] lays it out.
-fn decode_record(chunk: &[u8]) -> (ResponseKey, Record) {
-    let u64_at = |at: usize| u64::from_le_bytes(chunk[at..at + 8].try_into().unwrap_or([0; 8]));
-    let u32_at = |at: usize| u32::from_le_bytes(chunk[at..at + 4].try_into().unwrap_or([0; 4]));
-    let cost = f64::from_bits(u64_at(85));
-    let record = Record {
-        tokens: TokenCounts {
-            input: u64_at(16),
-            output: u64_at(24),
-            cache_creation: u64_at(32),
-            cache_creation_1h: u64_at(40),
-            cache_read: u64_at(48),
-            web_search_requests: u64_at(56),
-        },
-        timestamp_ms: u64_at(64) as i64,
-        model: u32_at(72),
-        session: u32_at(76),
-        project: u32_at(80),
-        flags: chunk[84],
-        cost_usd: (!cost.is_nan()).then_some(cost),
-    };
-    (record_key(chunk), record)
-}
-
-const MAGIC: &[u8] = b"ccotel-ledger-1\n";
-const RECORD_BYTES: usize = 16 + 6 * 8 + 8 + 3 * 4 + 1 + 8;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn obs(output: u64, timestamp_ms: i64, session: &str) -> Observation<'_> {
+    pub(super) fn obs(output: u64, timestamp_ms: i64, session: &str) -> Observation<'_> {
         Observation {
             tokens: TokenCounts {
                 input: 3,
@@ -808,10 +660,10 @@ mod tests {
             all.observe(key, &obs(output, i as i64, "s"));
         }
         a.merge(&b);
-        assert_eq!(a.encode(), {
+        assert_eq!(a.encode().expect("encode"), {
             let mut merged = Ledger::new();
             merged.merge(&all);
-            merged.encode()
+            merged.encode().expect("encode")
         });
     }
 
@@ -832,14 +684,17 @@ mod tests {
             later.observe(key(i), &obs(output, i, session(i)));
             everything.observe(key(i), &obs(output, i, session(i)));
         }
-        let mut saved = Ledger::decode(&first.encode()).expect("decode");
+        let mut saved = Ledger::decode(&first.encode().expect("encode")).expect("decode");
         let mut delta = LedgerDelta::default();
         saved.merge_recording(&later, &mut delta);
         let changes = delta.added;
 
         assert_eq!(saved.len(), 75);
         assert_eq!(saved.responses().count(), 75);
-        assert_eq!(saved.encode(), everything.encode());
+        assert_eq!(
+            saved.encode().expect("encode"),
+            everything.encode().expect("encode")
+        );
         assert_eq!(saved.get(key(26)).map(|r| r.tokens.output), Some(20));
         assert_eq!(saved.get(key(27)).map(|r| r.tokens.output), Some(10));
         assert_eq!(saved.get(key(99)).map(|r| r.tokens.output), None);
@@ -857,65 +712,73 @@ mod tests {
                 .iter()
                 .any(|&(key, _)| key == super::ResponseKey::of(&format!("msg_{i}"), None)));
         }
-        let encoded_changes = changes.encode();
+        let encoded_changes = changes.encode().expect("encode");
         let changes = Ledger::decode(&encoded_changes).expect("decode");
-        let mut merged = Ledger::decode(&first.encode()).expect("decode");
+        let mut merged = Ledger::decode(&first.encode().expect("encode")).expect("decode");
         merged.merge(&changes);
-        assert_eq!(merged.encode(), everything.encode());
-        let mut applied = Ledger::decode(&first.encode()).expect("decode");
+        assert_eq!(
+            merged.encode().expect("encode"),
+            everything.encode().expect("encode")
+        );
+        let mut applied = Ledger::decode(&first.encode().expect("encode")).expect("decode");
         applied.reserve_for_changes(encoded_changes.len());
         applied
             .apply_encoded_changes(&encoded_changes)
             .expect("changes just encoded");
         assert_eq!(applied.len(), 75);
-        assert_eq!(applied.encode(), everything.encode());
-    }
-
-    /// Records with these keys, sorted, as the saved part of a ledger holds them.
-    fn saved_with_keys(keys: &[u128]) -> Vec<[u8; RECORD_BYTES]> {
-        let mut keys = keys.to_vec();
-        keys.sort_unstable();
-        let record = Ledger::new().intern_record(&obs(1, 1, "s"));
-        let encoded = keys.iter().map(|&key| {
-            let mut out = Vec::new();
-            encode_record(&mut out, ResponseKey(key), &record);
-            out.try_into().expect("one record")
-        });
-        encoded.collect()
+        assert_eq!(
+            applied.encode().expect("encode"),
+            everything.encode().expect("encode")
+        );
     }
 
     #[test]
-    fn search_finds_every_key_and_where_a_missing_one_goes() {
-        let even: Vec<u128> = (0..5000u64)
-            .map(|i| xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes()))
-            .collect();
-        // Clustered: most keys tiny (high bits all zero), a few huge.
-        let uneven: Vec<u128> = (0..5000u128)
-            .map(|i| if i % 500 == 0 { u128::MAX - i } else { i * 3 })
-            .collect();
-        // Runs of keys with equal high bits, across several fences.
-        let tied: Vec<u128> = (0..1000u128).map(|i| ((i / 300) << 64) | (i * 7)).collect();
-        for keys in [even, uneven, tied, vec![7], vec![]] {
-            let records = saved_with_keys(&keys);
-            let fences = fences(&records);
-            let search = |key: u128| search(&records, &fences, ResponseKey(key));
-            let sorted: Vec<u128> = records.iter().map(|r| record_key(r).0).collect();
-            for (at, &key) in sorted.iter().enumerate() {
-                assert_eq!(search(key), Ok(at));
-                for absent in [key.wrapping_sub(1), key.wrapping_add(1)] {
-                    if sorted.binary_search(&absent).is_err() {
-                        let expected = sorted.partition_point(|&k| k < absent);
-                        assert_eq!(search(absent), Err(expected), "{absent:#x}");
-                    }
-                }
-            }
-            for absent in [0, 1, u128::MAX / 2, u128::MAX] {
-                assert_eq!(
-                    search(absent).map_err(|_| ()),
-                    sorted.binary_search(&absent).map_err(|_| ())
-                );
-            }
+    fn saved_records_are_checked_block_by_block_as_they_are_used() {
+        let key = |i: u64| ResponseKey::of(&format!("msg_{i}"), None);
+        let mut ledger = Ledger::new();
+        for i in 0..300 {
+            ledger.observe(key(i), &obs(i + 1, 1, "s"));
         }
+        let bytes = ledger.encode().expect("encode");
+        let mut sorted: Vec<ResponseKey> = (0..300).map(key).collect();
+        sorted.sort_unstable();
+        // Blocks hold 64 records: these are in the first and the fourth.
+        let (near, far) = (sorted[10], sorted[200]);
+        let mut damaged = bytes.clone();
+        let at = damaged
+            .windows(16)
+            .position(|window| window == far.0.to_le_bytes())
+            .expect("far's record");
+        damaged[at + 24] ^= 1;
+
+        assert!(Ledger::decode(&damaged).is_err(), "decode checks it whole");
+        let lazy = Ledger::from_encoded(FileBytes::from(damaged.clone())).expect("header sound");
+        assert!(lazy.get(near).is_some());
+        assert!(lazy.check().is_ok(), "only the first block was used");
+        assert!(
+            lazy.get(far).is_none(),
+            "nothing is taken from a damaged block"
+        );
+        assert!(lazy.check().is_err());
+        assert!(lazy.encode().is_err(), "a damaged ledger is not saved over");
+        assert_eq!(lazy.responses().count(), 300 - 64, "its block is left out");
+
+        let untouched = Ledger::from_encoded(FileBytes::from(damaged)).expect("header sound");
+        assert!(untouched.check().is_ok());
+        assert!(untouched.check_everything().is_err());
+
+        // The strings and the block table are checked when the ledger is read.
+        for at in [30, bytes.len() - 30] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 1;
+            assert!(
+                Ledger::from_encoded(FileBytes::from(damaged)).is_err(),
+                "{at}"
+            );
+        }
+        let sound = Ledger::from_encoded(FileBytes::from(bytes.clone())).expect("sound");
+        assert!(sound.check_everything().is_ok());
+        assert_eq!(sound.encode().expect("encode"), bytes);
     }
 
     #[test]
@@ -926,9 +789,9 @@ mod tests {
         with_cost.cost_usd = Some(0.25);
         with_cost.sidechain = true;
         ledger.observe(ResponseKey::of("m2", None), &with_cost);
-        let bytes = ledger.encode();
+        let bytes = ledger.encode().expect("encode");
         let back = Ledger::decode(&bytes).expect("decode");
-        assert_eq!(back.encode(), bytes);
+        assert_eq!(back.encode().expect("encode"), bytes);
         let kept: Vec<_> = back
             .responses()
             .filter(|(_, r)| r.cost_usd.is_some())

@@ -40,7 +40,9 @@ use serde::{Deserialize, Serialize};
 use super::discover::TranscriptFile;
 use super::identity::{FileIdentity, Marker};
 use super::journal::{self, JournalRef};
-use crate::codec::{put_i64, put_section, put_u64, seal, unseal, CodecError, Decoder, FileBytes};
+use crate::codec::{
+    put_i64, put_section, put_u64, seal, self_checked, unseal, CodecError, Decoder, FileBytes,
+};
 use crate::transcript::LineStats;
 
 const MANIFEST_FILE: &str = "manifest.bin";
@@ -166,7 +168,7 @@ impl SessionStateFile {
         };
         // Missing, the state is damaged; unreadable, it may be whole, and is
         // not to be discarded (see `ManifestError::Io`).
-        let blob = FileBytes::open(&self.blob_path).map_err(|error| match error.kind() {
+        let blob = FileBytes::open_sparse(&self.blob_path).map_err(|error| match error.kind() {
             io::ErrorKind::NotFound => corrupt(format!("it is missing; {manifest} names it")),
             _ => io_error(&self.blob_path)(error),
         })?;
@@ -206,6 +208,20 @@ impl StateRef {
     /// cost per record of loading the blob, so it is kept to an eighth of it.
     pub fn journal_has_room(&self, more: usize) -> bool {
         self.appendable && self.journal.record_bytes() + more as u64 <= self.blob.bytes / 8
+    }
+
+    /// Whether the next change is to be folded into a new base rather than
+    /// appended: the journal has outgrown its room (by at most one run's
+    /// changes), or the base is in an earlier format. Known before the run
+    /// reads anything, so that a run that will fold can check the whole saved
+    /// ledger as it restores it.
+    pub fn fold_due(&self) -> bool {
+        !self.journal_has_room(0)
+    }
+
+    /// The blob's file name in the state directory.
+    pub fn blob_file(&self) -> &str {
+        &self.blob.file
     }
 }
 
@@ -382,8 +398,15 @@ struct BlobRef {
 }
 
 impl BlobRef {
+    /// A blob that checks itself is named by its own digest, which it checks
+    /// as it is read: opening it does not hash it whole (see
+    /// [`self_checked`]).
     fn of(session_state: &[u8]) -> BlobRef {
-        let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(session_state));
+        let digest = match self_checked(session_state) {
+            Some((digest, _)) => digest,
+            None => xxhash_rust::xxh3::xxh3_64(session_state),
+        };
+        let hash = format!("{digest:016x}");
         BlobRef {
             file: format!("session-state.{hash}.bin"),
             bytes: session_state.len() as u64,
@@ -422,6 +445,11 @@ impl StateDir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the blob of the session state `state` is.
+    pub fn blob_path(&self, state: &StateRef) -> PathBuf {
+        self.path.join(state.blob_file())
     }
 
     /// The manifest and session state, or `Ok(None)` when there is none yet.
