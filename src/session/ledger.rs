@@ -177,7 +177,8 @@ impl Hasher for KeyHasher {
 /// bytes (sorted by key, so a key is found by binary search) and never changes
 /// them: what is observed afterwards goes into `records`, which shadows the saved
 /// record of the same key. A rerun that adds a little pays for a little, not for
-/// decoding and indexing everything saved.
+/// decoding, indexing or checking everything saved: each block of saved records
+/// is checked when first used (see [`Ledger::check`]).
 #[derive(Default)]
 pub struct Ledger {
     saved: Option<Box<SavedRecords>>,

@@ -205,7 +205,8 @@ impl StateRef {
 
     /// Whether appending `more` bytes of changes would leave the journal small
     /// next to the blob. Every load replays the journal, at several times the
-    /// cost per record of loading the blob, so it is kept to an eighth of it.
+    /// cost per record of loading the blob, so it is kept to about an eighth of
+    /// it (see [`StateRef::fold_due`]).
     pub fn journal_has_room(&self, more: usize) -> bool {
         self.appendable && self.journal.record_bytes() + more as u64 <= self.blob.bytes / 8
     }
