@@ -144,14 +144,15 @@ pub fn unseal(bytes: &[u8]) -> Result<&[u8], CodecError> {
 }
 
 /// Starts a file that checks itself piece by piece; see [`self_checked`].
-const SELF_CHECKED_START: &[u8; SELF_CHECKED_START_BYTES] = b"ccotsc1\n";
-pub const SELF_CHECKED_START_BYTES: usize = 8;
+const SELF_CHECKED_START: &[u8; 8] = b"ccotsc1\n";
 /// Ends it, after its digest.
 const SELF_CHECKED_END: &[u8; 8] = b"ccotdig1";
 
-/// Starts a self-checking file in `out` (see [`self_checked`]).
-pub fn put_self_checked_start(out: &mut Vec<u8>) {
+/// Starts a self-checking file in `out` (see [`self_checked`]); returns where
+/// its body starts.
+pub fn put_self_checked_start(out: &mut Vec<u8>) -> usize {
     out.extend_from_slice(SELF_CHECKED_START);
+    out.len()
 }
 
 /// Ends a self-checking file with `digest`, a checksum its format defines over
@@ -162,17 +163,18 @@ pub fn put_self_checked_end(out: &mut Vec<u8>, digest: u64) {
     out.extend_from_slice(SELF_CHECKED_END);
 }
 
-/// The digest and the body of a self-checking file, or `None` if `bytes` are
-/// not one. Such a file is named by its digest rather than by a hash of every
-/// byte, so opening it costs only the parts a reader uses.
-pub fn self_checked(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let inner = bytes.strip_prefix(SELF_CHECKED_START)?;
-    let (inner, end) = inner.split_at_checked(inner.len().checked_sub(16)?)?;
-    let (digest, marker) = end.split_at(8);
-    if marker != SELF_CHECKED_END {
+/// The digest of a self-checking file and where its body is in `bytes`, or
+/// `None` if `bytes` are not one. Such a file is named by its digest rather
+/// than by a hash of every byte, so opening it costs only the parts a reader
+/// uses.
+pub fn self_checked(bytes: &[u8]) -> Option<(u64, Range<usize>)> {
+    let start = SELF_CHECKED_START.len();
+    let end = bytes.len().checked_sub(16).filter(|&end| end >= start)?;
+    let (digest, marker) = bytes[end..].split_at(8);
+    if !bytes.starts_with(SELF_CHECKED_START) || marker != SELF_CHECKED_END {
         return None;
     }
-    Some((u64::from_le_bytes(digest.try_into().ok()?), inner))
+    Some((u64::from_le_bytes(digest.try_into().ok()?), start..end))
 }
 
 /// Bytes in front of a journal record's payload: its length and checksum.

@@ -516,7 +516,7 @@ impl Ledger {
         let most = records.len() + self.records.len();
         let text: usize = self.strings.iter().map(|text| 4 + text.len()).sum();
         let mut out = Vec::with_capacity(64 + text + most * (RECORD_BYTES + 1));
-        encoded::put_start(&mut out);
+        let body = encoded::put_start(&mut out);
         put_u32(&mut out, self.strings.len() as u32);
         for text in &self.strings {
             put_u32(&mut out, text.len() as u32);
@@ -546,7 +546,7 @@ impl Ledger {
         out.extend_from_slice(rest.as_flattened());
         count += rest.len();
         patch_u64(&mut out, count_at, count as u64);
-        encoded::put_block_table(&mut out, start, count);
+        encoded::put_block_table(&mut out, body, start, count);
         Ok(out)
     }
 

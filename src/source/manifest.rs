@@ -404,7 +404,7 @@ impl BlobRef {
     /// [`self_checked`]).
     fn of(session_state: &[u8]) -> BlobRef {
         let digest = match self_checked(session_state) {
-            Some((digest, _)) => digest,
+            Some((digest, _body)) => digest,
             None => xxhash_rust::xxh3::xxh3_64(session_state),
         };
         let hash = format!("{digest:016x}");

@@ -17,7 +17,7 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::codec::{
     put_i64, put_self_checked_end, put_self_checked_start, put_u32, put_u64, self_checked,
-    CodecError, Decoder, FileBytes, SELF_CHECKED_START_BYTES,
+    CodecError, Decoder, FileBytes,
 };
 
 use super::{Record, ResponseKey, TokenCounts};
@@ -64,12 +64,11 @@ pub(super) struct Layout {
 
 impl<'a> Encoded<'a> {
     pub fn parse(bytes: &'a [u8], check: Check) -> Result<Encoded<'a>, CodecError> {
-        let (digest, body, with_blocks) = match self_checked(bytes) {
-            Some((digest, body)) => (digest, body, true),
-            None => (0, bytes, false),
+        let (digest, body_at, with_blocks) = match self_checked(bytes) {
+            Some((digest, body_at)) => (digest, body_at, true),
+            None => (0, 0..bytes.len(), false),
         };
-        // Where `body` is in `bytes`.
-        let lead = bytes.len() - body.len() - if with_blocks { 16 } else { 0 };
+        let body = &bytes[body_at.clone()];
         let mut input = Decoder::new(body);
         let magic = input.take(MAGIC.len())?;
         let known = if with_blocks {
@@ -109,7 +108,7 @@ impl<'a> Encoded<'a> {
         };
         input.finish()?;
         let layout = Layout {
-            start: lead + start,
+            start: body_at.start + start,
             count,
             fences,
             block_sums,
@@ -197,16 +196,18 @@ impl Layout {
     }
 }
 
-/// Starts an encoded ledger.
-pub(super) fn put_start(out: &mut Vec<u8>) {
-    put_self_checked_start(out);
+/// Starts an encoded ledger; returns where its body (what the digest covers
+/// but for the records) starts.
+pub(super) fn put_start(out: &mut Vec<u8>) -> usize {
+    let body = put_self_checked_start(out);
     out.extend_from_slice(MAGIC);
+    body
 }
 
-/// Ends an encoded ledger begun with [`put_start`], whose records, `count` of
-/// them, start at `start` in `out`: the block table, then the digest of all
-/// but the records.
-pub(super) fn put_block_table(out: &mut Vec<u8>, start: usize, count: usize) {
+/// Ends an encoded ledger whose body starts at `body` in `out` (see
+/// [`put_start`]) and whose records, `count` of them, start at `start`: the
+/// block table, then the digest of the body but for the records.
+pub(super) fn put_block_table(out: &mut Vec<u8>, body: usize, start: usize, count: usize) {
     let records: &[RecordBytes] = out[start..start + count * RECORD_BYTES].as_chunks().0;
     let mut table = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS) * BLOCK_ENTRY_BYTES);
     for block in records.chunks(BLOCK_RECORDS) {
@@ -217,7 +218,7 @@ pub(super) fn put_block_table(out: &mut Vec<u8>, start: usize, count: usize) {
         put_u64(&mut table, xxh3_64(block.as_flattened()));
     }
     let mut digest = Xxh3::new();
-    digest.update(&out[SELF_CHECKED_START_BYTES..start]);
+    digest.update(&out[body..start]);
     digest.update(&table);
     out.extend_from_slice(&table);
     put_self_checked_end(out, digest.digest());
@@ -468,7 +469,8 @@ mod tests {
         let parsed = Encoded::parse(encoded, Check::Everything).expect("parse");
         let end = parsed.layout.start + parsed.layout.count * RECORD_BYTES;
         let mut old = MAGIC_WITHOUT_BLOCKS.to_vec();
-        old.extend_from_slice(&encoded[SELF_CHECKED_START_BYTES + MAGIC.len()..end]);
+        let (_, body) = self_checked(encoded).expect("format 2");
+        old.extend_from_slice(&encoded[body.start + MAGIC.len()..end]);
         old
     }
 
