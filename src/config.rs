@@ -14,25 +14,26 @@ use crate::session::PriceOverride;
 use crate::signal::ContentPolicy;
 use crate::sink::{OtlpSettings, Protocol};
 
-/// Environment variables read as config keys, after the `CCOTEL_` prefix.
-/// Nested keys set by `CCOTEL_*` variables: `CCOTEL_CLICKHOUSE_URL` sets
-/// `clickhouse.url`.
-const NESTED_ENV_KEYS: &[(&str, &str)] = &[
+/// What every environment variable read as config starts with.
+const ENV_PREFIX: &str = "CCOTEL_";
+
+/// `CCOTEL_*` variables whose values are numbers, after the prefix: read by
+/// figment's `Env`, which parses them.
+const NUMBER_ENV_KEYS: &[&str] = &["threads", "max_line_bytes"];
+
+/// `CCOTEL_*` variables whose values are text, after the prefix, and the key
+/// each sets: taken as written ([`TextEnv`]).
+const TEXT_ENV_KEYS: &[(&str, &str)] = &[
+    ("STATE_DIR", "state_dir"),
+    ("DATA_DIR", "data_dir"),
+    ("TIMEZONE", "timezone"),
+    ("CONTENT", "content"),
     ("CLICKHOUSE_URL", "clickhouse.url"),
     ("CLICKHOUSE_USER", "clickhouse.user"),
     ("CLICKHOUSE_PASSWORD", "clickhouse.password"),
     ("CLICKHOUSE_DATABASE", "clickhouse.database"),
     ("RECEIVER_GRPC", "receiver.grpc"),
     ("RECEIVER_HTTP", "receiver.http"),
-];
-
-const ENV_KEYS: &[&str] = &[
-    "state_dir",
-    "data_dir",
-    "timezone",
-    "threads",
-    "max_line_bytes",
-    "content",
 ];
 
 /// Every setting ccotel reads.
@@ -331,17 +332,8 @@ pub fn load(
         figment = figment.merge(Toml::file_exact(path));
     }
     let figment = figment
-        .merge(Env::prefixed("CCOTEL_").only(ENV_KEYS))
-        .merge(
-            Env::prefixed("CCOTEL_")
-                .filter_map(|key| {
-                    NESTED_ENV_KEYS
-                        .iter()
-                        .find(|(name, _)| key.as_str().eq_ignore_ascii_case(name))
-                        .map(|(_, path)| (*path).into())
-                })
-                .split("."),
-        )
+        .merge(Env::prefixed(ENV_PREFIX).only(NUMBER_ENV_KEYS))
+        .merge(TextEnv)
         .merge(CommandLine(overrides));
     let config: Config = figment.extract().map_err(|error| describe(&error))?;
     let file = file.map(|path| {
@@ -372,7 +364,7 @@ fn describe(errors: &figment::Error) -> ConfigError {
             let source = error
                 .metadata
                 .as_ref()
-                .map(|meta| format!(" in {}", origin(meta)))
+                .map(|meta| format!(" in {}", origin(meta, &key)))
                 .unwrap_or_default();
             format!("config key `{key}`{source}: {}", error.kind)
         })
@@ -380,15 +372,90 @@ fn describe(errors: &figment::Error) -> ConfigError {
     ConfigError(lines.join("\n"))
 }
 
-/// Where a value came from: a file's full path (figment would shorten it relative
-/// to the working directory), or the provider's name.
-fn origin(meta: &figment::Metadata) -> String {
+/// Where the value of `key` came from: a file's full path (figment would
+/// shorten it relative to the working directory), the environment variable that
+/// set it (figment names only the prefix), or the provider's name.
+fn origin(meta: &figment::Metadata, key: &str) -> String {
+    use figment::Provider;
     match &meta.source {
         Some(figment::Source::File(path)) => path.display().to_string(),
         Some(figment::Source::Code(_)) => "the built-in defaults".to_owned(),
         Some(source) => source.to_string(),
+        None if meta.name == Env::prefixed(ENV_PREFIX).metadata().name => {
+            format!("environment variable {}", env_var_of(key))
+        }
         None => meta.name.to_string(),
     }
+}
+
+/// The `CCOTEL_*` variable that sets `key` (dotted, as figment names it).
+fn env_var_of(key: &str) -> String {
+    let name = TEXT_ENV_KEYS
+        .iter()
+        .find(|(_, path)| *path == key)
+        .map_or_else(|| key.to_ascii_uppercase(), |(name, _)| (*name).to_owned());
+    format!("{ENV_PREFIX}{name}")
+}
+
+/// The `CCOTEL_*` variables of [`TEXT_ENV_KEYS`], as written. figment's `Env`
+/// would parse `CCOTEL_CLICKHOUSE_PASSWORD=12345` as a number and then refuse
+/// it as a password. Named like `Env`, so errors name the variable.
+struct TextEnv;
+
+impl figment::Provider for TextEnv {
+    fn metadata(&self) -> figment::Metadata {
+        Env::prefixed(ENV_PREFIX).metadata()
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut found = figment::value::Dict::new();
+        for (var, value) in std::env::vars_os() {
+            let Some(key) = text_env_key(&var) else {
+                continue;
+            };
+            let Some(text) = value.to_str() else {
+                return Err(
+                    format!("environment variable {} is not UTF-8", env_var_of(key)).into(),
+                );
+            };
+            insert_nested(&mut found, key, text.into());
+        }
+        Ok(figment::Profile::Default.collect(found))
+    }
+}
+
+/// Sets the dotted `key` in `dict`, making the tables on its way.
+fn insert_nested(dict: &mut figment::value::Dict, key: &str, value: figment::value::Value) {
+    use figment::value::{Dict, Value};
+    match key.split_once('.') {
+        None => {
+            dict.insert(key.to_owned(), value);
+        }
+        Some((table, rest)) => {
+            let entry = dict
+                .entry(table.to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_nested(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// The key a `CCOTEL_*` variable of text sets (the name in any case, as `Env`
+/// reads them).
+fn text_env_key(var: &std::ffi::OsStr) -> Option<&'static str> {
+    let var = var.to_str()?;
+    let (prefix, name) = (var.get(..ENV_PREFIX.len())?, var.get(ENV_PREFIX.len()..)?);
+    if !prefix.eq_ignore_ascii_case(ENV_PREFIX) {
+        return None;
+    }
+    TEXT_ENV_KEYS
+        .iter()
+        .find(|(known, _)| name.eq_ignore_ascii_case(known))
+        .map(|(_, key)| *key)
 }
 
 /// Flag values as a figment provider whose name says where they came from.
@@ -410,7 +477,7 @@ impl Loaded {
     /// Where a key's value came from, for error messages.
     fn source_of(&self, key: &str) -> String {
         match self.figment.find_metadata(key) {
-            Some(meta) => origin(meta),
+            Some(meta) => origin(meta, key),
             None => "defaults".into(),
         }
     }

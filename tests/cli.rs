@@ -349,6 +349,44 @@ fn config_check_prints_the_effective_config() {
 }
 
 #[test]
+fn config_from_the_environment_is_taken_as_written_and_errors_name_the_variable() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    // Text that looks like a number or a boolean is still text.
+    let output = home
+        .ccotel(state.path())
+        .env("CCOTEL_CLICKHOUSE_PASSWORD", "12345")
+        .env("CCOTEL_CLICKHOUSE_DATABASE", "2024")
+        .env("CCOTEL_CLICKHOUSE_USER", "true")
+        .args(["config", "check"])
+        .output()
+        .expect("run");
+    let text = stdout(&output);
+    assert!(text.contains("database = \"2024\""), "{text}");
+    assert!(text.contains("user = \"true\""), "{text}");
+    assert!(!text.contains("12345"), "the password is masked: {text}");
+
+    for (var, value) in [
+        ("CCOTEL_THREADS", "many"),
+        ("CCOTEL_TIMEZONE", "Mars/Olympus"),
+        ("CCOTEL_CONTENT", "everything"),
+    ] {
+        let output = home
+            .ccotel(state.path())
+            .env(var, value)
+            .args(["config", "check"])
+            .output()
+            .expect("run");
+        assert!(!output.status.success(), "{var}={value} is refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("environment variable {var}")) && stderr.contains(value),
+            "{var}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn an_empty_home_reports_zero_and_says_where_it_looked() {
     let home = ClaudeHome::new();
     let state = tempfile::tempdir().expect("state");
