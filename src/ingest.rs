@@ -487,6 +487,7 @@ where
     tracing::debug!(elapsed = ?started.elapsed(), changed = delta.added.len(), "files read");
     let previous_state = saved.as_ref().map(SavedManifest::state_id);
     let commit = Commit::prepare(state, saved.as_ref(), &file_changes, &delta.added)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "commit prepared");
     let saved_as = commit.new_state_id();
     let (saved_state, output) = std::thread::scope(|scope| {
         let ledger = &ledger;

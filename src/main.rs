@@ -576,7 +576,7 @@ fn warn_about(summary: &IngestSummary) {
     }
     if summary.responses_without_timestamp > 0 {
         tracing::warn!(
-            "{} responses have no readable timestamp and are dated 1970-01-01",
+            "{} usage lines have no readable timestamp; a response with no dated line is dated 1970-01-01",
             summary.responses_without_timestamp
         );
     }

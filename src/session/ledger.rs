@@ -6,7 +6,7 @@
 //! alone when `requestId` is absent, and counted once, with its largest usage.
 //!
 //! "Largest" is a total order (token total, then each field, then the earliest
-//! timestamp, then the attribution strings), so the ledger reaches the same state
+//! timestamp, a line without one last, then the attribution strings), so the ledger reaches the same state
 //! whatever order lines, files and incremental runs arrive in. That is what lets an
 //! incremental run count exactly what a full run counts: the ledger is persisted
 //! with the manifest and every new line is merged into it.
@@ -117,7 +117,9 @@ impl Observation<'_> {
     fn rank(&self) -> impl Ord + '_ {
         (
             self.tokens.rank(),
-            Reverse(self.timestamp_ms),
+            // The earliest line, but a dated one before a line without a
+            // timestamp (0), which would put the response on no real day.
+            Reverse((self.timestamp_ms == 0, self.timestamp_ms)),
             Reverse((self.session, self.project, self.model)),
             (self.sidechain, self.fast, self.us_only),
             self.cost_usd.map(f64::to_bits),
@@ -620,7 +622,12 @@ mod tests {
     #[test]
     fn largest_usage_wins_in_any_order() {
         let key = ResponseKey::of("msg_1", Some("req_1"));
-        let lines = [obs(3, 10, "s"), obs(172, 11, "s"), obs(172, 12, "s")];
+        let lines = [
+            obs(3, 10, "s"),
+            obs(172, 0, "s"),
+            obs(172, 11, "s"),
+            obs(172, 12, "s"),
+        ];
         let mut forward = Ledger::new();
         let mut backward = Ledger::new();
         for line in &lines {
@@ -633,8 +640,20 @@ mod tests {
             let (_, kept) = ledger.responses().next().expect("one");
             assert_eq!(ledger.len(), 1);
             assert_eq!(kept.tokens.output, 172);
-            assert_eq!(kept.timestamp_ms, 11, "ties keep the earliest line");
+            assert_eq!(
+                kept.timestamp_ms, 11,
+                "ties keep the earliest dated line, not the one without a timestamp"
+            );
         }
+        let mut undated = Ledger::new();
+        undated.observe(key, &obs(172, 0, "s"));
+        undated.observe(key, &obs(3, 10, "s"));
+        let (_, kept) = undated.responses().next().expect("one");
+        assert_eq!(
+            (kept.tokens.output, kept.timestamp_ms),
+            (172, 0),
+            "a larger usage wins, dated or not"
+        );
     }
 
     #[test]
