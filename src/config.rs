@@ -399,7 +399,9 @@ fn env_var_of(key: &str) -> String {
 
 /// The `CCOTEL_*` variables of [`TEXT_ENV_KEYS`], as written. figment's `Env`
 /// would parse `CCOTEL_CLICKHOUSE_PASSWORD=12345` as a number and then refuse
-/// it as a password. Named like `Env`, so errors name the variable.
+/// it as a password. One set to nothing is as if unset (an empty
+/// `CCOTEL_STATE_DIR` is no directory). Named like `Env`, so errors name the
+/// variable.
 struct TextEnv;
 
 impl figment::Provider for TextEnv {
@@ -420,7 +422,9 @@ impl figment::Provider for TextEnv {
                     format!("environment variable {} is not UTF-8", env_var_of(key)).into(),
                 );
             };
-            insert_nested(&mut found, key, text.into());
+            if !text.is_empty() {
+                insert_nested(&mut found, key, text.into());
+            }
         }
         Ok(figment::Profile::Default.collect(found))
     }

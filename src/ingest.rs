@@ -67,7 +67,7 @@ pub struct IngestSummary {
     /// Files with lines skipped this run, and how many.
     pub files_with_skipped_lines: Vec<(PathBuf, LineStats)>,
     /// Usage lines with no readable timestamp (dated 1970-01-01).
-    pub responses_without_timestamp: u64,
+    pub usage_lines_without_timestamp: u64,
     /// Files that could not be read; their manifest state is kept as it was.
     pub errors: Vec<(PathBuf, String)>,
 }
@@ -899,7 +899,7 @@ fn record_outcome(job: Job, outcome: Outcome, summary: &mut IngestSummary) -> Op
             summary.files_read += 1;
             summary.bytes_read += bytes;
             summary.lines.add(&lines);
-            summary.responses_without_timestamp += without_timestamp;
+            summary.usage_lines_without_timestamp += without_timestamp;
             if lines.skipped() > 0 {
                 summary.files_with_skipped_lines.push((path.clone(), lines));
             }

@@ -574,10 +574,10 @@ fn warn_about(summary: &IngestSummary) {
     for (path, error) in &summary.errors {
         tracing::warn!("{}: {error}; will retry on the next run", path.display());
     }
-    if summary.responses_without_timestamp > 0 {
+    if summary.usage_lines_without_timestamp > 0 {
         tracing::warn!(
             "{} usage lines have no readable timestamp; a response with no dated line is dated 1970-01-01",
-            summary.responses_without_timestamp
+            summary.usage_lines_without_timestamp
         );
     }
     tracing::info!(

@@ -365,6 +365,16 @@ fn config_from_the_environment_is_taken_as_written_and_errors_name_the_variable(
     assert!(text.contains("database = \"2024\""), "{text}");
     assert!(text.contains("user = \"true\""), "{text}");
     assert!(!text.contains("12345"), "the password is masked: {text}");
+    // Set to nothing is as if unset: the default state directory, not "".
+    let text = stdout(
+        &home
+            .ccotel(state.path())
+            .env("CCOTEL_STATE_DIR", "")
+            .args(["config", "check"])
+            .output()
+            .expect("run"),
+    );
+    assert!(text.contains(".local/state/ccotel"), "{text}");
 
     for (var, value) in [
         ("CCOTEL_THREADS", "many"),

@@ -6,10 +6,11 @@
 //! alone when `requestId` is absent, and counted once, with its largest usage.
 //!
 //! "Largest" is a total order (token total, then each field, then the earliest
-//! timestamp, a line without one last, then the attribution strings), so the ledger reaches the same state
-//! whatever order lines, files and incremental runs arrive in. That is what lets an
-//! incremental run count exactly what a full run counts: the ledger is persisted
-//! with the manifest and every new line is merged into it.
+//! timestamp, a line without one last, then the attribution strings), so the
+//! ledger reaches the same state whatever order lines, files and incremental runs
+//! arrive in. That is what lets an incremental run count exactly what a full run
+//! counts: the ledger is persisted with the manifest and every new line is merged
+//! into it.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
