@@ -381,7 +381,8 @@ fn origin(meta: &figment::Metadata, key: &str) -> String {
         Some(figment::Source::File(path)) => path.display().to_string(),
         Some(figment::Source::Code(_)) => "the built-in defaults".to_owned(),
         Some(source) => source.to_string(),
-        None if meta.name == Env::prefixed(ENV_PREFIX).metadata().name => {
+        // `TextEnv` is named like figment's `Env`: this is either of them.
+        None if meta.name == TextEnv.metadata().name => {
             format!("environment variable {}", env_var_of(key))
         }
         None => meta.name.to_string(),

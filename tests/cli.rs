@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs;
+use std::path::Path;
 use std::process::Output;
 
 use common::ClaudeHome;
@@ -323,6 +324,15 @@ fn config_errors_name_the_key_and_the_file() {
     );
 }
 
+/// `ccotel config check` in `home`, with `vars` set in its environment.
+fn config_check(home: &ClaudeHome, state: &Path, vars: &[(&str, &str)]) -> Output {
+    let mut command = home.ccotel(state);
+    for (var, value) in vars {
+        command.env(var, value);
+    }
+    command.args(["config", "check"]).output().expect("run")
+}
+
 #[test]
 fn config_check_prints_the_effective_config() {
     let home = ClaudeHome::new();
@@ -334,14 +344,11 @@ fn config_check_prints_the_effective_config() {
         "timezone = \"Europe/Paris\"\n[pricing.\"my-model\"]\ninput = 1.0\noutput = 2.0\n",
     )
     .expect("write");
-    let text = stdout(
-        &home
-            .ccotel(state.path())
-            .env("CCOTEL_THREADS", "3")
-            .args(["config", "check"])
-            .output()
-            .expect("run"),
-    );
+    let text = stdout(&config_check(
+        &home,
+        state.path(),
+        &[("CCOTEL_THREADS", "3")],
+    ));
     assert!(text.contains("Europe/Paris"), "{text}");
     assert!(text.contains("threads = 3"), "{text}");
     assert!(text.contains("my-model"), "{text}");
@@ -353,27 +360,25 @@ fn config_from_the_environment_is_taken_as_written_and_errors_name_the_variable(
     let home = ClaudeHome::new();
     let state = tempfile::tempdir().expect("state");
     // Text that looks like a number or a boolean is still text.
-    let output = home
-        .ccotel(state.path())
-        .env("CCOTEL_CLICKHOUSE_PASSWORD", "12345")
-        .env("CCOTEL_CLICKHOUSE_DATABASE", "2024")
-        .env("CCOTEL_CLICKHOUSE_USER", "true")
-        .args(["config", "check"])
-        .output()
-        .expect("run");
+    let output = config_check(
+        &home,
+        state.path(),
+        &[
+            ("CCOTEL_CLICKHOUSE_PASSWORD", "12345"),
+            ("CCOTEL_CLICKHOUSE_DATABASE", "2024"),
+            ("CCOTEL_CLICKHOUSE_USER", "true"),
+        ],
+    );
     let text = stdout(&output);
     assert!(text.contains("database = \"2024\""), "{text}");
     assert!(text.contains("user = \"true\""), "{text}");
     assert!(!text.contains("12345"), "the password is masked: {text}");
     // Set to nothing is as if unset: the default state directory, not "".
-    let text = stdout(
-        &home
-            .ccotel(state.path())
-            .env("CCOTEL_STATE_DIR", "")
-            .args(["config", "check"])
-            .output()
-            .expect("run"),
-    );
+    let text = stdout(&config_check(
+        &home,
+        state.path(),
+        &[("CCOTEL_STATE_DIR", "")],
+    ));
     assert!(text.contains(".local/state/ccotel"), "{text}");
 
     for (var, value) in [
@@ -381,12 +386,7 @@ fn config_from_the_environment_is_taken_as_written_and_errors_name_the_variable(
         ("CCOTEL_TIMEZONE", "Mars/Olympus"),
         ("CCOTEL_CONTENT", "everything"),
     ] {
-        let output = home
-            .ccotel(state.path())
-            .env(var, value)
-            .args(["config", "check"])
-            .output()
-            .expect("run");
+        let output = config_check(&home, state.path(), &[(var, value)]);
         assert!(!output.status.success(), "{var}={value} is refused");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
