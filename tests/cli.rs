@@ -248,6 +248,39 @@ fn a_corrupt_manifest_warns_and_still_reports_right() {
     assert_eq!(json(&output), first);
 }
 
+/// A cached report is of the build that rendered it: another binary (a rebuild
+/// or an upgrade that keeps the version number) renders the report again.
+#[test]
+fn a_report_cached_by_another_build_is_rendered_again() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    let daily = ["report", "daily", "--json", "-vv"];
+    let from_cache = |output: &Output| {
+        String::from_utf8_lossy(&output.stderr).contains("report taken from the cache")
+    };
+    let first = ccotel(&home, &state, &daily);
+    let cached = ccotel(&home, &state, &daily);
+    assert!(from_cache(&cached), "the same build reuses its report");
+
+    let elsewhere = tempfile::tempdir().expect("another build's directory");
+    let other_build = elsewhere.path().join("ccotel");
+    fs::copy(env!("CARGO_BIN_EXE_ccotel"), &other_build).expect("copy the binary");
+    let run_other = || {
+        home.ccotel_from(&other_build, state.path())
+            .args(daily)
+            .output()
+            .expect("run the other build")
+    };
+    let other = run_other();
+    assert!(!from_cache(&other), "another build renders its own report");
+    assert_eq!(json(&other), json(&first));
+    assert!(from_cache(&run_other()), "and then reuses it");
+    assert!(
+        from_cache(&ccotel(&home, &state, &daily)),
+        "as the first build still does"
+    );
+}
+
 /// A rerun whose report is recalled from the cache never opens the ledger's
 /// blob, so damage to it shows at the next run that changes something: that
 /// run warns, reads everything again and reports what a full scan does.

@@ -1,7 +1,7 @@
 //! Reports already rendered, kept in the state directory (`reports.bin`) under a
 //! key made of everything a report is a function of: the saved ledger's checksum,
 //! the effective price table, the grouping, dates, time zone and format, and the
-//! ccotel version. A rerun over an unchanged corpus prints the stored text instead
+//! build of ccotel that rendered it (its version and its binary's identity). A rerun over an unchanged corpus prints the stored text instead
 //! of aggregating every response again.
 //!
 //! Beside a report's text goes its tally (the sums by group it was made from,
@@ -20,7 +20,9 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -80,14 +82,19 @@ impl PartialEq for ReportText {
 impl Eq for ReportText {}
 
 /// What a rendered report is keyed by: build it from every input of the report.
-#[derive(Default)]
 pub struct CacheKey(Xxh3);
 
 impl CacheKey {
-    pub fn new() -> CacheKey {
+    /// A key begun with the build that renders: the version, and the running
+    /// binary's file identity, since a rebuild (a fix, an install of a newer
+    /// commit) keeps the version but may render differently. `None` when the
+    /// binary cannot be found, so that a report of another build is never
+    /// taken for this one's.
+    pub fn for_this_build() -> Option<CacheKey> {
         let mut key = CacheKey(Xxh3::new());
-        key.add(env!("CARGO_PKG_VERSION").as_bytes());
-        key
+        key.add(env!("CARGO_PKG_VERSION").as_bytes())
+            .add(build_identity()?);
+        Some(key)
     }
 
     /// Adds one input, delimited so that ("ab", "c") and ("a", "bc") differ.
@@ -100,6 +107,23 @@ impl CacheKey {
     pub fn finish(&self) -> u64 {
         self.0.digest()
     }
+}
+
+/// The running binary's device, inode, size and modification time, read once.
+fn build_identity() -> Option<&'static [u8]> {
+    static IDENTITY: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    let identity = IDENTITY.get_or_init(|| {
+        let metadata = std::env::current_exe().and_then(std::fs::metadata).ok()?;
+        let parts = [
+            metadata.dev(),
+            metadata.ino(),
+            metadata.size(),
+            metadata.mtime() as u64,
+            metadata.mtime_nsec() as u64,
+        ];
+        Some(parts.iter().flat_map(|part| part.to_le_bytes()).collect())
+    });
+    identity.as_deref()
 }
 
 /// The rendered report stored under `key`, if any.
@@ -271,7 +295,7 @@ mod tests {
     #[test]
     fn keys_tell_their_inputs_apart() {
         let key = |parts: &[&str]| {
-            let mut key = CacheKey::new();
+            let mut key = CacheKey::for_this_build().expect("the test binary is found");
             for part in parts {
                 key.add(part.as_bytes());
             }

@@ -149,7 +149,8 @@ impl View {
     }
 
     /// Everything the report is a function of besides the ledger's content;
-    /// `None` for a time zone without a name, which could change unseen.
+    /// `None` for a time zone without a name, which could change unseen, or
+    /// when the running binary cannot be identified.
     fn cache_key(&self, checksum: &str) -> Option<u64> {
         let mut key = self.tally_inputs(checksum)?;
         key.add(format!("json={}", self.json).as_bytes());
@@ -165,7 +166,7 @@ impl View {
 
     fn tally_inputs(&self, checksum: &str) -> Option<CacheKey> {
         let zone = self.filter.time_zone.iana_name()?;
-        let mut key = CacheKey::new();
+        let mut key = CacheKey::for_this_build()?;
         key.add(checksum.as_bytes())
             .add(format!("{:?}", self.prices).as_bytes())
             .add(zone.as_bytes())

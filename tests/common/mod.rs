@@ -140,7 +140,12 @@ impl ClaudeHome {
 
     /// Runs the `ccotel` binary with this home, UTC, and `state_dir` as state.
     pub fn ccotel(&self, state_dir: &Path) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ccotel"));
+        self.ccotel_from(Path::new(env!("CARGO_BIN_EXE_ccotel")), state_dir)
+    }
+
+    /// [`ClaudeHome::ccotel`], running the binary at `binary` (a copy, say).
+    pub fn ccotel_from(&self, binary: &Path, state_dir: &Path) -> Command {
+        let mut command = Command::new(binary);
         command
             .env_clear()
             .env("HOME", self.home())
