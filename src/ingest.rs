@@ -6,7 +6,7 @@
 //! response twice; offsets only decide how much work a run does.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,9 +18,9 @@ use rustc_hash::FxHashMap;
 use crate::session::{Ledger, LedgerDelta, LedgerError, Observation, ResponseKey, TokenCounts};
 pub use crate::source::Restart;
 use crate::source::{
-    io_error, resume_point, FileChange, FileIdentity, FileState, Line, LineReader, ManifestError,
-    Marker, PreparedAppend, SavedManifest, SessionStateFile, StateDir, TranscriptFile,
-    DEFAULT_MAX_INLINE_LINE,
+    io_error, resume_point, FileChange, FileIdentity, FileRange, FileState, Line, LineReader,
+    ManifestError, Marker, PreparedAppend, SavedManifest, SessionStateFile, StateDir,
+    TranscriptFile, DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -985,7 +985,7 @@ impl<'p> FileReader<'p> {
                 }
                 Line::Oversized { offset, len } => {
                     run_lines.oversized += 1;
-                    let outcome = decode_streamed(path, offset, len)?;
+                    let outcome = decode_streamed(&file, offset, len);
                     run_lines.record(&outcome);
                     observe(&outcome, &context, offset, &offset.to_le_bytes(), ledger)
                 }
@@ -1026,18 +1026,18 @@ impl<'p> FileReader<'p> {
     }
 }
 
+/// Decodes a line too long to hold, reading it from the file being read, not
+/// from its path, which may name another file by now.
 fn decode_streamed(
-    path: &Path,
+    file: &File,
     offset: u64,
     len: u64,
-) -> io::Result<Result<Decoded<UsageLine<'static>>, DecodeError>> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let reader = BufReader::with_capacity(64 << 10, file.take(len));
-    Ok(decode_reader(reader).map(|value| Decoded::Value {
+) -> Result<Decoded<UsageLine<'static>>, DecodeError> {
+    let reader = BufReader::with_capacity(64 << 10, FileRange::new(file, offset, len));
+    decode_reader(reader).map(|value| Decoded::Value {
         value,
         repair: None,
-    }))
+    })
 }
 
 struct LineContext<'a> {

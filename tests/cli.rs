@@ -497,3 +497,45 @@ fn settled_directories_are_not_read_again_yet_new_and_grown_files_are_counted() 
     );
     assert_ne!(json(&after), json(&first), "the new lines add usage");
 }
+
+/// A line longer than `max_line_bytes` is not held whole but decoded as it is
+/// read from the open file; what it counts is the same.
+#[test]
+fn lines_decoded_as_they_stream_count_as_lines_held_whole() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    let daily = ["report", "daily", "--json", "--full"];
+    let before = json(&ccotel(&home, &state, &daily));
+    // Longer than a read chunk (256 KiB), so it is never whole in the buffer.
+    let long_line = serde_json::json!({
+        "type": "assistant",
+        "sessionId": "00000000-0000-4000-8000-0000000000bb",
+        "timestamp": "2025-11-02T10:00:00.000Z",
+        "requestId": "req_long",
+        "message": {
+            "id": "msg_long",
+            "model": "claude-sonnet-4-5-20250929",
+            "role": "assistant",
+            "content": [{"type": "text", "text": "x".repeat(300 << 10)}],
+            "usage": {"input_tokens": 1000, "output_tokens": 2000},
+        },
+    });
+    home.write(
+        "-tmp-long/00000000-0000-4000-8000-0000000000bb.jsonl",
+        format!("{long_line}\n").as_bytes(),
+    );
+    let whole = json(&ccotel(&home, &state, &daily));
+    let streamed = home
+        .ccotel(state.path())
+        .env("CCOTEL_MAX_LINE_BYTES", "4096")
+        .args(daily)
+        .output()
+        .expect("run ccotel");
+    assert_eq!(json(&streamed), whole);
+    let total = |report: &serde_json::Value| report["totals"]["totalTokens"].as_u64();
+    assert_eq!(
+        total(&whole),
+        total(&before).map(|tokens| tokens + 3000),
+        "the long line is counted"
+    );
+}

@@ -3,7 +3,7 @@
 //! with the checkpoint it completes.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::signal::{Encoder, OtlpBatch};
 use crate::source::tail::{Opened, Pending};
 use crate::source::watch::Watch;
 use crate::source::{
-    discover_with, FileIdentity, FileState, Line, LineReader, Listing, Marker, Tailer,
+    discover_with, FileIdentity, FileRange, FileState, Line, LineReader, Listing, Marker, Tailer,
 };
 use crate::transcript::{decode_line, decode_reader, Decoded, Entry, EntryKind, LineStats};
 
@@ -431,14 +431,7 @@ fn decode_oversized(
     len: u64,
     stats: &mut LineStats,
 ) -> std::io::Result<Option<Entry>> {
-    let reader = BufReader::with_capacity(
-        64 << 10,
-        ReadAt {
-            file: handle,
-            position: offset,
-            end: offset + len,
-        },
-    );
+    let reader = BufReader::with_capacity(64 << 10, FileRange::new(handle, offset, len));
     let outcome = decode_reader::<_, Entry>(reader).map(|value| Decoded::Value {
         value,
         repair: None,
@@ -448,27 +441,6 @@ fn decode_oversized(
         Decoded::Value { value, .. } => Some(value),
         Decoded::Blank => None,
     }))
-}
-
-/// Reads `[position, end)` of a file with `pread`.
-struct ReadAt<'a> {
-    file: &'a std::fs::File,
-    position: u64,
-    end: u64,
-}
-
-impl Read for ReadAt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let left = self.end.saturating_sub(self.position);
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        if want == 0 {
-            return Ok(0);
-        }
-        let read = self.file.read_at(&mut buf[..want], self.position)?;
-        self.position += read as u64;
-        Ok(read)
-    }
 }
 
 pub fn now_ms() -> i64 {

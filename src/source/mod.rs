@@ -25,5 +25,5 @@ pub use manifest::{
     io_error, Entry, FileChange, FileState, Manifest, ManifestError, PreparedAppend, SavedManifest,
     SessionState, SessionStateFile, StateDir, StateRef,
 };
-pub use reader::{Line, LineReader, DEFAULT_MAX_INLINE_LINE};
+pub use reader::{FileRange, Line, LineReader, DEFAULT_MAX_INLINE_LINE};
 pub use tail::{resume_point, Restart, Tailer};

@@ -3,9 +3,11 @@
 //! Only lines ended by `\n` are returned: a partial last line (a writer mid-append,
 //! or a crash that left no newline) stays unread until its newline arrives. Lines
 //! longer than the inline limit are not buffered; the caller gets their position
-//! and decodes them by streaming.
+//! and decodes them by streaming, through a [`FileRange`] of the same open file.
 
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 
 /// Lines up to this many bytes are decoded in place; longer ones are streamed.
 pub const DEFAULT_MAX_INLINE_LINE: usize = 8 << 20;
@@ -154,6 +156,39 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// A range of an open file, read by position: the handle's own cursor (a
+/// [`LineReader`]'s) is left where it is, and the bytes are those of the file
+/// that was opened, even if its path now names another.
+pub struct FileRange<'a> {
+    file: &'a File,
+    position: u64,
+    end: u64,
+}
+
+impl<'a> FileRange<'a> {
+    /// The `len` bytes of `file` from `offset`.
+    pub fn new(file: &'a File, offset: u64, len: u64) -> Self {
+        FileRange {
+            file,
+            position: offset,
+            end: offset.saturating_add(len),
+        }
+    }
+}
+
+impl Read for FileRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.end - self.position).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.position)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +209,27 @@ mod tests {
             }
             Line::Oversized { offset, len } => format!("{offset}:<{len} bytes>"),
         }
+    }
+
+    #[test]
+    fn a_file_range_reads_its_bytes_and_leaves_the_cursor_alone() {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = tempfile::tempfile().expect("tempfile");
+        file.write_all(b"0123456789").expect("write");
+        file.seek(SeekFrom::Start(2)).expect("seek");
+        let mut range = String::new();
+        FileRange::new(&file, 3, 4)
+            .read_to_string(&mut range)
+            .expect("read the range");
+        assert_eq!(range, "3456");
+        let mut past_the_end = String::new();
+        FileRange::new(&file, 8, 10)
+            .read_to_string(&mut past_the_end)
+            .expect("read to the end");
+        assert_eq!(past_the_end, "89");
+        let mut rest = String::new();
+        (&file).read_to_string(&mut rest).expect("read on");
+        assert_eq!(rest, "23456789", "the cursor was not moved");
     }
 
     #[test]
