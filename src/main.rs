@@ -510,6 +510,12 @@ impl Speculation for ReportSpeculation<'_> {
 }
 
 fn report_view(loaded: &Loaded, args: &ReportArgs) -> Result<View> {
+    if let (Some(since), Some(until)) = (args.since, args.until) {
+        anyhow::ensure!(
+            since <= until,
+            "--since {since} is after --until {until}: no day is in both"
+        );
+    }
     Ok(View {
         prices: PriceTable::with_overrides(&loaded.config.pricing),
         filter: DateFilter {

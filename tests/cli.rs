@@ -234,6 +234,18 @@ fn since_and_until_select_days() {
         one["totals"]["outputTokens"],
         all["daily"][1]["outputTokens"]
     );
+
+    let reversed = ccotel(
+        &home,
+        &state,
+        &["report", "daily", "--since", &days[1], "--until", &days[0]],
+    );
+    let stderr = String::from_utf8_lossy(&reversed.stderr);
+    assert!(!reversed.status.success(), "an empty range is a mistake");
+    assert!(
+        stderr.contains(&format!("--since {} is after --until {}", days[1], days[0])),
+        "{stderr}"
+    );
 }
 
 #[test]
