@@ -293,6 +293,44 @@ fn a_report_cached_by_another_build_is_rendered_again() {
     );
 }
 
+/// A zone without a name (a POSIX `TZ`, a copy of `/etc/localtime`) is cached
+/// by its rules, like a named one: an unchanged rerun prints the stored report.
+#[test]
+fn a_report_in_a_zone_without_a_name_is_cached_by_its_rules() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    let run = |zone: &str, args: &[&str]| {
+        home.ccotel(state.path())
+            .env("TZ", zone)
+            .args(args)
+            .output()
+            .expect("run ccotel")
+    };
+    let daily = ["report", "daily", "--json", "-vv"];
+    let from_cache = |output: &Output| {
+        String::from_utf8_lossy(&output.stderr).contains("report taken from the cache")
+    };
+    let far_east = "JST-9";
+    let first = run(far_east, &daily);
+    let again = run(far_east, &daily);
+    assert!(
+        from_cache(&again),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(json(&again), json(&first));
+    assert_eq!(
+        json(&run(far_east, &["report", "daily", "--json", "--full"])),
+        json(&first)
+    );
+    let far_west = run("HST10", &daily);
+    assert!(!from_cache(&far_west), "other rules, another report");
+    assert_eq!(
+        json(&far_west),
+        json(&run("HST10", &["report", "daily", "--json", "--full"]))
+    );
+}
+
 /// A rerun whose report is recalled from the cache never opens the ledger's
 /// blob, so damage to it shows at the next run that changes something: that
 /// run warns, reads everything again and reports what a full scan does.

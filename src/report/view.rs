@@ -5,6 +5,9 @@
 
 use std::path::Path;
 
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
 use crate::session::{Ledger, LedgerDelta, PriceTable};
 
 use super::aggregate::{build, DateFilter, Grouping, Report, Tally, TextIds};
@@ -149,8 +152,7 @@ impl View {
     }
 
     /// Everything the report is a function of besides the ledger's content;
-    /// `None` for a time zone without a name, which could change unseen, or
-    /// when the running binary cannot be identified.
+    /// `None` when the running binary cannot be identified.
     fn cache_key(&self, checksum: &str) -> Option<u64> {
         let mut key = self.tally_inputs(checksum)?;
         key.add(format!("json={}", self.json).as_bytes());
@@ -165,16 +167,42 @@ impl View {
     }
 
     fn tally_inputs(&self, checksum: &str) -> Option<CacheKey> {
-        let zone = self.filter.time_zone.iana_name()?;
         let mut key = CacheKey::for_this_build()?;
         key.add(checksum.as_bytes())
             .add(format!("{:?}", self.prices).as_bytes())
-            .add(zone.as_bytes())
+            .add(&zone_rules(&self.filter.time_zone))
             .add(format!("{:?} {:?}", self.filter.since, self.filter.until).as_bytes())
             .add(format!("{:?}", self.grouping).as_bytes());
         Some(key)
     }
 }
+
+/// What a zone does to dates, as far as a report can see: its offset from 1970
+/// on and every change of it until [`RULES_UNTIL`]. A zone is keyed by its rules
+/// rather than its name: a tzdata update changes a named zone's rules, and a
+/// zone without a name (a copy of `/etc/localtime`, a POSIX `TZ`) has nothing
+/// else to be known by.
+fn zone_rules(zone: &TimeZone) -> Vec<u8> {
+    let mut rules = Vec::new();
+    rules.extend_from_slice(
+        &zone
+            .to_offset(Timestamp::UNIX_EPOCH)
+            .seconds()
+            .to_le_bytes(),
+    );
+    for transition in zone.following(Timestamp::UNIX_EPOCH) {
+        let at = transition.timestamp().as_second();
+        if at >= RULES_UNTIL {
+            break;
+        }
+        rules.extend_from_slice(&at.to_le_bytes());
+        rules.extend_from_slice(&transition.offset().seconds().to_le_bytes());
+    }
+    rules
+}
+
+/// 2100-01-01T00:00:00Z: past any timestamp a transcript holds.
+const RULES_UNTIL: i64 = 4_102_444_800;
 
 impl Cached {
     pub fn rendered(&self) -> &Rendered {
@@ -211,5 +239,37 @@ impl Cached {
                 tracing::debug!("caching the report: {error}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_are_told_apart_by_their_rules_not_their_names() {
+        let posix = |rule: &str| TimeZone::posix(rule).expect("a POSIX zone");
+        let us_rules = posix("EST5EDT,M3.2.0,M11.1.0");
+        assert_eq!(
+            zone_rules(&us_rules),
+            zone_rules(&posix("EST5EDT,M3.2.0,M11.1.0"))
+        );
+        assert_ne!(
+            zone_rules(&us_rules),
+            zone_rules(&posix("EST5EDT,M4.1.0,M10.5.0")),
+            "the same offsets, changed on other days"
+        );
+        assert_ne!(zone_rules(&posix("EST5")), zone_rules(&posix("EST6")));
+        let named = TimeZone::get("America/New_York").expect("a named zone");
+        assert_ne!(
+            zone_rules(&named),
+            zone_rules(&us_rules),
+            "1970's rules differ"
+        );
+        assert_eq!(
+            zone_rules(&TimeZone::UTC),
+            zone_rules(&TimeZone::fixed(jiff::tz::Offset::UTC)),
+            "the same rules under two names"
+        );
     }
 }
