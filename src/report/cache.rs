@@ -1,8 +1,9 @@
 //! Reports already rendered, kept in the state directory (`reports.bin`) under a
 //! key made of everything a report is a function of: the saved ledger's checksum,
-//! the effective price table, the grouping, dates, time zone and format, and the
-//! build of ccotel that rendered it (its version and its binary's identity). A rerun over an unchanged corpus prints the stored text instead
-//! of aggregating every response again.
+//! the effective price table, the grouping, dates, the time zone's rules and the
+//! format, and the build of ccotel that rendered it (its version and its
+//! binary's identity). A rerun over an unchanged corpus prints the stored text
+//! instead of aggregating every response again.
 //!
 //! Beside a report's text goes its tally (the sums by group it was made from,
 //! see [`super::aggregate::Tally`]), under a key without the format: a run that
