@@ -47,6 +47,11 @@ fn json(output: &Output) -> serde_json::Value {
     serde_json::from_str(&stdout(output)).expect("JSON output")
 }
 
+/// Whether a run at `-vv` printed a report recalled from the cache.
+fn from_cache(output: &Output) -> bool {
+    String::from_utf8_lossy(&output.stderr).contains("report taken from the cache")
+}
+
 #[test]
 fn daily_json_has_ccusages_shape_and_the_librarys_totals() {
     let home = home_with_samples();
@@ -267,9 +272,6 @@ fn a_report_cached_by_another_build_is_rendered_again() {
     let home = home_with_samples();
     let state = tempfile::tempdir().expect("state");
     let daily = ["report", "daily", "--json", "-vv"];
-    let from_cache = |output: &Output| {
-        String::from_utf8_lossy(&output.stderr).contains("report taken from the cache")
-    };
     let first = ccotel(&home, &state, &daily);
     let cached = ccotel(&home, &state, &daily);
     assert!(from_cache(&cached), "the same build reuses its report");
@@ -307,9 +309,6 @@ fn a_report_in_a_zone_without_a_name_is_cached_by_its_rules() {
             .expect("run ccotel")
     };
     let daily = ["report", "daily", "--json", "-vv"];
-    let from_cache = |output: &Output| {
-        String::from_utf8_lossy(&output.stderr).contains("report taken from the cache")
-    };
     let far_east = "JST-9";
     let first = run(far_east, &daily);
     let again = run(far_east, &daily);
