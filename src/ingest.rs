@@ -985,7 +985,7 @@ impl<'p> FileReader<'p> {
                 }
                 Line::Oversized { offset, len } => {
                     run_lines.oversized += 1;
-                    let outcome = decode_streamed(&file, offset, len);
+                    let outcome = decode_streamed(&file, offset, len)?;
                     run_lines.record(&outcome);
                     observe(&outcome, &context, offset, &offset.to_le_bytes(), ledger)
                 }
@@ -1027,17 +1027,18 @@ impl<'p> FileReader<'p> {
 }
 
 /// Decodes a line too long to hold, reading it from the file being read, not
-/// from its path, which may name another file by now.
+/// from its path, which may name another file by now. A failure to read fails
+/// the file, which is read again from its committed offset next time.
 fn decode_streamed(
     file: &File,
     offset: u64,
     len: u64,
-) -> Result<Decoded<UsageLine<'static>>, DecodeError> {
+) -> io::Result<Result<Decoded<UsageLine<'static>>, DecodeError>> {
     let reader = BufReader::with_capacity(64 << 10, FileRange::new(file, offset, len));
-    decode_reader(reader).map(|value| Decoded::Value {
+    Ok(decode_reader(reader)?.map(|value| Decoded::Value {
         value,
         repair: None,
-    })
+    }))
 }
 
 struct LineContext<'a> {

@@ -432,7 +432,7 @@ fn decode_oversized(
     stats: &mut LineStats,
 ) -> std::io::Result<Option<Entry>> {
     let reader = BufReader::with_capacity(64 << 10, FileRange::new(handle, offset, len));
-    let outcome = decode_reader::<_, Entry>(reader).map(|value| Decoded::Value {
+    let outcome = decode_reader::<_, Entry>(reader)?.map(|value| Decoded::Value {
         value,
         repair: None,
     });

@@ -6,7 +6,7 @@
 //! output mid-emoji) become U+FFFD, and a torn record followed on the same physical
 //! line by a complete one (a writer killed mid-append) yields the complete one.
 
-use std::io::Read;
+use std::io::{self, Read};
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -134,16 +134,25 @@ fn record_starts(line: &[u8]) -> impl Iterator<Item = usize> + '_ {
 
 /// Decodes a line streamed from `reader`, for lines too long to hold in memory.
 /// No repair is attempted; the reader must yield exactly the line's bytes.
-pub fn decode_reader<'a, R: Read, T: Deserialize<'a>>(reader: R) -> Result<T, DecodeError> {
+///
+/// A failure to read is an `Err` of its own, not a verdict on the line: the
+/// line is not skipped as malformed, and is read again by a later run.
+pub fn decode_reader<'a, R: Read, T: Deserialize<'a>>(
+    reader: R,
+) -> io::Result<Result<T, DecodeError>> {
     let mut deserializer = serde_json::Deserializer::from_reader(reader);
-    let value = T::deserialize(&mut deserializer).map_err(|error| match error.classify() {
-        serde_json::error::Category::Data => DecodeError::NotObject,
-        _ => DecodeError::Malformed(error.to_string()),
-    })?;
-    deserializer
-        .end()
-        .map_err(|error| DecodeError::Malformed(error.to_string()))?;
-    Ok(value)
+    let value = T::deserialize(&mut deserializer).and_then(|value| {
+        deserializer.end()?;
+        Ok(value)
+    });
+    match value {
+        Ok(value) => Ok(Ok(value)),
+        Err(error) => match error.classify() {
+            serde_json::error::Category::Io => Err(error.into()),
+            serde_json::error::Category::Data => Ok(Err(DecodeError::NotObject)),
+            _ => Ok(Err(DecodeError::Malformed(error.to_string()))),
+        },
+    }
 }
 
 fn has_surrogate_escape(line: &[u8]) -> bool {
@@ -295,12 +304,29 @@ mod tests {
 
     #[test]
     fn streamed_lines_decode_and_reject_trailing_garbage() {
-        let ok: UsageLine = decode_reader(&b"{\"type\":\"user\"}"[..]).expect("decodes");
+        let decode = |bytes: &[u8]| decode_reader::<_, UsageLine>(bytes).expect("read");
+        let ok: UsageLine = decode(b"{\"type\":\"user\"}").expect("decodes");
         assert_eq!(ok.kind.as_deref(), Some("user"));
-        assert!(decode_reader::<_, UsageLine>(&b"{\"type\":\"user\"} x"[..]).is_err());
-        assert_eq!(
-            decode_reader::<_, UsageLine>(&b"[1]"[..]).err(),
-            Some(DecodeError::NotObject)
-        );
+        assert!(decode(b"{\"type\":\"user\"} x").is_err());
+        assert_eq!(decode(b"[1]").err(), Some(DecodeError::NotObject));
+    }
+
+    #[test]
+    fn a_streamed_line_that_cannot_be_read_is_not_judged() {
+        struct FailsAfter<'a>(&'a [u8]);
+        impl Read for FailsAfter<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::Error::other("the disk went away"));
+                }
+                let n = buf.len().min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let error = decode_reader::<_, UsageLine>(FailsAfter(b"{\"type\":\"us"))
+            .expect_err("a read error, not a malformed line");
+        assert!(error.to_string().contains("the disk went away"), "{error}");
     }
 }
