@@ -268,6 +268,9 @@ pub struct Loaded {
     /// The config file consulted, and whether it exists.
     pub file: Option<(PathBuf, bool)>,
     figment: Figment,
+    /// Resolved once, while the config is checked: the system's zone is read
+    /// from disk.
+    time_zone: jiff::tz::TimeZone,
 }
 
 /// The process environment ccotel consults, passed in so tests can set it.
@@ -340,12 +343,13 @@ pub fn load(
         let exists = path.is_file();
         (path, exists)
     });
-    let loaded = Loaded {
+    let mut loaded = Loaded {
         config,
         file,
         figment,
+        time_zone: jiff::tz::TimeZone::UTC,
     };
-    loaded.time_zone()?;
+    loaded.time_zone = loaded.resolve_time_zone()?;
     loaded.content_policy()?;
     loaded.check_pricing()?;
     Ok(loaded)
@@ -487,8 +491,13 @@ impl Loaded {
         }
     }
 
-    /// The time zone for report dates.
-    pub fn time_zone(&self) -> Result<jiff::tz::TimeZone, ConfigError> {
+    /// The zone reports group days in: `timezone` from the config, else the
+    /// system's.
+    pub fn time_zone(&self) -> jiff::tz::TimeZone {
+        self.time_zone.clone()
+    }
+
+    fn resolve_time_zone(&self) -> Result<jiff::tz::TimeZone, ConfigError> {
         match &self.config.timezone {
             None => Ok(system_time_zone()),
             Some(name) => read_zone_file(&zoneinfo_dir(), name)

@@ -519,7 +519,7 @@ fn report_view(loaded: &Loaded, args: &ReportArgs) -> Result<View> {
     Ok(View {
         prices: PriceTable::with_overrides(&loaded.config.pricing),
         filter: DateFilter {
-            time_zone: loaded.time_zone()?,
+            time_zone: loaded.time_zone(),
             since: args.since,
             until: args.until,
         },
@@ -631,7 +631,7 @@ fn config_check(loaded: &Loaded, environment: &Environment) -> Result<()> {
     outln!(
         out,
         "# time zone: {}",
-        loaded.time_zone()?.iana_name().unwrap_or("system")
+        loaded.time_zone().iana_name().unwrap_or("system")
     );
     match loaded.otlp_settings(environment, None, None)? {
         Some(otlp) => outln!(
