@@ -295,6 +295,53 @@ fn a_report_cached_by_another_build_is_rendered_again() {
     );
 }
 
+/// A FIFO and a dangling symlink named like transcripts are passed over, named
+/// with why, and change no number; the report does not wait on the FIFO.
+#[test]
+fn entries_that_are_not_files_are_named_and_passed_over() {
+    let home = home_with_samples();
+    let state = tempfile::tempdir().expect("state");
+    let before = json(&ccotel(
+        &home,
+        &state,
+        &["report", "daily", "--json", "--full"],
+    ));
+    let project = home.path("-home-USER-spotter");
+    let dir = fs::File::open(&project).expect("open project");
+    rustix::fs::mknodat(
+        &dir,
+        "fifo.jsonl",
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        0,
+    )
+    .expect("mkfifo");
+    std::os::unix::fs::symlink(project.join("moved"), project.join("dangling.jsonl"))
+        .expect("symlink");
+    for extra in [&[][..], &["--full"][..]] {
+        let args = [&["report", "daily", "--json", "-v"][..], extra].concat();
+        let output = ccotel(&home, &state, &args);
+        assert_eq!(json(&output), before, "{args:?}: the same numbers");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for expected in [
+            "passed over 2 *.jsonl entries that are not readable files".to_owned(),
+            format!(
+                "{}: not read: not a regular file",
+                project.join("fifo.jsonl").display()
+            ),
+            format!(
+                "{}: not read: a symlink to nothing",
+                project.join("dangling.jsonl").display()
+            ),
+        ] {
+            assert!(
+                stderr.contains(&expected),
+                "{args:?}: {expected:?} in {stderr}"
+            );
+        }
+    }
+}
+
 /// A zone without a name (a POSIX `TZ`, a copy of `/etc/localtime`) is cached
 /// by its rules, like a named one: an unchanged rerun prints the stored report.
 #[test]

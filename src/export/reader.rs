@@ -148,6 +148,9 @@ impl Reader {
     fn pass(&mut self, first: bool) -> Result<(), ReadEnd> {
         let listed = match discover_with(&self.options.roots, &self.listing) {
             Ok(found) => {
+                if first {
+                    crate::source::warn_if_skipped(&found.skipped);
+                }
                 let (files, changed_listing) = found.into_parts();
                 if let Some(listing) = changed_listing {
                     self.listing = listing;

@@ -29,6 +29,49 @@ pub struct TranscriptFile {
     pub identity: FileIdentity,
 }
 
+/// A `*.jsonl` entry that was not listed: it is not a file ccotel can read.
+#[derive(Debug)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: SkipReason,
+}
+
+/// Why a `*.jsonl` entry was not listed.
+#[derive(Debug)]
+pub enum SkipReason {
+    /// A FIFO, socket or device: reading one could block, or never end.
+    NotAFile,
+    /// A symlink whose target does not exist.
+    DanglingLink,
+    /// `stat` failed (permission denied, a symlink loop, …).
+    Unreadable(Errno),
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::NotAFile => f.write_str("not a regular file"),
+            SkipReason::DanglingLink => f.write_str("a symlink to nothing"),
+            SkipReason::Unreadable(errno) => write!(f, "{}", io::Error::from(*errno)),
+        }
+    }
+}
+
+/// Says which `*.jsonl` entries were passed over and why: a warning with their
+/// count, each at `-v`.
+pub fn warn_if_skipped(skipped: &[Skipped]) {
+    if skipped.is_empty() {
+        return;
+    }
+    for entry in skipped {
+        tracing::info!("{}: not read: {}", entry.path.display(), entry.reason);
+    }
+    tracing::warn!(
+        "passed over {} *.jsonl entries that are not readable files (-v lists them)",
+        skipped.len()
+    );
+}
+
 /// Warns, naming the folders searched, when a listing found no transcript.
 pub fn warn_if_none_found(roots: &[PathBuf], files: &[TranscriptFile]) {
     if files.is_empty() {
@@ -68,6 +111,8 @@ pub fn discover(roots: &[PathBuf]) -> io::Result<Vec<TranscriptFile>> {
 #[derive(Debug)]
 pub struct Discovery<'a> {
     pub files: Vec<TranscriptFile>,
+    /// `*.jsonl` entries that are not files ccotel can read.
+    pub skipped: Vec<Skipped>,
     /// Directories whose entries were read (the others were unchanged).
     pub dirs_read: usize,
     /// The listing this one started from.
@@ -84,6 +129,7 @@ impl<'a> Discovery<'a> {
     fn new(previous: &'a Listing) -> Self {
         Discovery {
             files: Vec::new(),
+            skipped: Vec::new(),
             dirs_read: 0,
             previous,
             read: Listing::default(),
@@ -183,6 +229,7 @@ fn merge_in_project_order<'a>(parts: Vec<Part<'a>>, found: &mut Discovery<'a>) {
         found.read.extend(part.found.read);
         found.kept.extend(part.found.kept);
         found.dirs_read += part.found.dirs_read;
+        found.skipped.extend(part.found.skipped);
         files.push(part.found.files.into_iter());
     }
     runs.sort_unstable();
@@ -318,13 +365,22 @@ impl<'a> Walk<'a> {
         Ok(Some(Entries::Read(entries)))
     }
 
-    /// Follows a symlinked file; skips what is not a regular file or is gone.
+    /// Follows a symlinked file. What is not a regular file is recorded as
+    /// skipped, except a file gone since its directory was read (Claude Code's
+    /// cleanup).
     fn push_if_transcript(&mut self, anchor: &Anchor<'_>, path: PathBuf, project: &Arc<str>) {
-        let Ok(stat) = anchor.stat(&path) else {
-            return;
+        let stat = match anchor.stat(&path) {
+            Ok(stat) => stat,
+            Err(Errno::NOENT) => {
+                if anchor.is_symlink(&path) {
+                    self.skip(path, SkipReason::DanglingLink);
+                }
+                return;
+            }
+            Err(errno) => return self.skip(path, SkipReason::Unreadable(errno)),
         };
         if !FileType::from_raw_mode(stat.st_mode).is_file() {
-            return;
+            return self.skip(path, SkipReason::NotAFile);
         }
         let identity = FileIdentity::of_stat(&stat);
         self.found.files.push(TranscriptFile {
@@ -333,6 +389,10 @@ impl<'a> Walk<'a> {
             size: identity.size,
             identity,
         });
+    }
+
+    fn skip(&mut self, path: PathBuf, reason: SkipReason) {
+        self.found.skipped.push(Skipped { path, reason });
     }
 }
 
@@ -373,6 +433,19 @@ impl<'a> Anchor<'a> {
             }
             _ => rustix::fs::stat(path),
         }
+    }
+
+    /// Whether `path`, the anchor's directory or a path under it, is a symlink.
+    fn is_symlink(&self, path: &Path) -> bool {
+        let relative = path
+            .strip_prefix(self.dir)
+            .ok()
+            .filter(|relative| !relative.as_os_str().is_empty());
+        let stat = match relative {
+            Some(relative) => rustix::fs::statat(&self.fd, relative, AtFlags::SYMLINK_NOFOLLOW),
+            None => rustix::fs::lstat(path),
+        };
+        stat.is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Symlink)
     }
 }
 
@@ -534,6 +607,67 @@ mod tests {
         );
         assert_eq!(files[0].identity, identity);
         assert_eq!(files[0].size, 3);
+    }
+
+    /// A FIFO would block a reader, and a dangling link or a loop cannot be
+    /// read: each is passed over and named with why, never opened.
+    #[test]
+    fn entries_that_are_not_readable_files_are_skipped_with_a_reason() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let project = home.path().join(".claude/projects/-p");
+        touch(&project.join("s1.jsonl"));
+        touch(&project.join("s1/subagents/agent-a1.jsonl"));
+        let dir = fs::File::open(&project).expect("open project");
+        rustix::fs::mknodat(
+            &dir,
+            "fifo.jsonl",
+            FileType::Fifo,
+            Mode::RUSR | Mode::WUSR,
+            0,
+        )
+        .expect("mkfifo");
+        std::os::unix::fs::symlink(
+            project.join("gone"),
+            project.join("s1/subagents/agent-dangling.jsonl"),
+        )
+        .expect("symlink");
+        std::os::unix::fs::symlink("loop.jsonl", project.join("loop.jsonl")).expect("symlink");
+
+        let empty = Listing::default();
+        let found = discover_with(&default_roots(home.path()), &empty).expect("discover");
+
+        let listed: Vec<&Path> = found.files.iter().map(|f| f.path.as_path()).collect();
+        assert_eq!(
+            listed,
+            [
+                project.join("s1.jsonl"),
+                project.join("s1/subagents/agent-a1.jsonl")
+            ]
+        );
+        let mut skipped: Vec<(String, String)> = found
+            .skipped
+            .iter()
+            .map(|entry| {
+                let name = entry
+                    .path
+                    .strip_prefix(&project)
+                    .expect("under the project");
+                (name.display().to_string(), entry.reason.to_string())
+            })
+            .collect();
+        skipped.sort();
+        let loop_reason = io::Error::from(Errno::LOOP).to_string();
+        assert_eq!(
+            skipped,
+            [
+                ("fifo.jsonl".to_owned(), "not a regular file".to_owned()),
+                ("loop.jsonl".to_owned(), loop_reason),
+                (
+                    "s1/subagents/agent-dangling.jsonl".to_owned(),
+                    "a symlink to nothing".to_owned()
+                ),
+            ]
+        );
     }
 
     #[test]
