@@ -632,6 +632,9 @@ mod tests {
         )
         .expect("symlink");
         std::os::unix::fs::symlink("loop.jsonl", project.join("loop.jsonl")).expect("symlink");
+        let projects = project.parent().expect("projects");
+        // Beside the project directories, where the main thread lists.
+        std::os::unix::fs::symlink("gone", projects.join("top.jsonl")).expect("symlink");
 
         let empty = Listing::default();
         let found = discover_with(&default_roots(home.path()), &empty).expect("discover");
@@ -648,10 +651,7 @@ mod tests {
             .skipped
             .iter()
             .map(|entry| {
-                let name = entry
-                    .path
-                    .strip_prefix(&project)
-                    .expect("under the project");
+                let name = entry.path.strip_prefix(projects).expect("under projects/");
                 (name.display().to_string(), entry.reason.to_string())
             })
             .collect();
@@ -660,12 +660,13 @@ mod tests {
         assert_eq!(
             skipped,
             [
-                ("fifo.jsonl".to_owned(), "not a regular file".to_owned()),
-                ("loop.jsonl".to_owned(), loop_reason),
+                ("-p/fifo.jsonl".to_owned(), "not a regular file".to_owned()),
+                ("-p/loop.jsonl".to_owned(), loop_reason),
                 (
-                    "s1/subagents/agent-dangling.jsonl".to_owned(),
+                    "-p/s1/subagents/agent-dangling.jsonl".to_owned(),
                     "a symlink to nothing".to_owned()
                 ),
+                ("top.jsonl".to_owned(), "a symlink to nothing".to_owned()),
             ]
         );
     }
