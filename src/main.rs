@@ -26,10 +26,7 @@ use ccotel::sink::grpc::GrpcSink;
 use ccotel::sink::http::HttpSink;
 use ccotel::sink::retry::Backoff;
 use ccotel::sink::{Protocol, Sink};
-use ccotel::source::{
-    discover_with, warn_if_none_found, warn_if_skipped, Discovery, Listing, StateDir,
-    TranscriptFile,
-};
+use ccotel::source::{discover_with, Listing, StateDir, TranscriptFile};
 use ccotel::telemetry::{self, LogFormat};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -427,7 +424,8 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
     let (summary, cached, state) = if args.full {
         let nothing_cached = Listing::default();
         let found = discover_with(&roots, &nothing_cached).context("listing transcripts")?;
-        let (files, _) = take_listed(found, &roots);
+        found.warn(&roots);
+        let (files, _) = found.into_parts();
         let _line = ProgressLine::start(Arc::clone(&progress));
         let result = full_scan(files, &options, &progress);
         let rendered = view.render(&result.ledger);
@@ -550,26 +548,14 @@ fn list_through_cache(roots: &[PathBuf], state_dir: &Path) -> std::io::Result<Ve
         dirs_cached = previous.len(),
         "transcripts listed"
     );
-    let (files, changed_listing) = take_listed(found, roots);
+    found.warn(roots);
+    let (files, changed_listing) = found.into_parts();
     if let Some(listing) = changed_listing {
         if let Err(error) = listing.save(state_dir) {
             tracing::debug!("saving the directory listing: {error}");
         }
     }
     Ok(files)
-}
-
-/// What a listing found, and the listing it learned (`None` when unchanged);
-/// warns when it found no transcript or passed over entries.
-fn take_listed(
-    mut found: Discovery<'_>,
-    roots: &[PathBuf],
-) -> (Vec<TranscriptFile>, Option<Listing>) {
-    let skipped = std::mem::take(&mut found.skipped);
-    let (files, changed_listing) = found.into_parts();
-    warn_if_none_found(roots, &files);
-    warn_if_skipped(&skipped);
-    (files, changed_listing)
 }
 
 fn warn_about(summary: &IngestSummary) {

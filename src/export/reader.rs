@@ -149,7 +149,7 @@ impl Reader {
         let listed = match discover_with(&self.options.roots, &self.listing) {
             Ok(found) => {
                 if first {
-                    crate::source::warn_if_skipped(&found.skipped);
+                    found.warn(&self.options.roots);
                 }
                 let (files, changed_listing) = found.into_parts();
                 if let Some(listing) = changed_listing {
@@ -162,9 +162,6 @@ impl Reader {
                 return Ok(());
             }
         };
-        if first {
-            crate::source::warn_if_none_found(&self.options.roots, &listed);
-        }
         let (pending, gone) = self.tailer.changes(listed);
         let unread: u64 = pending
             .iter()

@@ -57,32 +57,6 @@ impl std::fmt::Display for SkipReason {
     }
 }
 
-/// Says which `*.jsonl` entries were passed over and why: a warning with their
-/// count, each at `-v`.
-pub fn warn_if_skipped(skipped: &[Skipped]) {
-    if skipped.is_empty() {
-        return;
-    }
-    for entry in skipped {
-        tracing::info!("{}: not read: {}", entry.path.display(), entry.reason);
-    }
-    tracing::warn!(
-        "passed over {} *.jsonl entries that are not readable files (-v lists them)",
-        skipped.len()
-    );
-}
-
-/// Warns, naming the folders searched, when a listing found no transcript.
-pub fn warn_if_none_found(roots: &[PathBuf], files: &[TranscriptFile]) {
-    if files.is_empty() {
-        let searched: Vec<String> = roots
-            .iter()
-            .map(|r| r.join("projects").display().to_string())
-            .collect();
-        tracing::warn!("no transcripts found under {}", searched.join(", "));
-    }
-}
-
 /// The roots named by `CLAUDE_CONFIG_DIR` (a comma-separated list), if it is set.
 pub fn roots_from_env(value: Option<&str>) -> Option<Vec<PathBuf>> {
     let value = value?;
@@ -135,6 +109,28 @@ impl<'a> Discovery<'a> {
             read: Listing::default(),
             kept: Vec::new(),
         }
+    }
+
+    /// Warns when nothing was found, naming the folders searched, and when
+    /// `*.jsonl` entries were passed over: their count, and each with why at `-v`.
+    pub fn warn(&self, roots: &[PathBuf]) {
+        if self.files.is_empty() {
+            let searched: Vec<String> = roots
+                .iter()
+                .map(|r| r.join("projects").display().to_string())
+                .collect();
+            tracing::warn!("no transcripts found under {}", searched.join(", "));
+        }
+        if self.skipped.is_empty() {
+            return;
+        }
+        for entry in &self.skipped {
+            tracing::info!("{}: not read: {}", entry.path.display(), entry.reason);
+        }
+        tracing::warn!(
+            "passed over {} *.jsonl entries that are not readable files (-v lists them)",
+            self.skipped.len()
+        );
     }
 
     /// What was found, and the listing learned for the next call: `None` when it
@@ -424,28 +420,27 @@ impl<'a> Anchor<'a> {
     /// `stat` of `path`, the anchor's directory or a path under it, following
     /// symlinks.
     fn stat(&self, path: &Path) -> Result<Stat, Errno> {
+        self.stat_with(path, AtFlags::empty())
+    }
+
+    /// Whether `path`, a path under the anchor's directory, is a symlink.
+    fn is_symlink(&self, path: &Path) -> bool {
+        self.stat_with(path, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Symlink)
+    }
+
+    /// `stat` of `path` with `flags`, looked up from the anchor when it is under
+    /// it. The anchor's directory itself was opened through any symlink to it.
+    fn stat_with(&self, path: &Path, flags: AtFlags) -> Result<Stat, Errno> {
         let path = path.as_os_str().as_bytes();
         let dir = self.dir.as_os_str().as_bytes();
         match path.strip_prefix(dir) {
             Some([]) => rustix::fs::fstat(&self.fd),
             Some([b'/', relative @ ..]) if !relative.is_empty() => {
-                rustix::fs::statat(&self.fd, OsStr::from_bytes(relative), AtFlags::empty())
+                rustix::fs::statat(&self.fd, OsStr::from_bytes(relative), flags)
             }
-            _ => rustix::fs::stat(path),
+            _ => rustix::fs::statat(rustix::fs::CWD, path, flags),
         }
-    }
-
-    /// Whether `path`, the anchor's directory or a path under it, is a symlink.
-    fn is_symlink(&self, path: &Path) -> bool {
-        let relative = path
-            .strip_prefix(self.dir)
-            .ok()
-            .filter(|relative| !relative.as_os_str().is_empty());
-        let stat = match relative {
-            Some(relative) => rustix::fs::statat(&self.fd, relative, AtFlags::SYMLINK_NOFOLLOW),
-            None => rustix::fs::lstat(path),
-        };
-        stat.is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Symlink)
     }
 }
 

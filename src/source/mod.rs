@@ -16,8 +16,8 @@ pub mod tail;
 pub mod watch;
 
 pub use discover::{
-    default_roots, discover, discover_with, roots_from_env, warn_if_none_found, warn_if_skipped,
-    Discovery, SkipReason, Skipped, TranscriptFile,
+    default_roots, discover, discover_with, roots_from_env, Discovery, SkipReason, Skipped,
+    TranscriptFile,
 };
 pub use identity::{FileIdentity, Marker, MARKER_WINDOW};
 pub use listing::Listing;
