@@ -67,6 +67,12 @@ pub fn replace_cache_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+impl Default for FileBytes {
+    fn default() -> Self {
+        FileBytes::Owned(Vec::new())
+    }
+}
+
 impl From<Vec<u8>> for FileBytes {
     fn from(bytes: Vec<u8>) -> Self {
         FileBytes::Owned(bytes)

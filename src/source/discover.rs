@@ -14,7 +14,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use super::identity::FileIdentity;
-use super::listing::{DirEntries, DirEntry, DirListing, DirStamp, Listing};
+use super::listing::{DirEntries, DirEntriesRef, DirEntry, DirListing, DirStamp, Listing};
 
 /// One transcript file found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,11 +178,11 @@ fn discover_at<'a>(
         let Some(entries) = walk.entries(&anchor, &projects)? else {
             continue;
         };
-        for name in entries.transcripts() {
+        for name in entries.borrow().transcripts() {
             let project: Arc<str> = name.to_string_lossy().into();
             walk.push_if_transcript(&anchor, projects.join(name), &project);
         }
-        for name in entries.subdirs() {
+        for name in entries.borrow().subdirs() {
             let project: Arc<str> = name.to_string_lossy().into();
             project_dirs.push((projects.join(name), project));
         }
@@ -285,17 +285,15 @@ fn visit_in_parallel<'a>(
 
 /// A directory's entries: kept from the previous listing, or read now.
 enum Entries<'a> {
-    Kept(&'a DirEntries),
+    Kept(DirEntriesRef<'a>),
     Read(Arc<DirEntries>),
 }
 
-impl std::ops::Deref for Entries<'_> {
-    type Target = DirEntries;
-
-    fn deref(&self) -> &DirEntries {
+impl Entries<'_> {
+    fn borrow(&self) -> DirEntriesRef<'_> {
         match self {
-            Entries::Kept(entries) => entries,
-            Entries::Read(entries) => entries,
+            Entries::Kept(entries) => *entries,
+            Entries::Read(entries) => entries.borrow(),
         }
     }
 }
@@ -319,7 +317,7 @@ impl<'a> Walk<'a> {
         let Some(entries) = self.entries(anchor, dir)? else {
             return Ok(());
         };
-        for entry in entries.in_path_order() {
+        for entry in entries.borrow().in_path_order() {
             match entry {
                 DirEntry::Transcript(name) => {
                     self.push_if_transcript(anchor, dir.join(name), project)
@@ -524,14 +522,22 @@ mod tests {
         let first_listing = first_listing.expect("every directory is new");
         assert_eq!(first_listing.len(), 4);
 
-        let second = discover_at(&roots, &first_listing, later()).expect("list");
-        assert_eq!(second.dirs_read, 0);
-        assert_eq!(second.files, first_files);
-        assert_eq!(second.changed_listing(), None, "nothing changed");
+        // Kept in memory (as `run` keeps it), and saved then looked up in place
+        // (as a report loads it).
+        let state = tempfile::tempdir().expect("tempdir");
+        first_listing.save(state.path()).expect("save");
+        let saved = Listing::load(state.path());
+        assert_eq!(saved.len(), 4);
+        for previous in [&first_listing, &saved] {
+            let second = discover_at(&roots, previous, later()).expect("list");
+            assert_eq!(second.dirs_read, 0);
+            assert_eq!(second.files, first_files);
+            assert!(second.changed_listing().is_none(), "nothing changed");
+        }
 
         fs::write(project.join("s1.jsonl"), b"{}\n{}\n").expect("append");
         touch(&project.join("s2/subagents/agent-b1.jsonl"));
-        let third = discover_at(&roots, &first_listing, later()).expect("list");
+        let third = discover_at(&roots, &saved, later()).expect("list");
         assert_eq!(
             third.dirs_read, 3,
             "-p changed; s2 and its subagents are new"
@@ -549,6 +555,7 @@ mod tests {
             "an append is seen without reading the directory"
         );
         let third_listing = third.changed_listing().expect("-p changed");
+        drop(saved);
         assert_eq!(third_listing.len(), 6, "s2 and its subagents added");
         assert_eq!(
             third_listing.transcripts(),

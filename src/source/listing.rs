@@ -13,10 +13,15 @@
 //! The listing is a cache, not state: it lives beside the manifest in
 //! `listing.bin`, and a missing, damaged or stale one only means directories are
 //! read again. That is why it is replaced without an fsync.
+//!
+//! A saved listing is looked up in place, not decoded into a map: on an unchanged
+//! rerun it is read once and nearly every directory is looked up once, so building
+//! a map of owned records cost more than all the lookups.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -114,24 +119,42 @@ impl DirEntries {
         Ok(DirEntries::new(subdirs, transcripts))
     }
 
-    fn names(&self) -> impl Iterator<Item = &OsStr> {
+    pub fn borrow(&self) -> DirEntriesRef<'_> {
+        DirEntriesRef {
+            names: &self.names,
+            subdirs: self.subdirs,
+            transcripts: self.transcripts,
+        }
+    }
+}
+
+/// A directory's entries, borrowed from one read now or from a saved listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirEntriesRef<'a> {
+    names: &'a [u8],
+    subdirs: usize,
+    transcripts: usize,
+}
+
+impl<'a> DirEntriesRef<'a> {
+    fn names(self) -> impl Iterator<Item = &'a OsStr> {
         self.names
             .split(|&byte| byte == 0)
             .take(self.subdirs + self.transcripts)
             .map(OsStr::from_bytes)
     }
 
-    pub fn subdirs(&self) -> impl Iterator<Item = &OsStr> {
+    pub fn subdirs(self) -> impl Iterator<Item = &'a OsStr> {
         self.names().take(self.subdirs)
     }
 
-    pub fn transcripts(&self) -> impl Iterator<Item = &OsStr> {
+    pub fn transcripts(self) -> impl Iterator<Item = &'a OsStr> {
         self.names().skip(self.subdirs)
     }
 
     /// Subdirectories and transcripts merged in the byte order of the paths under
     /// them, so a walk that descends in this order lists paths already sorted.
-    pub fn in_path_order(&self) -> impl Iterator<Item = DirEntry<'_>> {
+    pub fn in_path_order(self) -> impl Iterator<Item = DirEntry<'a>> {
         let mut subdirs = self.subdirs().peekable();
         let mut transcripts = self.transcripts().peekable();
         std::iter::from_fn(move || match (subdirs.peek(), transcripts.peek()) {
@@ -143,6 +166,14 @@ impl DirEntries {
             (Some(_), _) => subdirs.next().map(DirEntry::Subdir),
             (None, _) => transcripts.next().map(DirEntry::Transcript),
         })
+    }
+
+    fn owned(self) -> DirEntries {
+        DirEntries {
+            names: self.names.into(),
+            subdirs: self.subdirs,
+            transcripts: self.transcripts,
+        }
     }
 }
 
@@ -182,31 +213,39 @@ pub struct DirListing {
     pub entries: Arc<DirEntries>,
 }
 
-/// Settled directories' entries, by path.
+/// Settled directories' entries, by path: those recorded by this process, and
+/// those of the saved listing it was loaded from.
 ///
-/// Keyed by the path's bytes: `Path` hashes component by component, which on an
-/// unchanged rerun cost more than the lookups' other work.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Recorded ones are keyed by the path's bytes: `Path` hashes component by
+/// component, which on an unchanged rerun cost more than the lookups' other work.
+/// A listing is either loaded or built, so a directory is in one of the two.
+#[derive(Debug, Default)]
 pub struct Listing {
     dirs: FxHashMap<OsString, DirListing>,
+    saved: Saved,
 }
 
 impl Listing {
     pub fn len(&self) -> usize {
-        self.dirs.len()
+        self.dirs.len() + self.saved.records.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.dirs.is_empty()
+        self.len() == 0
     }
 
     /// `dir` as recorded (its key, to refer to it) and its entries, if its stamp
     /// is still `stamp`.
-    pub fn unchanged(&self, dir: &Path, stamp: &DirStamp) -> Option<(&OsStr, &DirEntries)> {
-        self.dirs
-            .get_key_value(dir.as_os_str())
-            .filter(|(_, listing)| listing.stamp == *stamp)
-            .map(|(key, listing)| (key.as_os_str(), &*listing.entries))
+    pub fn unchanged(&self, dir: &Path, stamp: &DirStamp) -> Option<(&OsStr, DirEntriesRef<'_>)> {
+        let (key, recorded, entries) = self.get(dir.as_os_str())?;
+        (recorded == *stamp).then_some((key, entries))
+    }
+
+    fn get(&self, dir: &OsStr) -> Option<(&OsStr, DirStamp, DirEntriesRef<'_>)> {
+        if let Some((key, listing)) = self.dirs.get_key_value(dir) {
+            return Some((key.as_os_str(), listing.stamp, listing.entries.borrow()));
+        }
+        self.saved.get(dir.as_bytes())
     }
 
     pub fn insert(&mut self, dir: &Path, listing: DirListing) {
@@ -217,22 +256,30 @@ impl Listing {
         self.dirs.extend(other.dirs);
     }
 
-    /// Adds `previous`'s records of `dirs`, sharing their entries.
+    /// Adds `previous`'s records of `dirs`: shared when recorded, copied when
+    /// saved.
     pub fn keep(&mut self, previous: &Listing, dirs: &[&OsStr]) {
         self.dirs.reserve(dirs.len());
         for &dir in dirs {
             if let Some(listing) = previous.dirs.get(dir) {
                 self.dirs.insert(dir.to_owned(), listing.clone());
+            } else if let Some((_, stamp, entries)) = previous.saved.get(dir.as_bytes()) {
+                let entries = Arc::new(entries.owned());
+                self.dirs
+                    .insert(dir.to_owned(), DirListing { stamp, entries });
             }
         }
     }
 
     /// How many transcripts the recorded directories hold.
     pub fn transcripts(&self) -> usize {
-        self.dirs
+        let recorded: usize = self
+            .dirs
             .values()
             .map(|listing| listing.entries.transcripts)
-            .sum()
+            .sum();
+        let saved: usize = self.saved.records.iter().map(|r| r.transcripts).sum();
+        recorded + saved
     }
 
     /// The listing saved in `state_dir`, or an empty one when there is none or it
@@ -250,13 +297,19 @@ impl Listing {
                 return Listing::default();
             }
         };
-        Listing::decode(&bytes).unwrap_or_else(|error| {
-            tracing::debug!(
-                "{}: {error}; directories will be read again",
-                path.display()
-            );
-            Listing::default()
-        })
+        match Saved::index(bytes) {
+            Ok(saved) => Listing {
+                dirs: FxHashMap::default(),
+                saved,
+            },
+            Err(error) => {
+                tracing::debug!(
+                    "{}: {error}; directories will be read again",
+                    path.display()
+                );
+                Listing::default()
+            }
+        }
     }
 
     /// Replaces the listing in `state_dir`.
@@ -264,53 +317,126 @@ impl Listing {
         replace_cache_file(&state_dir.join(LISTING_FILE), &self.encode())
     }
 
-    /// Directories sorted by path, so the same listing encodes to the same bytes.
+    /// Directories sorted by path, so the same listing encodes to the same bytes
+    /// (and a saved one can be searched).
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.dirs.len() * 160);
+        let mut dirs: Vec<(&[u8], DirStamp, DirEntriesRef<'_>)> = self
+            .dirs
+            .iter()
+            .map(|(path, listing)| (path.as_bytes(), listing.stamp, listing.entries.borrow()))
+            .chain(self.saved.iter())
+            .collect();
+        dirs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut out = Vec::with_capacity(64 + dirs.len() * 160);
         out.extend_from_slice(MAGIC);
-        let mut dirs: Vec<(&OsString, &DirListing)> = self.dirs.iter().collect();
-        dirs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         put_u64(&mut out, dirs.len() as u64);
-        for (path, listing) in dirs {
-            put_section(&mut out, path.as_bytes());
-            let stamp = &listing.stamp;
+        for (path, stamp, entries) in dirs {
+            put_section(&mut out, path);
             put_u64(&mut out, stamp.dev);
             put_u64(&mut out, stamp.ino);
             put_i64(&mut out, stamp.mtime_ns);
             put_i64(&mut out, stamp.ctime_ns);
-            let entries = &listing.entries;
             put_u64(&mut out, entries.subdirs as u64);
             put_u64(&mut out, entries.transcripts as u64);
-            put_section(&mut out, &entries.names);
+            put_section(&mut out, entries.names);
         }
         seal(&mut out);
         out
     }
+}
 
-    fn decode(bytes: &[u8]) -> Result<Listing, CodecError> {
-        let mut input = Decoder::new(unseal(bytes)?);
+/// A saved listing's bytes, with where each directory's record is in them.
+#[derive(Debug, Default)]
+struct Saved {
+    bytes: FileBytes,
+    /// Sorted by path, as they were written.
+    records: Vec<SavedRecord>,
+}
+
+#[derive(Debug)]
+struct SavedRecord {
+    path: Range<usize>,
+    stamp: DirStamp,
+    names: Range<usize>,
+    subdirs: usize,
+    transcripts: usize,
+}
+
+impl Saved {
+    /// Checks `bytes` whole and finds each record, copying nothing.
+    fn index(bytes: FileBytes) -> Result<Saved, CodecError> {
+        let body = unseal(&bytes)?;
+        let mut input = Decoder::new(body);
         if input.take(MAGIC.len())? != MAGIC {
             return Err(CodecError::Invalid("not a ccotel listing".into()));
         }
         let count = input.count(8 * 7)?;
-        let mut dirs = FxHashMap::with_capacity_and_hasher(count, Default::default());
+        let mut records: Vec<SavedRecord> = Vec::with_capacity(count);
+        let at = |input: &Decoder<'_>| body.len() - input.remaining();
         for _ in 0..count {
-            let path = OsStr::from_bytes(input.section()?).to_owned();
+            let path = input.section()?;
+            let path = at(&input) - path.len()..at(&input);
             let stamp = DirStamp {
                 dev: input.u64()?,
                 ino: input.u64()?,
                 mtime_ns: input.i64()?,
                 ctime_ns: input.i64()?,
             };
-            let entries = Arc::new(decode_entries(&mut input)?);
-            dirs.insert(path, DirListing { stamp, entries });
+            let entries = decode_entries(&mut input)?;
+            let names = at(&input) - entries.names.len()..at(&input);
+            if let Some(last) = records.last() {
+                if body[last.path.clone()] >= body[path.clone()] {
+                    return Err(CodecError::Invalid("directories out of order".into()));
+                }
+            }
+            records.push(SavedRecord {
+                path,
+                stamp,
+                names,
+                subdirs: entries.subdirs,
+                transcripts: entries.transcripts,
+            });
         }
         input.finish()?;
-        Ok(Listing { dirs })
+        Ok(Saved { bytes, records })
+    }
+
+    fn get(&self, dir: &[u8]) -> Option<(&OsStr, DirStamp, DirEntriesRef<'_>)> {
+        let at = self
+            .records
+            .binary_search_by(|record| self.slice(&record.path).cmp(dir))
+            .ok()?;
+        self.records.get(at).map(|record| self.view(record))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], DirStamp, DirEntriesRef<'_>)> {
+        self.records.iter().map(|record| {
+            let (path, stamp, entries) = self.view(record);
+            (path.as_bytes(), stamp, entries)
+        })
+    }
+
+    fn view(&self, record: &SavedRecord) -> (&OsStr, DirStamp, DirEntriesRef<'_>) {
+        let entries = DirEntriesRef {
+            names: self.slice(&record.names),
+            subdirs: record.subdirs,
+            transcripts: record.transcripts,
+        };
+        (
+            OsStr::from_bytes(self.slice(&record.path)),
+            record.stamp,
+            entries,
+        )
+    }
+
+    /// The ranges were found in these bytes, so they are in bounds.
+    fn slice(&self, range: &Range<usize>) -> &[u8] {
+        self.bytes.get(range.clone()).unwrap_or_default()
     }
 }
 
-fn decode_entries(input: &mut Decoder<'_>) -> Result<DirEntries, CodecError> {
+/// A record's entries, checked: the names are as many as their counts say.
+fn decode_entries<'a>(input: &mut Decoder<'a>) -> Result<DirEntriesRef<'a>, CodecError> {
     let subdirs = usize::try_from(input.u64()?).map_err(|_| CodecError::Truncated)?;
     let transcripts = usize::try_from(input.u64()?).map_err(|_| CodecError::Truncated)?;
     let names = input.section()?;
@@ -322,8 +448,8 @@ fn decode_entries(input: &mut Decoder<'_>) -> Result<DirEntries, CodecError> {
             "directory names do not match their counts".into(),
         ));
     }
-    Ok(DirEntries {
-        names: names.into(),
+    Ok(DirEntriesRef {
+        names,
         subdirs,
         transcripts,
     })
@@ -359,6 +485,7 @@ mod tests {
             names(&["abc.jsonl", "a-z.jsonl", "ab.jsonl", "c.jsonl"]),
         );
         let walked: Vec<String> = entries
+            .borrow()
             .in_path_order()
             .map(|entry| match entry {
                 DirEntry::Subdir(name) => format!("{}/", name.to_string_lossy()),
@@ -371,35 +498,97 @@ mod tests {
         assert_eq!(walked.len(), 8);
     }
 
+    fn listing_of(dirs: &[(&str, i64, &[&str], &[&str])]) -> Listing {
+        let names = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        let mut listing = Listing::default();
+        for &(path, changed_ns, subdirs, transcripts) in dirs {
+            let entries = DirEntries::new(names(subdirs), names(transcripts));
+            listing.insert(
+                Path::new(path),
+                DirListing {
+                    stamp: stamp(changed_ns),
+                    entries: Arc::new(entries),
+                },
+            );
+        }
+        listing
+    }
+
     #[test]
     fn round_trips_through_the_state_dir_and_ignores_damage() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(Listing::load(dir.path()).is_empty());
-        let mut listing = Listing::default();
-        listing.insert(
-            Path::new("/h/.claude/projects/-p"),
-            DirListing {
-                stamp: stamp(5),
-                entries: Arc::new(DirEntries::new(
-                    vec!["s1".into()],
-                    vec!["b.jsonl".into(), "a.jsonl".into()],
-                )),
-            },
-        );
+        let listing = listing_of(&[
+            (
+                "/h/.claude/projects/-p",
+                5,
+                &["s1"],
+                &["b.jsonl", "a.jsonl"],
+            ),
+            ("/h/.claude/projects", 4, &["-p", "-q"], &[]),
+            ("/h/.claude/projects/-q", 6, &[], &["c.jsonl"]),
+        ]);
         listing.save(dir.path()).expect("save");
         let loaded = Listing::load(dir.path());
-        assert_eq!(loaded, listing);
-        let entries = &loaded.dirs[OsStr::new("/h/.claude/projects/-p")].entries;
+        assert_eq!(loaded.len(), 3);
+        assert_eq!(loaded.transcripts(), 3);
+        assert_eq!(loaded.encode(), listing.encode());
+        let project = Path::new("/h/.claude/projects/-p");
+        let (key, entries) = loaded
+            .unchanged(project, &stamp(5))
+            .expect("found in place");
+        assert_eq!(key, project.as_os_str());
         assert_eq!(entries.subdirs().collect::<Vec<_>>(), ["s1"]);
         assert_eq!(
             entries.transcripts().collect::<Vec<_>>(),
             ["a.jsonl", "b.jsonl"]
         );
+        assert!(
+            loaded.unchanged(project, &stamp(7)).is_none(),
+            "changed since"
+        );
+        assert!(loaded
+            .unchanged(Path::new("/h/.claude/projects/-o"), &stamp(5))
+            .is_none());
+
         let path = dir.path().join(LISTING_FILE);
         let mut bytes = fs::read(&path).expect("read");
         let last = bytes.len() - 9;
         bytes[last] ^= 0xff;
         fs::write(&path, &bytes).expect("damage");
         assert!(Listing::load(dir.path()).is_empty());
+    }
+
+    /// Lookups in place search the saved records, so records out of order are
+    /// damage even when the checksum matches.
+    #[test]
+    fn a_saved_listing_out_of_order_is_not_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listing = listing_of(&[("/a", 5, &[], &["x.jsonl"]), ("/b", 5, &[], &[])]);
+        let mut bytes = listing.encode();
+        bytes.truncate(bytes.len() - 8);
+        let a = bytes.windows(2).position(|w| w == b"/a").expect("/a");
+        let b = bytes.windows(2).position(|w| w == b"/b").expect("/b");
+        bytes[a + 1] = b'b';
+        bytes[b + 1] = b'a';
+        seal(&mut bytes);
+        fs::write(dir.path().join(LISTING_FILE), &bytes).expect("write");
+        assert!(Listing::load(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn kept_records_of_a_saved_listing_are_copied_into_the_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        listing_of(&[("/a", 5, &["s"], &["x.jsonl"]), ("/b", 5, &[], &[])])
+            .save(dir.path())
+            .expect("save");
+        let loaded = Listing::load(dir.path());
+        let mut next = listing_of(&[("/c", 6, &[], &["y.jsonl"])]);
+        next.keep(&loaded, &[OsStr::new("/a"), OsStr::new("/gone")]);
+        drop(loaded);
+        assert_eq!(next.len(), 2);
+        let (_, entries) = next.unchanged(Path::new("/a"), &stamp(5)).expect("kept");
+        assert_eq!(entries.transcripts().collect::<Vec<_>>(), ["x.jsonl"]);
+        assert_eq!(entries.subdirs().collect::<Vec<_>>(), ["s"]);
     }
 }
