@@ -244,12 +244,11 @@ fn visit_in_parallel<'a>(
     previous: &'a Listing,
     listed_at: SystemTime,
 ) -> io::Result<Vec<Part<'a>>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8)
-        .min(project_dirs.len().max(1));
-    // Sized from the last listing, so a walker's list is not copied as it grows.
-    let expected_files = previous.transcripts() / threads + 16;
+    let threads = cpus_allowed().clamp(1, 8).min(project_dirs.len().max(1));
+    // Room for every transcript of the last listing, so a walker that takes more
+    // than its share does not copy its list as it grows. Capacity a walker does
+    // not fill is never touched, so it costs no memory.
+    let expected_files = previous.transcripts() + 16;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = || -> io::Result<Part<'a>> {
         let mut walk = Walk::new(previous, listed_at);
@@ -281,6 +280,18 @@ fn visit_in_parallel<'a>(
         }
         parts.into_iter().collect()
     })
+}
+
+/// The CPUs this process may run on. Not `available_parallelism`, which also reads
+/// the cgroup's CPU quota from three files: that took about a tenth of a
+/// millisecond before the walk could start, a cost an unchanged rerun notices.
+/// Under a quota smaller than this count, the extra walkers cost a spawn each, not
+/// more work.
+fn cpus_allowed() -> usize {
+    rustix::thread::sched_getaffinity(None)
+        .ok()
+        .and_then(|set| usize::try_from(set.count()).ok())
+        .unwrap_or(1)
 }
 
 /// A directory's entries: kept from the previous listing, or read now.
