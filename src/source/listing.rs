@@ -373,8 +373,13 @@ impl Saved {
         let count = input.count(8 * 7)?;
         let mut records: Vec<SavedRecord> = Vec::with_capacity(count);
         let at = |input: &Decoder<'_>| body.len() - input.remaining();
+        let mut last_path: Option<&[u8]> = None;
         for _ in 0..count {
             let path = input.section()?;
+            if last_path.is_some_and(|last| last >= path) {
+                return Err(CodecError::Invalid("directories out of order".into()));
+            }
+            last_path = Some(path);
             let path = at(&input) - path.len()..at(&input);
             let stamp = DirStamp {
                 dev: input.u64()?,
@@ -384,11 +389,6 @@ impl Saved {
             };
             let entries = decode_entries(&mut input)?;
             let names = at(&input) - entries.names.len()..at(&input);
-            if let Some(last) = records.last() {
-                if body[last.path.clone()] >= body[path.clone()] {
-                    return Err(CodecError::Invalid("directories out of order".into()));
-                }
-            }
             records.push(SavedRecord {
                 path,
                 stamp,
