@@ -213,16 +213,26 @@ pub fn journal_record_at(bytes: &[u8], at: usize) -> Option<(Range<usize>, u64)>
 /// Reads what the `put_*` functions wrote, front to back.
 pub struct Decoder<'a> {
     bytes: &'a [u8],
+    len: usize,
 }
 
 impl<'a> Decoder<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        Decoder { bytes }
+        Decoder {
+            bytes,
+            len: bytes.len(),
+        }
     }
 
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// Bytes read so far: where the next item starts in the bytes decoded, so a
+    /// reader can keep where a part lies rather than copy it.
+    pub fn position(&self) -> usize {
+        self.len - self.bytes.len()
     }
 
     pub fn take(&mut self, len: usize) -> Result<&'a [u8], CodecError> {

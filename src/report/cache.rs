@@ -261,7 +261,7 @@ fn visit(bytes: &[u8], mut each: impl FnMut(u64, &Entry<'_>)) -> Result<(), Code
         let state = input.text()?;
         // A report's text, or a tally's bytes: text is checked when looked up.
         let text = input.section()?;
-        let end = body.len() - input.remaining();
+        let end = input.position();
         let text_at = end - text.len()..end;
         let models = input.count(2 * 8)?;
         let unpriced = (0..models)

@@ -273,13 +273,18 @@ impl Listing {
 
     /// How many transcripts the recorded directories hold.
     pub fn transcripts(&self) -> usize {
-        let recorded: usize = self
+        self.records()
+            .map(|(_, _, entries)| entries.transcripts)
+            .sum()
+    }
+
+    /// Every directory's path, stamp and entries, recorded or saved.
+    fn records(&self) -> impl Iterator<Item = (&[u8], DirStamp, DirEntriesRef<'_>)> {
+        let recorded = self
             .dirs
-            .values()
-            .map(|listing| listing.entries.transcripts)
-            .sum();
-        let saved: usize = self.saved.records.iter().map(|r| r.transcripts).sum();
-        recorded + saved
+            .iter()
+            .map(|(path, listing)| (path.as_bytes(), listing.stamp, listing.entries.borrow()));
+        recorded.chain(self.saved.iter())
     }
 
     /// The listing saved in `state_dir`, or an empty one when there is none or it
@@ -320,12 +325,7 @@ impl Listing {
     /// Directories sorted by path, so the same listing encodes to the same bytes
     /// (and a saved one can be searched).
     fn encode(&self) -> Vec<u8> {
-        let mut dirs: Vec<(&[u8], DirStamp, DirEntriesRef<'_>)> = self
-            .dirs
-            .iter()
-            .map(|(path, listing)| (path.as_bytes(), listing.stamp, listing.entries.borrow()))
-            .chain(self.saved.iter())
-            .collect();
+        let mut dirs: Vec<(&[u8], DirStamp, DirEntriesRef<'_>)> = self.records().collect();
         dirs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut out = Vec::with_capacity(64 + dirs.len() * 160);
         out.extend_from_slice(MAGIC);
@@ -372,7 +372,6 @@ impl Saved {
         }
         let count = input.count(8 * 7)?;
         let mut records: Vec<SavedRecord> = Vec::with_capacity(count);
-        let at = |input: &Decoder<'_>| body.len() - input.remaining();
         let mut last_path: Option<&[u8]> = None;
         for _ in 0..count {
             let path = input.section()?;
@@ -380,7 +379,7 @@ impl Saved {
                 return Err(CodecError::Invalid("directories out of order".into()));
             }
             last_path = Some(path);
-            let path = at(&input) - path.len()..at(&input);
+            let path = input.position() - path.len()..input.position();
             let stamp = DirStamp {
                 dev: input.u64()?,
                 ino: input.u64()?,
@@ -388,7 +387,7 @@ impl Saved {
                 ctime_ns: input.i64()?,
             };
             let entries = decode_entries(&mut input)?;
-            let names = at(&input) - entries.names.len()..at(&input);
+            let names = input.position() - entries.names.len()..input.position();
             records.push(SavedRecord {
                 path,
                 stamp,

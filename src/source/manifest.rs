@@ -819,10 +819,9 @@ fn decode_record(payload: &[u8]) -> Result<(RecordChanges, Range<usize>), CodecE
         changes.push((path, change));
     }
     let ledger = input.section()?;
-    let start = payload.len() - input.remaining() - ledger.len();
-    let end = start + ledger.len();
+    let end = input.position();
     input.finish()?;
-    Ok((changes, start..end))
+    Ok((changes, end - ledger.len()..end))
 }
 
 /// The smallest encoded file: two empty sections (path, project) and 15 numbers
@@ -854,7 +853,7 @@ fn check_manifest(bytes: FileBytes) -> Result<(Base, StateRef), String> {
         false => JournalRef::default(),
     };
     let count = input.count(MIN_FILE_BYTES).map_err(invalid)?;
-    let entries_at = body.len() - input.remaining();
+    let entries_at = input.position();
     for _ in 0..count {
         decode_entry(&mut input).map_err(invalid)?;
     }
@@ -1235,7 +1234,7 @@ mod tests {
         input.section().expect("blob name");
         input.u64().expect("blob bytes");
         input.section().expect("blob xxh3");
-        let journal_at = body.len() - input.remaining();
+        let journal_at = input.position();
         let mut without_journal = MAGIC_WITHOUT_JOURNAL.to_vec();
         without_journal.extend_from_slice(&body[MAGIC.len()..]);
         seal(&mut without_journal);
