@@ -18,9 +18,9 @@ use rustc_hash::FxHashMap;
 use crate::session::{Ledger, LedgerDelta, LedgerError, Observation, ResponseKey, TokenCounts};
 pub use crate::source::Restart;
 use crate::source::{
-    io_error, resume_point, FileChange, FileIdentity, FileRange, FileState, Line, LineReader,
-    ManifestError, Marker, PreparedAppend, SavedManifest, SessionStateFile, StateDir,
-    TranscriptFile, DEFAULT_MAX_INLINE_LINE,
+    io_error, resume_point, sort_by_path, FileChange, FileIdentity, FileRange, FileState, Line,
+    LineReader, ListedFiles, ListingDigest, ManifestError, Marker, PreparedAppend, SavedManifest,
+    SessionStateFile, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -309,14 +309,15 @@ impl From<ManifestError> for IngestError {
 
 /// Reads what is new since the state in `state` was saved, and saves the result
 /// (unless nothing changed). `list_files` runs while the state loads.
-pub fn ingest_incremental<F>(
+pub fn ingest_incremental<F, L>(
     state: &StateDir,
     list_files: F,
     options: &IngestOptions,
     progress: &Progress,
 ) -> Result<(Ingest, PriorState), IngestError>
 where
-    F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
+    F: FnOnce() -> io::Result<L>,
+    L: Into<ListedFiles>,
 {
     let run = ingest_speculating(state, list_files, &NeedsTheLedger, options, progress)?;
     let Some(ledger) = run.ledger else {
@@ -405,7 +406,7 @@ pub struct Speculated<O> {
 ///   as the listing is, and a recalled one never restores the ledger;
 /// - else on the new ledger while it is saved, with the id it is saved under
 ///   when that is known before the write (an append to the journal).
-pub fn ingest_speculating<F, S>(
+pub fn ingest_speculating<F, L, S>(
     state: &StateDir,
     list_files: F,
     speculation: &S,
@@ -413,7 +414,8 @@ pub fn ingest_speculating<F, S>(
     progress: &Progress,
 ) -> Result<Speculated<S::Output>, IngestError>
 where
-    F: FnOnce() -> io::Result<Vec<TranscriptFile>>,
+    F: FnOnce() -> io::Result<L>,
+    L: Into<ListedFiles>,
     S: Speculation,
 {
     let started = std::time::Instant::now();
@@ -434,32 +436,33 @@ where
     let loaded = loaded?;
     let Loaded {
         saved,
+        saved_digest,
         ledger,
         prior,
         output,
     } = loaded;
-    let files = files?;
-    tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "state loaded and transcripts listed");
-    if prior == PriorState::Loaded
-        && !state.is_legacy()
-        && saved
-            .as_ref()
-            .is_some_and(|saved| saved.lists_unchanged(&files))
-    {
-        let summary = IngestSummary {
-            files: files.len(),
-            files_unchanged: files.len(),
-            ..IngestSummary::default()
-        };
-        return Ok(Speculated {
-            ledger: ledger.restored(),
-            summary,
-            saved_state: saved.map(|saved| saved.state_id()),
-            new_state: false,
-            prior,
-            output,
-        });
-    }
+    let listed: ListedFiles = files?.into();
+    tracing::debug!(elapsed = ?started.elapsed(), files = listed.len(), "state loaded and transcripts listed");
+    let comparable = prior == PriorState::Loaded && !state.is_legacy();
+    let against = saved.as_ref().zip(saved_digest).filter(|_| comparable);
+    let files = match against_saved(listed, against) {
+        AgainstSaved::Changed(files) => files,
+        AgainstSaved::Unchanged { files } => {
+            let summary = IngestSummary {
+                files,
+                files_unchanged: files,
+                ..IngestSummary::default()
+            };
+            return Ok(Speculated {
+                ledger: ledger.restored(),
+                summary,
+                saved_state: saved.map(|saved| saved.state_id()),
+                new_state: false,
+                prior,
+                output,
+            });
+        }
+    };
     let mut delta = LedgerDelta::default();
     let recording = saved.as_ref().map(|_| &mut delta);
     // Checked whole if the run will need every saved record: to fold them
@@ -604,6 +607,9 @@ impl<'a> Commit<'a> {
 /// The saved state as the loading thread leaves it.
 struct Loaded<O> {
     saved: Option<SavedManifest>,
+    /// The digest of the saved manifest's files, taken on the loading thread so
+    /// that an unchanged listing is recognised as soon as it is complete.
+    saved_digest: Option<ListingDigest>,
     ledger: SavedLedger,
     prior: PriorState,
     /// The speculation's output for the saved state.
@@ -625,10 +631,43 @@ impl<O> Loaded<O> {
     fn none(prior: PriorState) -> Loaded<O> {
         Loaded {
             saved: None,
+            saved_digest: None,
             ledger: SavedLedger::Restored(Ledger::new(), None),
             prior,
             output: None,
         }
+    }
+}
+
+/// What a listing is, next to the saved manifest.
+enum AgainstSaved {
+    /// The manifest's files, none changed since: nothing to read.
+    Unchanged { files: usize },
+    /// The files, sorted, to plan the reads from.
+    Changed(Vec<TranscriptFile>),
+}
+
+/// Compares `listed` with the saved manifest, if there is one to compare with:
+/// by digest, which on the usual rerun decides it without a sorted list; when
+/// the digests differ, file by file, which also finds a listing equal once the
+/// same file reached by two paths is dropped.
+fn against_saved(
+    listed: ListedFiles,
+    saved: Option<(&SavedManifest, ListingDigest)>,
+) -> AgainstSaved {
+    let Some((saved, saved_digest)) = saved else {
+        return AgainstSaved::Changed(listed.into_sorted());
+    };
+    if listed.digest() == saved_digest {
+        return AgainstSaved::Unchanged {
+            files: listed.len(),
+        };
+    }
+    let files = listed.into_sorted();
+    if saved.lists_unchanged(&files) {
+        AgainstSaved::Unchanged { files: files.len() }
+    } else {
+        AgainstSaved::Changed(files)
     }
 }
 
@@ -645,9 +684,11 @@ fn load_prior<S: Speculation>(
         Err(error) => return Loaded::discarded(error),
     };
     let id = saved.state_id();
+    let saved_digest = Some(saved.listing_digest());
     if let Some(output) = speculation.recall(&id) {
         return Ok(Loaded {
             saved: Some(saved),
+            saved_digest,
             ledger: SavedLedger::Deferred(file),
             prior: PriorState::Loaded,
             output: Some(output),
@@ -663,6 +704,7 @@ fn load_prior<S: Speculation>(
             });
             Ok(Loaded {
                 saved: Some(saved),
+                saved_digest,
                 ledger: SavedLedger::Restored(ledger, Some(blob)),
                 prior: PriorState::Loaded,
                 output: Some(output),
@@ -725,15 +767,7 @@ struct Plan {
 /// state. Walks the listing and the manifest side by side, both sorted by path,
 /// so that only changed files' states are copied.
 fn plan(mut files: Vec<TranscriptFile>, previous: Option<&SavedManifest>) -> Plan {
-    let path_order = |a: &TranscriptFile, b: &TranscriptFile| {
-        a.path
-            .as_os_str()
-            .as_bytes()
-            .cmp(b.path.as_os_str().as_bytes())
-    };
-    if !files.is_sorted_by(|a, b| path_order(a, b).is_le()) {
-        files.sort_unstable_by(path_order);
-    }
+    sort_by_path(&mut files);
     let mut saved = previous
         .map(SavedManifest::entries)
         .into_iter()

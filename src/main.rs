@@ -26,7 +26,7 @@ use ccotel::sink::grpc::GrpcSink;
 use ccotel::sink::http::HttpSink;
 use ccotel::sink::retry::Backoff;
 use ccotel::sink::{Protocol, Sink};
-use ccotel::source::{discover_with, Listing, StateDir, TranscriptFile};
+use ccotel::source::{discover_with, ListedFiles, Listing, StateDir};
 use ccotel::telemetry::{self, LogFormat};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -425,7 +425,7 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         let nothing_cached = Listing::default();
         let found = discover_with(&roots, &nothing_cached).context("listing transcripts")?;
         found.warn(&roots);
-        let (files, _) = found.into_parts();
+        let files = found.into_parts().0.into_sorted();
         let _line = ProgressLine::start(Arc::clone(&progress));
         let result = full_scan(files, &options, &progress);
         let rendered = view.render(&result.ledger);
@@ -540,7 +540,7 @@ fn print_rendered(rendered: &Rendered) -> Result<()> {
 
 /// Lists transcripts, reading only the directories changed since the listing
 /// saved in the state directory, and saves what changed.
-fn list_through_cache(roots: &[PathBuf], state_dir: &Path) -> std::io::Result<Vec<TranscriptFile>> {
+fn list_through_cache(roots: &[PathBuf], state_dir: &Path) -> std::io::Result<ListedFiles> {
     let previous = Listing::load(state_dir);
     let found = discover_with(roots, &previous)?;
     tracing::debug!(

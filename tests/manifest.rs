@@ -8,7 +8,7 @@ use std::fs;
 
 use ccotel::ingest::{PriorState, Restart};
 use ccotel::session::ResponseKey;
-use ccotel::source::StateDir;
+use ccotel::source::{default_roots, discover_with, Listing, StateDir};
 use common::ClaudeHome;
 
 /// An assistant line of response `id` with `output` output tokens (input 10,
@@ -40,6 +40,62 @@ fn unchanged_files_are_not_read_again() {
     assert_eq!(second.summary.bytes_read, 0);
     assert_eq!(second.summary.files_unchanged, 1);
     assert_eq!(output_and_responses(&second), (12, 2));
+}
+
+/// An unchanged rerun is told from the digest of the listing and the manifest's
+/// files alone, without a sorted list (see `source::listed`).
+#[test]
+fn an_unchanged_listing_has_the_digest_of_the_saved_manifest() {
+    let home = ClaudeHome::new();
+    let state_dir = tempfile::tempdir().expect("state");
+    home.write("-p/s1.jsonl", response("a", 5).as_bytes());
+    home.write("-p/s2/subagents/agent-x.jsonl", response("b", 7).as_bytes());
+    home.write("-q/s3.jsonl", response("c", 9).as_bytes());
+    home.incremental_scan(state_dir.path());
+    let listed_digest = || {
+        discover_with(&default_roots(home.home()), &Listing::default())
+            .expect("listing")
+            .files
+            .digest()
+    };
+    let saved_digest = || {
+        let state = StateDir::open(state_dir.path()).expect("state dir");
+        let (saved, _) = state.load_manifest().expect("load").expect("a manifest");
+        saved.listing_digest()
+    };
+    assert_eq!(listed_digest(), saved_digest());
+    assert_eq!(listed_digest().files(), 3);
+
+    home.append("-p/s1.jsonl", response("d", 1).as_bytes());
+    assert_ne!(
+        listed_digest(),
+        saved_digest(),
+        "an append changes the listing"
+    );
+    home.incremental_scan(state_dir.path());
+    assert_eq!(listed_digest(), saved_digest());
+}
+
+/// The same files reached through a second root (a symlinked config dir) are
+/// listed twice and read once; the listing then differs from the manifest's by
+/// digest, and the rerun, compared file by file, still reads nothing.
+#[test]
+fn files_reached_by_two_roots_are_read_once_and_not_again() {
+    let home = ClaudeHome::new();
+    let state = tempfile::tempdir().expect("state");
+    home.write("-p/s1.jsonl", response("a", 5).as_bytes());
+    fs::create_dir_all(home.home().join(".config")).expect("mkdir");
+    std::os::unix::fs::symlink(home.root(), home.home().join(".config/claude")).expect("symlink");
+    let (first, _) = home.incremental_scan(state.path());
+    assert_eq!(output_and_responses(&first), (5, 1));
+    let (second, prior) = home.incremental_scan(state.path());
+    assert_eq!(prior, PriorState::Loaded);
+    assert_eq!(second.summary.bytes_read, 0);
+    assert_eq!(second.summary.files_unchanged, 1);
+    assert_eq!(output_and_responses(&second), (5, 1));
+    home.append("-p/s1.jsonl", response("b", 7).as_bytes());
+    let (third, _) = home.incremental_scan(state.path());
+    assert_eq!(output_and_responses(&third), (12, 2));
 }
 
 #[test]

@@ -155,7 +155,7 @@ impl Reader {
                 if let Some(listing) = changed_listing {
                     self.listing = listing;
                 }
-                files
+                files.into_sorted()
             }
             Err(error) => {
                 tracing::warn!("cannot list transcripts: {error}");

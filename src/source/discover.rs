@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use rustc_hash::FxHashSet;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use super::identity::FileIdentity;
+use super::listed::{ListedFiles, ListingDigest, WalkerFiles};
 use super::listing::{DirEntries, DirEntriesRef, DirEntry, DirListing, DirStamp, Listing};
 
 /// One transcript file found on disk.
@@ -27,6 +27,21 @@ pub struct TranscriptFile {
     /// What `stat` said while listing; lets an unchanged file be passed over
     /// without opening it.
     pub identity: FileIdentity,
+}
+
+/// Sorts `files` by path bytes: as deterministic as component order, and much
+/// cheaper. A walk descends in that order, so only files from several roots, or
+/// listed some other way, are sorted here.
+pub fn sort_by_path(files: &mut [TranscriptFile]) {
+    let by_path = |a: &TranscriptFile, b: &TranscriptFile| {
+        a.path
+            .as_os_str()
+            .as_bytes()
+            .cmp(b.path.as_os_str().as_bytes())
+    };
+    if !files.is_sorted_by(|a, b| by_path(a, b).is_le()) {
+        files.sort_unstable_by(by_path);
+    }
 }
 
 /// A `*.jsonl` entry that was not listed: it is not a file ccotel can read.
@@ -78,13 +93,15 @@ pub fn default_roots(home: &Path) -> Vec<PathBuf> {
 /// `projects/` directory are skipped; the same file reached through two roots (a
 /// symlinked config dir) is listed once.
 pub fn discover(roots: &[PathBuf]) -> io::Result<Vec<TranscriptFile>> {
-    Ok(discover_with(roots, &Listing::default())?.files)
+    Ok(discover_with(roots, &Listing::default())?
+        .files
+        .into_sorted())
 }
 
 /// What a listing found, and what it learned for the next one.
 #[derive(Debug)]
 pub struct Discovery<'a> {
-    pub files: Vec<TranscriptFile>,
+    pub files: ListedFiles,
     /// `*.jsonl` entries that are not files ccotel can read.
     pub skipped: Vec<Skipped>,
     /// Directories whose entries were read (the others were unchanged).
@@ -102,7 +119,7 @@ pub struct Discovery<'a> {
 impl<'a> Discovery<'a> {
     fn new(previous: &'a Listing) -> Self {
         Discovery {
-            files: Vec::new(),
+            files: ListedFiles::default(),
             skipped: Vec::new(),
             dirs_read: 0,
             previous,
@@ -135,7 +152,7 @@ impl<'a> Discovery<'a> {
 
     /// What was found, and the listing learned for the next call: `None` when it
     /// is the one this call started from.
-    pub fn into_parts(mut self) -> (Vec<TranscriptFile>, Option<Listing>) {
+    pub fn into_parts(mut self) -> (ListedFiles, Option<Listing>) {
         let files = std::mem::take(&mut self.files);
         (files, self.changed_listing())
     }
@@ -187,54 +204,30 @@ fn discover_at<'a>(
             project_dirs.push((projects.join(name), project));
         }
     }
-    let mut found = walk.found;
     let parts = visit_in_parallel(&project_dirs, previous, listed_at)?;
-    merge_in_project_order(parts, &mut found);
-    // Byte order: as deterministic as component order, and much cheaper. Walks
-    // descend in that order, so this sorts only what came from several roots.
-    let by_path = |a: &TranscriptFile, b: &TranscriptFile| {
-        a.path
-            .as_os_str()
-            .as_bytes()
-            .cmp(b.path.as_os_str().as_bytes())
-    };
-    if !found.files.is_sorted_by(|a, b| by_path(a, b).is_le()) {
-        found.files.sort_unstable_by(by_path);
+    let mut digest = walk.digest;
+    let mut found = walk.found;
+    let mut walkers = Vec::with_capacity(parts.len());
+    for part in parts {
+        found.read.extend(part.walk.found.read);
+        found.kept.extend(part.walk.found.kept);
+        found.dirs_read += part.walk.found.dirs_read;
+        found.skipped.extend(part.walk.found.skipped);
+        digest.merge(part.walk.digest);
+        walkers.push(WalkerFiles {
+            files: part.walk.files,
+            visited: part.visited,
+        });
     }
-    let mut seen = FxHashSet::with_capacity_and_hasher(found.files.len(), Default::default());
-    found
-        .files
-        .retain(|file| seen.insert((file.identity.dev, file.identity.ino)));
+    found.files = ListedFiles::new(walk.files, walkers, digest);
     Ok(found)
 }
 
 /// One walker's findings, with the project directories it visited (their index,
 /// in increasing order) and how many files each added.
 struct Part<'a> {
-    found: Discovery<'a>,
+    walk: Walk<'a>,
     visited: Vec<(usize, usize)>,
-}
-
-/// Adds the walkers' findings to `found`, their files in the order of the project
-/// directories they came from.
-fn merge_in_project_order<'a>(parts: Vec<Part<'a>>, found: &mut Discovery<'a>) {
-    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
-    let mut files = Vec::with_capacity(parts.len());
-    for (walker, part) in parts.into_iter().enumerate() {
-        runs.extend(part.visited.iter().map(|&(at, count)| (at, walker, count)));
-        found.read.extend(part.found.read);
-        found.kept.extend(part.found.kept);
-        found.dirs_read += part.found.dirs_read;
-        found.skipped.extend(part.found.skipped);
-        files.push(part.found.files.into_iter());
-    }
-    runs.sort_unstable();
-    found
-        .files
-        .reserve(files.iter().map(|walker| walker.len()).sum());
-    for (_, walker, count) in runs {
-        found.files.extend(files[walker].by_ref().take(count));
-    }
 }
 
 /// Visits the project directories on up to as many threads as there are cores,
@@ -252,21 +245,18 @@ fn visit_in_parallel<'a>(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = || -> io::Result<Part<'a>> {
         let mut walk = Walk::new(previous, listed_at);
-        walk.found.files.reserve(expected_files);
+        walk.files.reserve(expected_files);
         let mut visited = Vec::new();
         loop {
             let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some((dir, project)) = project_dirs.get(at) else {
-                return Ok(Part {
-                    found: walk.found,
-                    visited,
-                });
+                return Ok(Part { walk, visited });
             };
-            let before = walk.found.files.len();
+            let before = walk.files.len();
             if let Some(anchor) = Anchor::open(dir)? {
                 walk.visit(&anchor, dir, project)?;
             }
-            visited.push((at, walk.found.files.len() - before));
+            visited.push((at, walk.files.len() - before));
         }
     };
     std::thread::scope(|scope| {
@@ -312,7 +302,10 @@ impl Entries<'_> {
 /// One thread's share of a listing.
 struct Walk<'a> {
     listed_at: SystemTime,
+    /// What was found besides the files.
     found: Discovery<'a>,
+    files: Vec<TranscriptFile>,
+    digest: ListingDigest,
 }
 
 impl<'a> Walk<'a> {
@@ -320,6 +313,8 @@ impl<'a> Walk<'a> {
         Walk {
             listed_at,
             found: Discovery::new(previous),
+            files: Vec::new(),
+            digest: ListingDigest::default(),
         }
     }
 
@@ -388,7 +383,8 @@ impl<'a> Walk<'a> {
             return self.skip(path, SkipReason::NotAFile);
         }
         let identity = FileIdentity::of_stat(&stat);
-        self.found.files.push(TranscriptFile {
+        self.digest.add(path.as_os_str().as_bytes(), &identity);
+        self.files.push(TranscriptFile {
             path,
             project: Arc::clone(project),
             size: identity.size,
@@ -508,9 +504,13 @@ mod tests {
         SystemTime::now() + 2 * super::super::listing::SETTLE
     }
 
-    fn relative_paths(found: &Discovery<'_>, project: &Path) -> Vec<String> {
-        found
-            .files
+    /// The files found, sorted, taken out of `found`.
+    fn take_sorted(found: &mut Discovery<'_>) -> Vec<TranscriptFile> {
+        std::mem::take(&mut found.files).into_sorted()
+    }
+
+    fn relative_paths(files: &[TranscriptFile], project: &Path) -> Vec<String> {
+        files
             .iter()
             .map(|f| {
                 let path = f.path.strip_prefix(project).expect("under project");
@@ -530,6 +530,12 @@ mod tests {
         let first = discover_at(&roots, &empty, later()).expect("list");
         assert_eq!(first.dirs_read, 4, "projects, -p, s1, subagents");
         let (first_files, first_listing) = first.into_parts();
+        let first_digest = first_files.digest();
+        let first_files = first_files.into_sorted();
+        assert_eq!(
+            ListedFiles::from(first_files.clone()).digest(),
+            first_digest
+        );
         let first_listing = first_listing.expect("every directory is new");
         assert_eq!(first_listing.len(), 4);
 
@@ -540,21 +546,24 @@ mod tests {
         let saved = Listing::load(state.path());
         assert_eq!(saved.len(), 4);
         for previous in [&first_listing, &saved] {
-            let second = discover_at(&roots, previous, later()).expect("list");
+            let mut second = discover_at(&roots, previous, later()).expect("list");
             assert_eq!(second.dirs_read, 0);
-            assert_eq!(second.files, first_files);
+            assert_eq!(second.files.digest(), first_digest);
+            assert_eq!(take_sorted(&mut second), first_files);
             assert!(second.changed_listing().is_none(), "nothing changed");
         }
 
         fs::write(project.join("s1.jsonl"), b"{}\n{}\n").expect("append");
         touch(&project.join("s2/subagents/agent-b1.jsonl"));
-        let third = discover_at(&roots, &saved, later()).expect("list");
+        let mut third = discover_at(&roots, &saved, later()).expect("list");
         assert_eq!(
             third.dirs_read, 3,
             "-p changed; s2 and its subagents are new"
         );
+        assert_ne!(third.files.digest(), first_digest);
+        let third_files = take_sorted(&mut third);
         assert_eq!(
-            relative_paths(&third, &project),
+            relative_paths(&third_files, &project),
             [
                 "s1.jsonl",
                 "s1/subagents/agent-a1.jsonl",
@@ -562,7 +571,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            third.files[0].size, 6,
+            third_files[0].size, 6,
             "an append is seen without reading the directory"
         );
         let third_listing = third.changed_listing().expect("-p changed");
@@ -575,9 +584,9 @@ mod tests {
         );
 
         fs::remove_dir_all(project.join("s1")).expect("rm");
-        let fourth = discover_at(&roots, &third_listing, later()).expect("list");
+        let mut fourth = discover_at(&roots, &third_listing, later()).expect("list");
         assert_eq!(
-            relative_paths(&fourth, &project),
+            relative_paths(&take_sorted(&mut fourth), &project),
             ["s1.jsonl", "s2/subagents/agent-b1.jsonl"]
         );
         let fourth_listing = fourth.changed_listing().expect("s1 is gone");
@@ -596,7 +605,7 @@ mod tests {
         assert!(first_listing.is_empty(), "nothing is settled yet");
         let second = discover_with(&roots, &first_listing).expect("list");
         assert_eq!(second.dirs_read, 2);
-        assert_eq!(second.files, first_files);
+        assert_eq!(second.files.into_sorted(), first_files.into_sorted());
     }
 
     /// An unchanged file is passed over by comparing the listing's identity with the
@@ -650,9 +659,10 @@ mod tests {
         std::os::unix::fs::symlink("gone", projects.join("top.jsonl")).expect("symlink");
 
         let empty = Listing::default();
-        let found = discover_with(&default_roots(home.path()), &empty).expect("discover");
+        let mut found = discover_with(&default_roots(home.path()), &empty).expect("discover");
 
-        let listed: Vec<&Path> = found.files.iter().map(|f| f.path.as_path()).collect();
+        let files = take_sorted(&mut found);
+        let listed: Vec<&Path> = files.iter().map(|f| f.path.as_path()).collect();
         assert_eq!(
             listed,
             [

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use super::discover::TranscriptFile;
 use super::identity::{FileIdentity, Marker};
 use super::journal::{self, JournalRef};
+use super::listed::ListingDigest;
 use crate::codec::{
     put_i64, put_section, put_u64, seal, self_checked, unseal, CodecError, Decoder, FileBytes,
 };
@@ -285,7 +286,8 @@ impl SavedManifest {
     }
 
     /// `files` (sorted by path bytes, as a listing is) are exactly the manifest's
-    /// files, none changed since: the usual rerun, decided without decoding.
+    /// files, none changed since, compared file by file as they lie in the
+    /// mapping. The usual rerun is told sooner, by [`SavedManifest::listing_digest`].
     pub fn lists_unchanged(&self, files: &[TranscriptFile]) -> bool {
         let mut entries = self.entries();
         files.iter().all(|file| {
@@ -294,6 +296,17 @@ impl SavedManifest {
                     && file.identity.unchanged_since(&entry.identity)
             })
         }) && entries.next().is_none()
+    }
+
+    /// The digest of the manifest's files, by path and identity: equal to a
+    /// listing's (see [`ListedFiles::digest`](super::ListedFiles::digest)) when it lists exactly these
+    /// files, none changed since.
+    pub fn listing_digest(&self) -> ListingDigest {
+        let mut digest = ListingDigest::default();
+        for entry in self.entries() {
+            digest.add(entry.path, &entry.identity);
+        }
+        digest
     }
 
     /// The manifest as a map, to change.

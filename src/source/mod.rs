@@ -9,6 +9,7 @@
 mod discover;
 mod identity;
 mod journal;
+mod listed;
 pub mod listing;
 pub mod manifest;
 mod reader;
@@ -16,10 +17,11 @@ pub mod tail;
 pub mod watch;
 
 pub use discover::{
-    default_roots, discover, discover_with, roots_from_env, Discovery, SkipReason, Skipped,
-    TranscriptFile,
+    default_roots, discover, discover_with, roots_from_env, sort_by_path, Discovery, SkipReason,
+    Skipped, TranscriptFile,
 };
 pub use identity::{FileIdentity, Marker, MARKER_WINDOW};
+pub use listed::{ListedFiles, ListingDigest};
 pub use listing::Listing;
 pub use manifest::{
     io_error, Entry, FileChange, FileState, Manifest, ManifestError, PreparedAppend, SavedManifest,

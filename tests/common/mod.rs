@@ -15,7 +15,7 @@ use std::process::Command;
 use ccotel::ingest::{full_scan, ingest_incremental, Ingest, IngestOptions, PriorState, Progress};
 use ccotel::report::{self, DateFilter, Grouping, Report, Totals};
 use ccotel::session::PriceTable;
-use ccotel::source::{default_roots, discover, StateDir};
+use ccotel::source::{default_roots, discover, discover_with, Listing, StateDir};
 
 /// Three workers whatever there is to read: the binary reads a small append on
 /// one, so the tests' scans keep several ledgers merging.
@@ -125,13 +125,14 @@ impl ClaudeHome {
         full_scan(files, &workers(), &Progress::default())
     }
 
-    /// Reads incrementally through the manifest in `state_dir`.
+    /// Reads incrementally through the manifest in `state_dir`, listing the
+    /// files as `ccotel report` does.
     pub fn incremental_scan(&self, state_dir: &Path) -> (Ingest, PriorState) {
         let state = StateDir::open(state_dir).expect("state dir");
         let roots = default_roots(self.home());
         ingest_incremental(
             &state,
-            || discover(&roots),
+            || discover_with(&roots, &Listing::default()).map(|found| found.files),
             &workers(),
             &Progress::default(),
         )
