@@ -101,6 +101,8 @@ pub fn discover(roots: &[PathBuf]) -> io::Result<Vec<TranscriptFile>> {
 /// What a listing found, and what it learned for the next one.
 #[derive(Debug)]
 pub struct Discovery<'a> {
+    /// The files found, as the walkers left them, with their digest; in one
+    /// sorted list, each file once, from [`ListedFiles::into_sorted`].
     pub files: ListedFiles,
     /// `*.jsonl` entries that are not files ccotel can read.
     pub skipped: Vec<Skipped>,
