@@ -24,6 +24,16 @@ fn output_and_responses(ingest: &ccotel::ingest::Ingest) -> (u64, u64) {
     (output, responses)
 }
 
+/// Scans again a home of one unchanged file: asserts that the state was loaded
+/// and nothing read, and returns the output tokens and responses counted.
+fn rescan_of_one_unchanged_file(home: &ClaudeHome, state: &std::path::Path) -> (u64, u64) {
+    let (again, prior) = home.incremental_scan(state);
+    assert_eq!(prior, PriorState::Loaded);
+    assert_eq!(again.summary.bytes_read, 0);
+    assert_eq!(again.summary.files_unchanged, 1);
+    output_and_responses(&again)
+}
+
 #[test]
 fn unchanged_files_are_not_read_again() {
     let home = ClaudeHome::new();
@@ -35,11 +45,7 @@ fn unchanged_files_are_not_read_again() {
     let (first, prior) = home.incremental_scan(state.path());
     assert_eq!(prior, PriorState::Empty);
     assert_eq!(output_and_responses(&first), (12, 2));
-    let (second, prior) = home.incremental_scan(state.path());
-    assert_eq!(prior, PriorState::Loaded);
-    assert_eq!(second.summary.bytes_read, 0);
-    assert_eq!(second.summary.files_unchanged, 1);
-    assert_eq!(output_and_responses(&second), (12, 2));
+    assert_eq!(rescan_of_one_unchanged_file(&home, state.path()), (12, 2));
 }
 
 /// An unchanged rerun is told from the digest of the listing and the manifest's
@@ -88,11 +94,7 @@ fn files_reached_by_two_roots_are_read_once_and_not_again() {
     std::os::unix::fs::symlink(home.root(), home.home().join(".config/claude")).expect("symlink");
     let (first, _) = home.incremental_scan(state.path());
     assert_eq!(output_and_responses(&first), (5, 1));
-    let (second, prior) = home.incremental_scan(state.path());
-    assert_eq!(prior, PriorState::Loaded);
-    assert_eq!(second.summary.bytes_read, 0);
-    assert_eq!(second.summary.files_unchanged, 1);
-    assert_eq!(output_and_responses(&second), (5, 1));
+    assert_eq!(rescan_of_one_unchanged_file(&home, state.path()), (5, 1));
     home.append("-p/s1.jsonl", response("b", 7).as_bytes());
     let (third, _) = home.incremental_scan(state.path());
     assert_eq!(output_and_responses(&third), (12, 2));

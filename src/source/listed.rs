@@ -62,7 +62,7 @@ fn file_hash(path: &[u8], identity: &FileIdentity) -> u128 {
 
 /// One walker's files, with the project directories it visited (their index in
 /// the walk, increasing) and how many files each added.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct WalkerFiles {
     pub files: Vec<TranscriptFile>,
     pub visited: Vec<(usize, usize)>,
