@@ -5,11 +5,11 @@
 //! mapped rather than read ([`FileBytes`]).
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::ops::{Deref, Range};
 use std::path::Path;
 
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// A state file's bytes: mapped from the page cache, or owned.
 ///
@@ -58,13 +58,57 @@ impl FileBytes {
 /// flush the new one (`auto_da_alloc`, for applications that skip the fsync):
 /// 0.3 ms for a report cache, an eighth of a run that appended a little.
 pub fn replace_cache_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_cache_file_with(path, |mut file| file.write_all(bytes))
+}
+
+/// [`replace_cache_file`], the new file written by `write`.
+pub fn replace_cache_file_with(
+    path: &Path,
+    write: impl FnOnce(File) -> io::Result<()>,
+) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
+    write(File::create(&tmp)?)?;
     match std::fs::remove_file(path) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
         _ => {}
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Writes through to `W`, hashing what passes, and ends with the same trailer
+/// as [`seal`]: a file of large parts is written from where they are, never
+/// gathered in one buffer (whose fresh pages would each cost a page fault).
+pub struct Sealing<W: Write> {
+    inner: W,
+    hash: Xxh3,
+}
+
+impl<W: Write> Sealing<W> {
+    pub fn new(inner: W) -> Sealing<W> {
+        Sealing {
+            inner,
+            hash: Xxh3::new(),
+        }
+    }
+
+    /// Writes the trailer; returns the writer, to be flushed.
+    pub fn finish(mut self) -> io::Result<W> {
+        let hash = self.hash.digest();
+        self.inner.write_all(&hash.to_le_bytes())?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for Sealing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hash.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 impl Default for FileBytes {
@@ -314,6 +358,20 @@ mod tests {
             .map(|entry| entry.file_name())
             .collect();
         assert_eq!(names, ["cache.bin"], "no temporary file left");
+    }
+
+    #[test]
+    fn a_file_sealed_piece_by_piece_is_sealed_as_if_whole() {
+        let mut whole = b"ccotel".to_vec();
+        put_section(&mut whole, &[7; 5000]);
+        let mut sealing = Sealing::new(Vec::new());
+        for piece in whole.chunks(777) {
+            sealing.write_all(piece).expect("write");
+        }
+        let streamed = sealing.finish().expect("finish");
+        seal(&mut whole);
+        assert_eq!(streamed, whole);
+        assert_eq!(unseal(&streamed).map(<[u8]>::len), Ok(whole.len() - 8));
     }
 
     #[test]

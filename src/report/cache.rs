@@ -19,7 +19,7 @@
 //! an fsync, and a missing or damaged file only means the report is rendered.
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, BufWriter, Write};
 use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -28,8 +28,7 @@ use std::sync::OnceLock;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::codec::{
-    patch_u64, put_section, put_u64, replace_cache_file, seal, unseal, CodecError, Decoder,
-    FileBytes,
+    put_section, put_u64, replace_cache_file_with, unseal, CodecError, Decoder, FileBytes, Sealing,
 };
 
 const CACHE_FILE: &str = "reports.bin";
@@ -178,55 +177,72 @@ pub fn store(
     let unpriced = rendered
         .unpriced
         .iter()
-        .map(|(model, n)| (model.as_str(), *n));
-    let text = rendered.text.as_bytes();
-    let tally_len = tally.map_or(0, |(_, tally)| tally.len());
-    // One buffer, the file as it is written: the count is filled in last.
-    let mut out = Vec::with_capacity(MAGIC.len() + text.len() + tally_len + 512);
-    out.extend_from_slice(MAGIC);
-    let count_at = out.len();
-    put_u64(&mut out, 0);
-    put_entry(&mut out, key, state, text, unpriced);
-    let mut count = 1;
+        .map(|(model, n)| (model.as_str(), *n))
+        .collect();
+    let mut entries = vec![Stored {
+        key,
+        text: rendered.text.as_bytes(),
+        unpriced,
+    }];
     if let Some((tally_key, tally)) = tally {
-        put_entry(&mut out, tally_key, state, tally, std::iter::empty());
-        count += 1;
+        entries.push(Stored {
+            key: tally_key,
+            text: tally,
+            unpriced: Vec::new(),
+        });
     }
     let stored =
         |found: u64| found == key || tally.is_some_and(|(tally_key, _)| found == tally_key);
-    // Earlier entries are copied from the mapped file as they are, not decoded.
+    // Earlier entries are written from the mapped file as they are, not decoded.
     let earlier = match new_state {
         true => None,
         false => FileBytes::open(&path).ok(),
     };
-    if let Some(bytes) = earlier {
-        let _damaged_is_dropped = visit(&bytes, |found, entry| {
-            if !stored(found) && entry.state == state && count < KEEP {
-                let unpriced = entry.unpriced.iter().copied();
-                put_entry(&mut out, found, state, entry.text, unpriced);
-                count += 1;
+    if let Some(bytes) = &earlier {
+        let _damaged_is_dropped = visit(bytes, |found, entry| {
+            if !stored(found) && entry.state == state && entries.len() < KEEP {
+                entries.push(Stored {
+                    key: found,
+                    text: entry.text,
+                    unpriced: entry.unpriced.clone(),
+                });
             }
         });
     }
-    patch_u64(&mut out, count_at, count as u64);
-    seal(&mut out);
-    replace_cache_file(&path, &out)
+    replace_cache_file_with(&path, |file| {
+        let mut out = Sealing::new(BufWriter::new(file));
+        out.write_all(MAGIC)?;
+        out.write_all(&(entries.len() as u64).to_le_bytes())?;
+        for entry in &entries {
+            entry.write(&mut out, state)?;
+        }
+        out.finish()?.flush()
+    })
 }
 
-fn put_entry<'a>(
-    out: &mut Vec<u8>,
+/// An entry to store: a report's text or a tally's bytes, where they already are.
+struct Stored<'a> {
     key: u64,
-    state: &str,
-    text: &[u8],
-    unpriced: impl ExactSizeIterator<Item = (&'a str, u64)>,
-) {
-    put_u64(out, key);
-    put_section(out, state.as_bytes());
-    put_section(out, text);
-    put_u64(out, unpriced.len() as u64);
-    for (model, responses) in unpriced {
-        put_section(out, model.as_bytes());
-        put_u64(out, responses);
+    text: &'a [u8],
+    unpriced: Vec<(&'a str, u64)>,
+}
+
+impl Stored<'_> {
+    /// Writes the entry as [`visit`] reads it, the text straight from where it is.
+    fn write(&self, out: &mut impl Write, state: &str) -> io::Result<()> {
+        let mut head = Vec::with_capacity(3 * 8 + state.len());
+        put_u64(&mut head, self.key);
+        put_section(&mut head, state.as_bytes());
+        put_u64(&mut head, self.text.len() as u64);
+        out.write_all(&head)?;
+        out.write_all(self.text)?;
+        let mut tail = Vec::new();
+        put_u64(&mut tail, self.unpriced.len() as u64);
+        for (model, responses) in &self.unpriced {
+            put_section(&mut tail, model.as_bytes());
+            put_u64(&mut tail, *responses);
+        }
+        out.write_all(&tail)
     }
 }
 
@@ -249,7 +265,7 @@ impl Entry<'_> {
 }
 
 /// Checks the whole file, and calls `each` with every entry without copying it.
-fn visit(bytes: &[u8], mut each: impl FnMut(u64, &Entry<'_>)) -> Result<(), CodecError> {
+fn visit<'a>(bytes: &'a [u8], mut each: impl FnMut(u64, &Entry<'a>)) -> Result<(), CodecError> {
     let body = unseal(bytes)?;
     let mut input = Decoder::new(body);
     if input.take(MAGIC.len())? != MAGIC {
