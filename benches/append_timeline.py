@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Where a changed rerun's time goes, from ccotel's own debug timeline.
+
+Usage: python3 benches/append_timeline.py --corpus DIR BIN [BIN ...]
+       [--rounds 15] [--mb 1] [--faults]
+
+DIR holds `.claude/projects` (a gen_corpus.py corpus). It is copied once; each
+binary gets its own state. Each binary in turn runs `--rounds` rounds on the
+copy: append MB across 10 files, then `report daily --json` with
+`CCOTEL_LOG=ccotel=debug`. The phases are read from the events the run logs
+(elapsed since the run began, in the process):
+
+  listed   the state loaded and the transcripts listed (as in an unchanged rerun)
+  read     from then to the files read: the plan, the new lines, the merge
+  report   from the commit prepared to the report cached: the tally brought up
+           to date, the rows, the JSON, the cache entry (the journal is written
+           and synced meanwhile, on another thread)
+  process  the whole process, timed from Python
+
+With --faults, each round is also run under `perf stat -e page-faults` (a
+second changed rerun per round) and the median count printed. Medians over the
+rounds; run the binaries more than once, alternated, on a noisy machine.
+"""
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from append_cost import append_bytes, corpus_bytes_per_response  # noqa: E402
+
+EVENT = re.compile(r"DEBUG (.+?) elapsed=([\d.]+)(ms|µs|s)\b")
+
+
+def events(stderr):
+    found = {}
+    for match in EVENT.finditer(stderr):
+        value = float(match.group(2))
+        found[match.group(1)] = {"ms": value, "µs": value / 1000, "s": value * 1000}[match.group(3)]
+    return found
+
+
+def phases(found):
+    listed = found["state loaded and transcripts listed"]
+    return {
+        "listed": listed,
+        "read": found["files read"] - listed,
+        "report": found["report cached"] - found["commit prepared"],
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("binaries", nargs="+")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--mb", type=float, default=1.0)
+    ap.add_argument("--faults", action="store_true")
+    a = ap.parse_args()
+    response_bytes = corpus_bytes_per_response(a.corpus)
+    with tempfile.TemporaryDirectory() as tmp:
+        home = os.path.join(tmp, "home")
+        shutil.copytree(a.corpus, home)
+        files = sorted(os.path.join(root, name)
+                       for root, _, names in os.walk(os.path.join(home, ".claude"))
+                       for name in names if name.endswith(".jsonl"))
+        targets = files[:: max(1, len(files) // 10)][:10]
+        for index, binary in enumerate(a.binaries):
+            env = dict(os.environ, HOME=home, CLAUDE_CONFIG_DIR=os.path.join(home, ".claude"), TZ="UTC",
+                       CCOTEL_STATE_DIR=os.path.join(tmp, f"state{index}"), CCOTEL_LOG="ccotel=debug")
+            command = [os.path.abspath(binary), "report", "daily", "--json"]
+            subprocess.run(command, env=env, check=True, capture_output=True)
+            measured = {"listed": [], "read": [], "report": [], "process": [], "faults": []}
+            for _ in range(a.rounds):
+                append_bytes(targets, int(a.mb * 1e6), response_bytes)
+                start = time.perf_counter()
+                run = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+                measured["process"].append((time.perf_counter() - start) * 1000)
+                for name, value in phases(events(run.stderr)).items():
+                    measured[name].append(value)
+                if a.faults:
+                    append_bytes(targets, int(a.mb * 1e6), response_bytes)
+                    perf = subprocess.run(["perf", "stat", "-x,", "-e", "page-faults", *command], env=env,
+                                          check=True, capture_output=True, text=True)
+                    measured["faults"].append(int(perf.stderr.strip().splitlines()[-1].split(",")[0]))
+            medians = ", ".join(f"{name} {statistics.median(values):.2f}" + ("" if name == "faults" else " ms")
+                                for name, values in measured.items() if values)
+            print(f"{binary}: {a.rounds} rounds of {a.mb:g} MB: {medians}")
+
+
+if __name__ == "__main__":
+    main()
