@@ -20,15 +20,7 @@ import subprocess
 import tempfile
 import time
 
-from append_cost import append_bytes
-
-
-def targets(home):
-    files = []
-    for root, _, names in os.walk(os.path.join(home, ".claude")):
-        files += [os.path.join(root, name) for name in names if name.endswith(".jsonl")]
-    files.sort()
-    return files[:: max(1, len(files) // 10)][:10]
+from append_cost import append_bytes, append_targets, transcripts
 
 
 def run(binary, home):
@@ -54,7 +46,7 @@ def main():
             home = os.path.join(tmp, name)
             shutil.copytree(os.path.join(args.corpus, ".claude"), os.path.join(home, ".claude"))
             run(binary, home)
-            sides.append((name, binary, home, targets(home)))
+            sides.append((name, binary, home, append_targets(transcripts(home))))
         times = {f"{name} {kind}": [] for name, *_ in sides for kind in ("append", "unchanged")}
         for _ in range(args.rounds):
             for name, binary, home, files in sides:

@@ -53,6 +53,19 @@ def response_line(session, output_tokens, size):
     return json.dumps(body, separators=(",", ":")) + "\n"
 
 
+def transcripts(home):
+    """Every transcript under `home`/.claude, sorted by path."""
+    files = []
+    for root, _, names in os.walk(os.path.join(home, ".claude")):
+        files += [os.path.join(root, name) for name in names if name.endswith(".jsonl")]
+    return sorted(files)
+
+
+def append_targets(files):
+    """The files appended to: APPEND_FILES of them, spread over the sorted list."""
+    return files[:: max(1, len(files) // APPEND_FILES)][:APPEND_FILES]
+
+
 def append_bytes(files, total, response_bytes=2240):
     """Appends ~`total` bytes of new responses, each line about `response_bytes`
     long, across the files; returns output tokens added."""
@@ -83,12 +96,9 @@ def main():
         home = os.path.join(tmp, "home")
         shutil.copytree(a.corpus, home)
         state = os.path.join(tmp, "state")
-        files = []
-        for root, _, names in os.walk(os.path.join(home, ".claude")):
-            files += [os.path.join(root, n) for n in names if n.endswith(".jsonl")]
-        files.sort()
+        files = transcripts(home)
         corpus_mb = sum(os.path.getsize(f) for f in files) / 1e6
-        targets = files[:: max(1, len(files) // APPEND_FILES)][:APPEND_FILES]
+        targets = append_targets(files)
         run(binary, home, state)  # warm-up, fills the manifest
         sizes = [float(size) for size in a.sizes.split(",")]
         full, unchanged, appended = [], [], {size: [] for size in sizes}

@@ -32,7 +32,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from append_cost import append_bytes, corpus_bytes_per_response  # noqa: E402
+from append_cost import append_bytes, append_targets, corpus_bytes_per_response, transcripts  # noqa: E402
 
 EVENT = re.compile(r"DEBUG (.+?) elapsed=([\d.]+)(ms|µs|s)\b")
 
@@ -66,10 +66,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         home = os.path.join(tmp, "home")
         shutil.copytree(a.corpus, home)
-        files = sorted(os.path.join(root, name)
-                       for root, _, names in os.walk(os.path.join(home, ".claude"))
-                       for name in names if name.endswith(".jsonl"))
-        targets = files[:: max(1, len(files) // 10)][:10]
+        targets = append_targets(transcripts(home))
         for index, binary in enumerate(a.binaries):
             env = dict(os.environ, HOME=home, CLAUDE_CONFIG_DIR=os.path.join(home, ".claude"), TZ="UTC",
                        CCOTEL_STATE_DIR=os.path.join(tmp, f"state{index}"), CCOTEL_LOG="ccotel=debug")
