@@ -18,9 +18,9 @@ use rustc_hash::FxHashMap;
 use crate::session::{Ledger, LedgerDelta, LedgerError, Observation, ResponseKey, TokenCounts};
 pub use crate::source::Restart;
 use crate::source::{
-    io_error, resume_point, sort_by_path, FileChange, FileIdentity, FileRange, FileState, Line,
-    LineReader, ListedFiles, ListingDigest, ManifestError, Marker, PreparedAppend, SavedManifest,
-    SessionStateFile, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
+    cpus_allowed, io_error, resume_point, sort_by_path, FileChange, FileIdentity, FileRange,
+    FileState, Line, LineReader, ListedFiles, ListingDigest, ManifestError, Marker, PreparedAppend,
+    SavedManifest, SessionStateFile, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -845,7 +845,9 @@ enum Outcome {
 /// worker for 1 MB was not measurably faster).
 const BYTES_PER_WORKER: u64 = 4 << 20;
 
-/// Reads `jobs`, about `expected` new bytes in all, on worker threads.
+/// Reads `jobs`, about `expected` new bytes in all, on worker threads, or on
+/// this one when one worker is enough: a thread spawned for a small append
+/// waits for a CPU that the saved ledger's restore is using.
 fn run_workers(
     jobs: &[Job],
     expected: u64,
@@ -854,9 +856,8 @@ fn run_workers(
 ) -> (Vec<Outcome>, Vec<Ledger>) {
     let threads = match options.threads {
         0 => {
-            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             let worth_it = expected.div_ceil(BYTES_PER_WORKER).max(1);
-            cpus.min(usize::try_from(worth_it).unwrap_or(usize::MAX))
+            cpus_allowed().min(usize::try_from(worth_it).unwrap_or(usize::MAX))
         }
         n => n,
     }
@@ -864,6 +865,9 @@ fn run_workers(
     // Largest first, so one big file does not start last and run alone.
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].file.size));
+    if threads == 1 {
+        return read_alone(jobs, &order, options, progress);
+    }
     let next = AtomicUsize::new(0);
     // Each outcome with the worker that read it: a worker that panics takes its
     // ledger with it, so what it read must not be recorded as read.
@@ -906,6 +910,36 @@ fn run_workers(
         })
         .collect();
     (outcomes, ledgers)
+}
+
+/// [`run_workers`] with one worker, on the calling thread. A panic while reading
+/// fails every job, as a worker thread's would, and drops what was read.
+fn read_alone(
+    jobs: &[Job],
+    order: &[usize],
+    options: &IngestOptions,
+    progress: &Progress,
+) -> (Vec<Outcome>, Vec<Ledger>) {
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut ledger = Ledger::new();
+        let mut reader = FileReader::new(options.max_inline_line, progress);
+        let mut outcomes: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
+        for &index in order {
+            outcomes[index] = Some(reader.read(&jobs[index], &mut ledger));
+        }
+        (outcomes, ledger)
+    }));
+    let not_read = || Outcome::Failed(io::Error::other("worker thread failed"));
+    match read {
+        Ok((outcomes, ledger)) => {
+            let outcomes = outcomes
+                .into_iter()
+                .map(|outcome| outcome.unwrap_or_else(not_read))
+                .collect();
+            (outcomes, vec![ledger])
+        }
+        Err(_) => (jobs.iter().map(|_| not_read()).collect(), Vec::new()),
+    }
 }
 
 /// Adds a job's outcome to the summary; returns the change to the file's

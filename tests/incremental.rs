@@ -87,7 +87,10 @@ fn feed_in_random_appends(files: &[(String, Vec<u8>)], seed: u64, max_chunk: u64
             cursors[i] = end;
         }
         // Each scan opens the state directory anew: a restart and a manifest reload.
-        let (_, prior) = home.incremental_scan(state.path());
+        // Read on the calling thread, on several workers, and as the binary
+        // counts them, in turn.
+        let threads = [1, 3, 0][scans % 3];
+        let (_, prior) = home.incremental_scan_on(state.path(), threads);
         assert!(
             matches!(prior, PriorState::Loaded | PriorState::Empty),
             "scan {scans} could not use the saved state: {prior:?}"

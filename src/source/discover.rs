@@ -279,7 +279,7 @@ fn visit_in_parallel<'a>(
 /// millisecond before the walk could start, a cost an unchanged rerun notices.
 /// Under a quota smaller than this count, the extra walkers cost a spawn each, not
 /// more work.
-fn cpus_allowed() -> usize {
+pub fn cpus_allowed() -> usize {
     rustix::thread::sched_getaffinity(None)
         .ok()
         .and_then(|set| usize::try_from(set.count()).ok())

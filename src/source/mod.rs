@@ -17,8 +17,8 @@ pub mod tail;
 pub mod watch;
 
 pub use discover::{
-    default_roots, discover, discover_with, roots_from_env, sort_by_path, Discovery, SkipReason,
-    Skipped, TranscriptFile,
+    cpus_allowed, default_roots, discover, discover_with, roots_from_env, sort_by_path, Discovery,
+    SkipReason, Skipped, TranscriptFile,
 };
 pub use identity::{FileIdentity, Marker, MARKER_WINDOW};
 pub use listed::{ListedFiles, ListingDigest};

@@ -128,12 +128,22 @@ impl ClaudeHome {
     /// Reads incrementally through the manifest in `state_dir`, listing the
     /// files as `ccotel report` does.
     pub fn incremental_scan(&self, state_dir: &Path) -> (Ingest, PriorState) {
+        self.incremental_scan_on(state_dir, workers().threads)
+    }
+
+    /// [`ClaudeHome::incremental_scan`] on `threads` workers: 1 reads on the
+    /// calling thread, 0 counts them as the binary does.
+    pub fn incremental_scan_on(&self, state_dir: &Path, threads: usize) -> (Ingest, PriorState) {
         let state = StateDir::open(state_dir).expect("state dir");
         let roots = default_roots(self.home());
+        let options = IngestOptions {
+            threads,
+            ..IngestOptions::default()
+        };
         ingest_incremental(
             &state,
             || discover_with(&roots, &Listing::default()).map(|found| found.files),
-            &workers(),
+            &options,
             &Progress::default(),
         )
         .expect("ingest")
