@@ -865,41 +865,45 @@ fn run_workers(
     // Largest first, so one big file does not start last and run alone.
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].file.size));
-    if threads == 1 {
-        return read_alone(jobs, &order, options, progress);
-    }
     let next = AtomicUsize::new(0);
     // Each outcome with the worker that read it: a worker that panics takes its
     // ledger with it, so what it read must not be recorded as read.
     let outcomes: Mutex<Vec<Option<(usize, Outcome)>>> =
         Mutex::new((0..jobs.len()).map(|_| None).collect());
-    let (ledgers, failed) = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|worker| {
-                let (order, next, outcomes) = (&order, &next, &outcomes);
-                scope.spawn(move || {
-                    let mut ledger = Ledger::new();
-                    let mut reader = FileReader::new(options.max_inline_line, progress);
-                    while let Some(&index) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let outcome = reader.read(&jobs[index], &mut ledger);
-                        if let Ok(mut slots) = outcomes.lock() {
-                            slots[index] = Some((worker, outcome));
-                        }
-                    }
-                    ledger
-                })
-            })
-            .collect();
-        let mut ledgers = Vec::with_capacity(workers.len());
-        let mut failed = Vec::new();
-        for (worker, handle) in workers.into_iter().enumerate() {
-            match handle.join() {
-                Ok(ledger) => ledgers.push(ledger),
-                Err(_) => failed.push(worker),
+    let work = |worker: usize| {
+        let mut ledger = Ledger::new();
+        let mut reader = FileReader::new(options.max_inline_line, progress);
+        while let Some(&index) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let outcome = reader.read(&jobs[index], &mut ledger);
+            if let Ok(mut slots) = outcomes.lock() {
+                slots[index] = Some((worker, outcome));
             }
         }
-        (ledgers, failed)
-    });
+        ledger
+    };
+    let (ledgers, failed) = match threads {
+        1 => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(0))) {
+            Ok(ledger) => (vec![ledger], Vec::new()),
+            Err(_) => (Vec::new(), vec![0]),
+        },
+        _ => std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|worker| {
+                    let work = &work;
+                    scope.spawn(move || work(worker))
+                })
+                .collect();
+            let mut ledgers = Vec::with_capacity(workers.len());
+            let mut failed = Vec::new();
+            for (worker, handle) in workers.into_iter().enumerate() {
+                match handle.join() {
+                    Ok(ledger) => ledgers.push(ledger),
+                    Err(_) => failed.push(worker),
+                }
+            }
+            (ledgers, failed)
+        }),
+    };
     let outcomes = outcomes
         .into_inner()
         .unwrap_or_default()
@@ -910,36 +914,6 @@ fn run_workers(
         })
         .collect();
     (outcomes, ledgers)
-}
-
-/// [`run_workers`] with one worker, on the calling thread. A panic while reading
-/// fails every job, as a worker thread's would, and drops what was read.
-fn read_alone(
-    jobs: &[Job],
-    order: &[usize],
-    options: &IngestOptions,
-    progress: &Progress,
-) -> (Vec<Outcome>, Vec<Ledger>) {
-    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut ledger = Ledger::new();
-        let mut reader = FileReader::new(options.max_inline_line, progress);
-        let mut outcomes: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
-        for &index in order {
-            outcomes[index] = Some(reader.read(&jobs[index], &mut ledger));
-        }
-        (outcomes, ledger)
-    }));
-    let not_read = || Outcome::Failed(io::Error::other("worker thread failed"));
-    match read {
-        Ok((outcomes, ledger)) => {
-            let outcomes = outcomes
-                .into_iter()
-                .map(|outcome| outcome.unwrap_or_else(not_read))
-                .collect();
-            (outcomes, vec![ledger])
-        }
-        Err(_) => (jobs.iter().map(|_| not_read()).collect(), Vec::new()),
-    }
 }
 
 /// Adds a job's outcome to the summary; returns the change to the file's
