@@ -445,24 +445,23 @@ where
     tracing::debug!(elapsed = ?started.elapsed(), files = listed.len(), "state loaded and transcripts listed");
     let comparable = prior == PriorState::Loaded && !state.is_legacy();
     let against = saved.as_ref().zip(saved_digest).filter(|_| comparable);
-    let files = match against_saved(listed, against) {
-        AgainstSaved::Changed(files) => files,
-        AgainstSaved::Unchanged { files } => {
-            let summary = IngestSummary {
+    let unchanged = |files: usize, ledger: Option<Ledger>, output: Option<S::Output>| {
+        Ok(Speculated {
+            ledger,
+            summary: IngestSummary {
                 files,
                 files_unchanged: files,
                 ..IngestSummary::default()
-            };
-            return Ok(Speculated {
-                ledger: ledger.restored(),
-                summary,
-                saved_state: saved.map(|saved| saved.state_id()),
-                new_state: false,
-                prior,
-                output,
-            });
-        }
+            },
+            saved_state: saved.as_ref().map(SavedManifest::state_id),
+            new_state: false,
+            prior: prior.clone(),
+            output,
+        })
     };
+    if against.is_some_and(|(_, digest)| listed.digest() == digest) {
+        return unchanged(listed.len(), ledger.restored(), output);
+    }
     let mut delta = LedgerDelta::default();
     let recording = saved.as_ref().map(|_| &mut delta);
     // Checked whole if the run will need every saved record: to fold them
@@ -472,10 +471,26 @@ where
             saved.session_state().fold_due() || speculation.needs_every_response(&saved.state_id())
         })
     };
-    let read = std::thread::scope(|scope| {
+    // The restore starts before the listing is sorted and compared with the
+    // manifest file by file, which it does not wait for: on 10,000 files that
+    // comparison and the plan take longer than the new lines' read.
+    let scan = std::thread::scope(|scope| {
         let ledger = ledger.restore_in(scope, whole);
-        ingest(files, saved.as_ref(), ledger, recording, options, progress)
+        match against_saved(listed, against.map(|(saved, _)| saved)) {
+            AgainstSaved::Changed(files) => {
+                ingest(files, saved.as_ref(), ledger, recording, options, progress)
+                    .map(|read| Scan::Read(Box::new(read)))
+            }
+            AgainstSaved::Unchanged { files } => Ok(Scan::Unchanged {
+                files,
+                ledger: ledger.wait().ok().map(|(ledger, _)| ledger),
+            }),
+        }
     })?;
+    let read = match scan {
+        Scan::Read(read) => *read,
+        Scan::Unchanged { files, ledger } => return unchanged(files, ledger, output),
+    };
     let (saved, prior) = match read.discarded {
         Some(reason) => (None, PriorState::Discarded(reason)),
         None => (saved, prior),
@@ -647,28 +662,27 @@ enum AgainstSaved {
     Changed(Vec<TranscriptFile>),
 }
 
-/// Compares `listed` with the saved manifest, if there is one to compare with:
-/// by digest, which on the usual rerun decides it without a sorted list; when
-/// the digests differ, file by file, which also finds a listing equal once the
-/// same file reached by two paths is dropped.
-fn against_saved(
-    listed: ListedFiles,
-    saved: Option<(&SavedManifest, ListingDigest)>,
-) -> AgainstSaved {
-    let Some((saved, saved_digest)) = saved else {
-        return AgainstSaved::Changed(listed.into_sorted());
-    };
-    if listed.digest() == saved_digest {
-        return AgainstSaved::Unchanged {
-            files: listed.len(),
-        };
-    }
+/// Compares `listed`, whose digest differs from the saved manifest's, with that
+/// manifest file by file, if there is one to compare with: the listing can
+/// still be the manifest's once the same file reached by two paths is dropped.
+fn against_saved(listed: ListedFiles, saved: Option<&SavedManifest>) -> AgainstSaved {
     let files = listed.into_sorted();
-    if saved.lists_unchanged(&files) {
-        AgainstSaved::Unchanged { files: files.len() }
-    } else {
-        AgainstSaved::Changed(files)
+    match saved {
+        Some(saved) if saved.lists_unchanged(&files) => {
+            AgainstSaved::Unchanged { files: files.len() }
+        }
+        _ => AgainstSaved::Changed(files),
     }
+}
+
+/// A run's scan past the digest: nothing new after all, or what it read.
+enum Scan {
+    /// The saved ledger with it, if it could be restored.
+    Unchanged {
+        files: usize,
+        ledger: Option<Ledger>,
+    },
+    Read(Box<Reading>),
 }
 
 /// Loads the manifest; recalls the speculation's output for its state, or
