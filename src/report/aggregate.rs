@@ -329,16 +329,26 @@ pub struct Tally {
 }
 
 /// A ledger's string ids by text: what a cached tally's text and a delta's
-/// strings are mapped onto, built once per report.
-pub struct TextIds<'a>(FxHashMap<&'a str, u32>);
+/// strings are mapped onto. The ledger's own map when a merge built it (a run
+/// that read new lines has), else built once per report.
+pub enum TextIds<'a> {
+    Interned(&'a FxHashMap<Box<str>, u32>),
+    Built(FxHashMap<&'a str, u32>),
+}
 
 impl<'a> TextIds<'a> {
     pub fn of(ledger: &'a Ledger) -> TextIds<'a> {
-        TextIds(ledger.strings().zip(0..).collect())
+        match ledger.string_ids() {
+            Some(ids) => TextIds::Interned(ids),
+            None => TextIds::Built(ledger.strings().zip(0..).collect()),
+        }
     }
 
     fn get(&self, text: &str) -> Option<u32> {
-        self.0.get(text).copied()
+        match self {
+            TextIds::Interned(ids) => ids.get(text).copied(),
+            TextIds::Built(ids) => ids.get(text).copied(),
+        }
     }
 }
 
@@ -846,6 +856,8 @@ mod tests {
                 );
                 let expected = Tally::of(&merged, &prices, grouping, &filter);
                 let ids = TextIds::of(&merged);
+                // The merge's own map, which a changed run's report looks up in.
+                assert!(matches!(ids, TextIds::Interned(_)), "seed {seed}");
                 let decoded = Tally::decode(&encoded, &ids, grouping).expect("decode");
                 if let Some(updated) = decoded.apply(&merged, &ids, &prices, &filter, &delta) {
                     applied_somewhere += 1;

@@ -433,6 +433,12 @@ impl Ledger {
         self.strings.len()
     }
 
+    /// Each string's id, if interning a new one has built the map (a merge
+    /// does); it then holds every string.
+    pub fn string_ids(&self) -> Option<&FxHashMap<Box<str>, u32>> {
+        self.string_ids.as_ref()
+    }
+
     /// The strings, by id.
     pub fn strings(&self) -> impl ExactSizeIterator<Item = &str> {
         self.strings.iter().map(|text| &**text)
