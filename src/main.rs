@@ -16,7 +16,8 @@ use ccotel::ingest::{
 };
 use ccotel::progress::ProgressLine;
 use ccotel::receiver::ReceiverSettings;
-use ccotel::report::{cache::Rendered, Cached, DateFilter, Grouping, View};
+use ccotel::report::cache::{CacheFile, Rendered};
+use ccotel::report::{Cached, DateFilter, Grouping, View};
 use ccotel::session::PriceTable;
 use ccotel::session::TrackerOptions;
 use ccotel::signal::{Encoder, ResourceBase};
@@ -441,6 +442,7 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
         let speculation = ReportSpeculation {
             view: &view,
             state_dir: &dir,
+            cache: CacheFile::in_dir(&dir),
         };
         let run = ingest_speculating(&state, list_files, &speculation, &options, &progress)?;
         if let PriorState::Discarded(reason) = &run.prior {
@@ -476,17 +478,19 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
 struct ReportSpeculation<'a> {
     view: &'a View,
     state_dir: &'a Path,
+    /// The report cache in `state_dir`, as this run found it.
+    cache: CacheFile,
 }
 
 impl Speculation for ReportSpeculation<'_> {
     type Output = Cached;
 
     fn recall(&self, state: &str) -> Option<Self::Output> {
-        self.view.recall(self.state_dir, state)
+        self.view.recall(&self.cache, state)
     }
 
     fn needs_every_response(&self, state: &str) -> bool {
-        !self.view.has_tally(self.state_dir, state)
+        !self.view.has_tally(&self.cache, state)
     }
 
     fn compute(&self, basis: Basis<'_>) -> Self::Output {
@@ -497,7 +501,7 @@ impl Speculation for ReportSpeculation<'_> {
                 from,
                 saved_as,
             } => {
-                let cached = self.view.render_changed(self.state_dir, ledger, from);
+                let cached = self.view.render_changed(&self.cache, ledger, from);
                 match saved_as {
                     // Stored while the run waits on the disk. Should the save
                     // fail, the entry names a state that is never loaded.

@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -53,7 +53,7 @@ pub enum ReportText {
     Rendered(String),
     /// UTF-8, checked when the entry was found.
     Cached {
-        file: FileBytes,
+        file: Arc<FileBytes>,
         at: Range<usize>,
     },
 }
@@ -126,39 +126,76 @@ fn build_identity() -> Option<&'static [u8]> {
     identity.as_deref()
 }
 
-/// The rendered report stored under `key`, if any.
-pub fn lookup(state_dir: &Path, key: u64) -> Option<Rendered> {
-    let (file, at, unpriced) = find(state_dir, key)?;
-    std::str::from_utf8(&file[at.clone()]).ok()?;
-    Some(Rendered {
-        text: ReportText::Cached { file, at },
-        unpriced,
-    })
+/// The cache file as a run found it, opened and its checksum verified once
+/// however many entries the run looks up (its unchanged report; on a changed
+/// run, whether the tally is there, then the tally): each look-up had mapped and
+/// hashed the whole file again.
+pub struct CacheFile {
+    path: PathBuf,
+    /// The file with the length of its checked body, or `None` when it is
+    /// missing or damaged.
+    checked: OnceLock<Option<(Arc<FileBytes>, usize)>>,
 }
 
-/// Whether anything is stored under `key`.
-pub fn contains(state_dir: &Path, key: u64) -> bool {
-    find(state_dir, key).is_some()
-}
-
-/// The bytes stored under `key` (a tally), if any.
-pub fn lookup_bytes(state_dir: &Path, key: u64) -> Option<Vec<u8>> {
-    let (file, at, _) = find(state_dir, key)?;
-    Some(file[at].to_vec())
-}
-
-/// The mapped cache file, and where the entry stored under `key` is in it.
-fn find(state_dir: &Path, key: u64) -> Option<(FileBytes, Range<usize>, BTreeMap<String, u64>)> {
-    let file = FileBytes::open(&state_dir.join(CACHE_FILE)).ok()?;
-    let mut found = None;
-    visit(&file, |entry_key, entry| {
-        if entry_key == key {
-            found = Some((entry.text_at.clone(), entry.unpriced_owned()));
+impl CacheFile {
+    /// The cache in `state_dir`, opened when first looked in.
+    pub fn in_dir(state_dir: &Path) -> CacheFile {
+        CacheFile {
+            path: state_dir.join(CACHE_FILE),
+            checked: OnceLock::new(),
         }
-    })
-    .ok()?;
-    let (at, unpriced) = found?;
-    Some((file, at, unpriced))
+    }
+
+    /// The rendered report stored under `key`, if any.
+    pub fn lookup(&self, key: u64) -> Option<Rendered> {
+        let (file, _) = self.checked()?;
+        let (at, unpriced) = self.find(key)?;
+        std::str::from_utf8(&file[at.clone()]).ok()?;
+        Some(Rendered {
+            text: ReportText::Cached {
+                file: Arc::clone(file),
+                at,
+            },
+            unpriced,
+        })
+    }
+
+    /// Whether anything is stored under `key`.
+    pub fn contains(&self, key: u64) -> bool {
+        self.find(key).is_some()
+    }
+
+    /// The bytes stored under `key` (a tally), if any.
+    pub fn lookup_bytes(&self, key: u64) -> Option<Vec<u8>> {
+        let (file, _) = self.checked()?;
+        let (at, _) = self.find(key)?;
+        Some(file[at].to_vec())
+    }
+
+    fn checked(&self) -> Option<&(Arc<FileBytes>, usize)> {
+        self.checked
+            .get_or_init(|| {
+                let file = FileBytes::open(&self.path).ok()?;
+                let body = unseal(&file).ok()?.len();
+                visit_body(&file[..body], |_, _| {}).ok()?;
+                Some((Arc::new(file), body))
+            })
+            .as_ref()
+    }
+
+    /// Where the entry stored under `key` is in the file, and its unpriced
+    /// models.
+    fn find(&self, key: u64) -> Option<(Range<usize>, BTreeMap<String, u64>)> {
+        let (file, body) = self.checked()?;
+        let mut found = None;
+        visit_body(&file[..*body], |entry_key, entry| {
+            if entry_key == key {
+                found = Some((entry.text_at.clone(), entry.unpriced_owned()));
+            }
+        })
+        .ok()?;
+        found
+    }
 }
 
 /// Stores `rendered`, a report of the saved state `state`, under `key`, and
@@ -265,8 +302,12 @@ impl Entry<'_> {
 }
 
 /// Checks the whole file, and calls `each` with every entry without copying it.
-fn visit<'a>(bytes: &'a [u8], mut each: impl FnMut(u64, &Entry<'a>)) -> Result<(), CodecError> {
-    let body = unseal(bytes)?;
+fn visit<'a>(bytes: &'a [u8], each: impl FnMut(u64, &Entry<'a>)) -> Result<(), CodecError> {
+    visit_body(unseal(bytes)?, each)
+}
+
+/// [`visit`] on a body whose checksum has been verified.
+fn visit_body<'a>(body: &'a [u8], mut each: impl FnMut(u64, &Entry<'a>)) -> Result<(), CodecError> {
     let mut input = Decoder::new(body);
     if input.take(MAGIC.len())? != MAGIC {
         return Err(CodecError::Invalid("not a ccotel report cache".into()));
@@ -307,6 +348,39 @@ mod tests {
             text: text.to_owned().into(),
             unpriced: BTreeMap::from([("mystery-model".to_owned(), 3)]),
         }
+    }
+
+    /// A look-up by a new run, which opens the file as it is now.
+    fn lookup(state_dir: &Path, key: u64) -> Option<Rendered> {
+        CacheFile::in_dir(state_dir).lookup(key)
+    }
+
+    fn lookup_bytes(state_dir: &Path, key: u64) -> Option<Vec<u8>> {
+        CacheFile::in_dir(state_dir).lookup_bytes(key)
+    }
+
+    #[test]
+    fn a_run_looks_in_the_file_as_it_first_opened_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tally: &[u8] = &[7, 7];
+        store(
+            dir.path(),
+            "s1",
+            false,
+            1,
+            &rendered("daily"),
+            Some((2, tally)),
+        )
+        .expect("store");
+        let run = CacheFile::in_dir(dir.path());
+        assert_eq!(run.lookup(1), Some(rendered("daily")));
+        store(dir.path(), "s2", true, 3, &rendered("daily of s2"), None).expect("store");
+        // The file this run opened is kept whole, though it was replaced.
+        assert!(run.contains(2));
+        assert_eq!(run.lookup_bytes(2).as_deref(), Some(tally));
+        assert_eq!(run.lookup(3), None);
+        assert_eq!(lookup(dir.path(), 1), None, "a new run opens the new file");
+        assert_eq!(lookup(dir.path(), 3), Some(rendered("daily of s2")));
     }
 
     #[test]

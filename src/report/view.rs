@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use crate::session::{Ledger, LedgerDelta, PriceTable};
 
 use super::aggregate::{build, DateFilter, Grouping, Report, Tally, TextIds};
-use super::cache::{self, CacheKey, Rendered};
+use super::cache::{self, CacheFile, CacheKey, Rendered};
 use super::json::to_json_text;
 use super::table::render;
 
@@ -70,13 +70,13 @@ impl View {
     /// the run changed, when it can be; else every response grouped.
     pub fn render_changed(
         &self,
-        state_dir: &Path,
+        cache: &CacheFile,
         ledger: &Ledger,
         from: Option<(&str, &LedgerDelta)>,
     ) -> Cached {
         let started = std::time::Instant::now();
         let updated = from.and_then(|(state, delta)| {
-            let bytes = cache::lookup_bytes(state_dir, self.tally_key(state)?)?;
+            let bytes = cache.lookup_bytes(self.tally_key(state)?)?;
             let ids = TextIds::of(ledger);
             let tally = Tally::decode(&bytes, &ids, self.grouping)?;
             tally.apply(ledger, &ids, &self.prices, &self.filter, delta)
@@ -97,17 +97,17 @@ impl View {
         Cached::Fresh { rendered, tally }
     }
 
-    /// Whether the cache in `state_dir` holds this view's tally of the saved
-    /// state `checksum`, for a run that changes it to start from.
-    pub fn has_tally(&self, state_dir: &Path, checksum: &str) -> bool {
+    /// Whether `cache` holds this view's tally of the saved state `checksum`,
+    /// for a run that changes it to start from.
+    pub fn has_tally(&self, cache: &CacheFile, checksum: &str) -> bool {
         self.tally_key(checksum)
-            .is_some_and(|key| cache::contains(state_dir, key))
+            .is_some_and(|key| cache.contains(key))
     }
 
-    /// This view of the state saved with `checksum`, if the report cache in
-    /// `state_dir` has it: what an unchanged rerun prints, without the ledger.
-    pub fn recall(&self, state_dir: &Path, checksum: &str) -> Option<Cached> {
-        let rendered = cache::lookup(state_dir, self.cache_key(checksum)?)?;
+    /// This view of the state saved with `checksum`, if `cache` has it: what an
+    /// unchanged rerun prints, without the ledger.
+    pub fn recall(&self, cache: &CacheFile, checksum: &str) -> Option<Cached> {
+        let rendered = cache.lookup(self.cache_key(checksum)?)?;
         tracing::debug!("report taken from the cache");
         Some(Cached::Hit(rendered))
     }
