@@ -10,7 +10,9 @@ use jiff::Timestamp;
 use rustc_hash::FxHashMap;
 
 use crate::codec::{put_i64, put_section, put_u64, Decoder};
-use crate::session::{Ledger, LedgerDelta, ModelPrice, PriceTable, Response, StringIds};
+use crate::session::{
+    Ledger, LedgerDelta, ModelPrice, PriceTable, Response, StringIds, StringLookup,
+};
 
 /// What a report's rows are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -332,21 +334,21 @@ pub struct Tally {
 /// strings are mapped onto. The ledger's own map when a merge built it (a run
 /// that read new lines has), else built once per report.
 pub enum TextIds<'a> {
-    Interned(&'a FxHashMap<Box<str>, u32>),
+    Interned(StringLookup<'a>),
     Built(FxHashMap<&'a str, u32>),
 }
 
 impl<'a> TextIds<'a> {
     pub fn of(ledger: &'a Ledger) -> TextIds<'a> {
-        match ledger.string_ids() {
-            Some(ids) => TextIds::Interned(ids),
+        match ledger.string_lookup() {
+            Some(lookup) => TextIds::Interned(lookup),
             None => TextIds::Built(ledger.strings().zip(0..).collect()),
         }
     }
 
     fn get(&self, text: &str) -> Option<u32> {
         match self {
-            TextIds::Interned(ids) => ids.get(text).copied(),
+            TextIds::Interned(lookup) => lookup.get(text),
             TextIds::Built(ids) => ids.get(text).copied(),
         }
     }

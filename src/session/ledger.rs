@@ -16,13 +16,14 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use rustc_hash::FxHashMap;
-
 use crate::codec::{patch_u64, put_u32, put_u64, CodecError, FileBytes};
 
 mod encoded;
+mod strings;
 
 use encoded::{decode_record, encode_record, Check, Encoded, SavedRecords, RECORD_BYTES};
+use strings::StringIndex;
+pub use strings::StringLookup;
 
 /// Identity of one API response: a 128-bit hash of its ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -191,7 +192,7 @@ pub struct Ledger {
     index: HashMap<ResponseKey, usize, BuildHasherDefault<KeyHasher>>,
     strings: Vec<Box<str>>,
     /// Built only when something is interned.
-    string_ids: Option<FxHashMap<Box<str>, u32>>,
+    string_index: Option<StringIndex>,
 }
 
 /// A counted record, and its slot in [`Ledger::records`] unless it is saved.
@@ -433,10 +434,13 @@ impl Ledger {
         self.strings.len()
     }
 
-    /// Each string's id, if interning a new one has built the map (a merge
+    /// Each string's id by its text, if interning has built the index (a merge
     /// does); it then holds every string.
-    pub fn string_ids(&self) -> Option<&FxHashMap<Box<str>, u32>> {
-        self.string_ids.as_ref()
+    pub fn string_lookup(&self) -> Option<StringLookup<'_>> {
+        self.string_index.as_ref().map(|index| StringLookup {
+            strings: &self.strings,
+            index,
+        })
     }
 
     /// The strings, by id.
@@ -495,20 +499,19 @@ impl Ledger {
     }
 
     fn intern(&mut self, text: &str) -> u32 {
-        let strings = &self.strings;
-        let ids = self.string_ids.get_or_insert_with(|| {
-            let mut ids = FxHashMap::with_capacity_and_hasher(strings.len(), Default::default());
-            for (id, text) in strings.iter().enumerate() {
-                ids.entry(text.clone()).or_insert(id as u32);
-            }
-            ids
-        });
-        if let Some(&id) = ids.get(text) {
+        let Ledger {
+            strings,
+            string_index,
+            ..
+        } = self;
+        let index = string_index.get_or_insert_with(|| StringIndex::of(strings));
+        let hash = strings::hash(text);
+        if let Some(id) = index.get(strings, hash, text) {
             return id;
         }
-        let id = self.strings.len() as u32;
-        ids.insert(text.into(), id);
-        self.strings.push(text.into());
+        let id = strings.len() as u32;
+        index.add(hash, id);
+        strings.push(text.into());
         id
     }
 

@@ -12,7 +12,8 @@ mod pricing;
 pub mod tracker;
 
 pub use ledger::{
-    Ledger, LedgerDelta, LedgerError, Observation, Response, ResponseKey, StringIds, TokenCounts,
+    Ledger, LedgerDelta, LedgerError, Observation, Response, ResponseKey, StringIds, StringLookup,
+    TokenCounts,
 };
 pub use pricing::{ModelPrice, PriceOverride, PriceTable, Rates};
 pub use tracker::{LineOrigin, Tracker, TrackerOptions};
