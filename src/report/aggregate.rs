@@ -331,8 +331,8 @@ pub struct Tally {
 }
 
 /// A ledger's string ids by text: what a cached tally's text and a delta's
-/// strings are mapped onto. The ledger's own map when a merge built it (a run
-/// that read new lines has), else built once per report.
+/// strings are mapped onto. The ledger's own index when interning built it (a
+/// run that read new lines has), else a map built once per report.
 pub enum TextIds<'a> {
     Interned(StringLookup<'a>),
     Built(FxHashMap<&'a str, u32>),
@@ -858,7 +858,7 @@ mod tests {
                 );
                 let expected = Tally::of(&merged, &prices, grouping, &filter);
                 let ids = TextIds::of(&merged);
-                // The merge's own map, which a changed run's report looks up in.
+                // The ledger's own index, which a changed run's report looks up in.
                 assert!(matches!(ids, TextIds::Interned(_)), "seed {seed}");
                 let decoded = Tally::decode(&encoded, &ids, grouping).expect("decode");
                 if let Some(updated) = decoded.apply(&merged, &ids, &prices, &filter, &delta) {
