@@ -30,9 +30,9 @@ import time
 from append_cost import append_bytes, append_targets, transcripts
 
 
-def run(binary, home, state=None):
+def run(binary, home, state):
     env = dict(os.environ, HOME=home, CLAUDE_CONFIG_DIR=os.path.join(home, ".claude"),
-               CCOTEL_STATE_DIR=state or os.path.join(home, "state"), TZ="UTC")
+               CCOTEL_STATE_DIR=state, TZ="UTC")
     start = time.perf_counter()
     out = subprocess.run([binary, "report", "daily", "--json"], env=env, check=True,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
@@ -78,6 +78,7 @@ def main():
         if len(reports) != 1:
             raise SystemExit("the two binaries' reports differ")
         print("reports equal")
+
 
 if __name__ == "__main__":
     main()

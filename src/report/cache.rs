@@ -133,7 +133,8 @@ fn build_identity() -> Option<&'static [u8]> {
 pub struct CacheFile {
     path: PathBuf,
     /// The file with the length of its checked body, or `None` when it is
-    /// missing or damaged.
+    /// missing or its checksum fails; an entry that does not decode is not
+    /// found (see [`CacheFile::find`]).
     checked: OnceLock<Option<(Arc<FileBytes>, usize)>>,
 }
 
@@ -177,14 +178,13 @@ impl CacheFile {
             .get_or_init(|| {
                 let file = FileBytes::open(&self.path).ok()?;
                 let body = unseal(&file).ok()?.len();
-                visit_body(&file[..body], |_, _| {}).ok()?;
                 Some((Arc::new(file), body))
             })
             .as_ref()
     }
 
     /// Where the entry stored under `key` is in the file, and its unpriced
-    /// models.
+    /// models; nothing if the file does not decode whole.
     fn find(&self, key: u64) -> Option<(Range<usize>, BTreeMap<String, u64>)> {
         let (file, body) = self.checked()?;
         let mut found = None;
@@ -359,10 +359,10 @@ mod tests {
         CacheFile::in_dir(state_dir).lookup_bytes(key)
     }
 
-    #[test]
-    fn a_run_looks_in_the_file_as_it_first_opened_it() {
+    /// A cache holding a daily report of the state "s1" under key 1, and
+    /// `tally` beside it under key 2.
+    fn daily_with_tally(tally: &[u8]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
-        let tally: &[u8] = &[7, 7];
         store(
             dir.path(),
             "s1",
@@ -372,6 +372,13 @@ mod tests {
             Some((2, tally)),
         )
         .expect("store");
+        dir
+    }
+
+    #[test]
+    fn a_run_looks_in_the_file_as_it_first_opened_it() {
+        let tally: &[u8] = &[7, 7];
+        let dir = daily_with_tally(tally);
         let run = CacheFile::in_dir(dir.path());
         assert_eq!(run.lookup(1), Some(rendered("daily")));
         store(dir.path(), "s2", true, 3, &rendered("daily of s2"), None).expect("store");
@@ -443,17 +450,8 @@ mod tests {
 
     #[test]
     fn a_tally_is_stored_beside_its_report_and_is_not_taken_for_text() {
-        let dir = tempfile::tempdir().expect("tempdir");
         let tally: &[u8] = &[0xff, 0xfe, 0, 1];
-        store(
-            dir.path(),
-            "s1",
-            false,
-            1,
-            &rendered("daily"),
-            Some((2, tally)),
-        )
-        .expect("store");
+        let dir = daily_with_tally(tally);
         assert_eq!(lookup(dir.path(), 1), Some(rendered("daily")));
         assert_eq!(lookup_bytes(dir.path(), 2).as_deref(), Some(tally));
         assert_eq!(lookup(dir.path(), 2), None, "not UTF-8: not a report");
