@@ -144,7 +144,15 @@ fn an_unchanged_rerun_prints_what_a_full_scan_prints_and_an_append_is_not_missed
     let grown = fs::read(common::sample("spotter/short.jsonl")).expect("sample");
     home.append("-tmp-p/00000000-0000-4000-8000-0000000000aa.jsonl", &grown);
     for (args, first) in views.iter().zip(&firsts) {
-        let after = run(args);
+        let logged = ccotel(&home, &state, &[*args, &["-vv"]].concat());
+        let after = stdout(&logged);
+        // A JSON day report is the cached one with the changed days rewritten.
+        let spliced = String::from_utf8_lossy(&logged.stderr).contains("report spliced");
+        assert_eq!(
+            spliced,
+            args.starts_with(&["report", "daily", "--json"]),
+            "{args:?}"
+        );
         assert_ne!(&after, first, "{args:?}: the appended lines add usage");
         assert_eq!(after, run_full(args), "{args:?} after an append");
         assert_eq!(run(args), after, "{args:?} unchanged since the append");

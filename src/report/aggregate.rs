@@ -164,7 +164,9 @@ struct Group {
     sum: Sum,
     /// By model string id; a group has few models.
     models: Vec<(u32, Sum)>,
-    /// Responses by project string id.
+    /// Responses by project string id, in the groupings whose rows name a
+    /// project (sessions); empty in the others, whose groups (a day) can hold
+    /// hundreds of projects that no row shows.
     projects: FxHashMap<u32, u64>,
     first_ms: i64,
     last_ms: i64,
@@ -183,7 +185,9 @@ impl Default for Group {
 }
 
 impl Group {
-    fn add(&mut self, ids: StringIds, response: &Response<'_>, cost: i128) {
+    /// Adds a response, and counts it in its `project` when the grouping
+    /// keeps them.
+    fn add(&mut self, ids: StringIds, project: Option<u32>, response: &Response<'_>, cost: i128) {
         self.sum.add(response, cost);
         match self
             .models
@@ -197,7 +201,9 @@ impl Group {
                 self.models.push((ids.model, sum));
             }
         }
-        *self.projects.entry(ids.project).or_insert(0) += 1;
+        if let Some(project) = project {
+            *self.projects.entry(project).or_insert(0) += 1;
+        }
         self.first_ms = self.first_ms.min(response.timestamp_ms);
         self.last_ms = self.last_ms.max(response.timestamp_ms);
     }
@@ -206,7 +212,13 @@ impl Group {
     /// exactly: the group never held it, or it was the first or last response
     /// of a group that keeps others (their times are a minimum and a maximum,
     /// not sums).
-    fn remove(&mut self, ids: StringIds, response: &Response<'_>, cost: i128) -> Option<()> {
+    fn remove(
+        &mut self,
+        ids: StringIds,
+        project: Option<u32>,
+        response: &Response<'_>,
+        cost: i128,
+    ) -> Option<()> {
         self.sum.remove(response, cost)?;
         if self.sum.responses == 0 {
             *self = Group::default();
@@ -224,10 +236,12 @@ impl Group {
         if self.models[index].1.responses == 0 {
             self.models.remove(index);
         }
-        let count = self.projects.get_mut(&ids.project)?;
-        *count -= 1;
-        if *count == 0 {
-            self.projects.remove(&ids.project);
+        if let Some(project) = project {
+            let count = self.projects.get_mut(&project)?;
+            *count -= 1;
+            if *count == 0 {
+                self.projects.remove(&project);
+            }
         }
         Some(())
     }
@@ -426,14 +440,21 @@ impl Tally {
         tally
     }
 
+    /// The project a response is counted in, in the groupings whose rows
+    /// name one.
+    fn project(&self, ids: StringIds) -> Option<u32> {
+        (self.grouping == Grouping::Session).then_some(ids.project)
+    }
+
     fn add(&mut self, ids: StringIds, response: &Response<'_>, placement: &Placement) {
         if !placement.priced {
             *self.unpriced.entry(ids.model).or_insert(0) += 1;
         }
+        let project = self.project(ids);
         self.groups
             .entry(placement.key)
             .or_default()
-            .add(ids, response, placement.cost);
+            .add(ids, project, response, placement.cost);
         self.total.add(response, placement.cost);
     }
 
@@ -450,8 +471,9 @@ impl Tally {
                 self.unpriced.remove(&ids.model);
             }
         }
+        let project = self.project(ids);
         let group = self.groups.get_mut(&placement.key)?;
-        group.remove(ids, response, placement.cost)?;
+        group.remove(ids, project, response, placement.cost)?;
         if group.sum.responses == 0 {
             self.groups.remove(&placement.key);
         }
@@ -470,7 +492,194 @@ impl Tally {
         filter: &DateFilter,
         delta: &LedgerDelta,
     ) -> Option<Tally> {
+        let changes = Change::place_all(self.grouping, ledger, ids, prices, filter, delta)?;
+        self.apply_changes(&changes)?;
+        Some(self)
+    }
+
+    fn apply_changes(&mut self, changes: &[Change<'_>]) -> Option<()> {
+        for change in changes {
+            match change.removing {
+                true => self.remove(change.ids, &change.response, &change.placement)?,
+                false => self.add(change.ids, &change.response, &change.placement),
+            }
+        }
+        Some(())
+    }
+
+    /// [`Tally::apply`] on the tally `encoded` as [`Tally::encode`] wrote it,
+    /// decoding only the groups `delta` touches: what a run that read a little
+    /// needs, whatever the history the rest of the tally sums up.
+    pub fn update(
+        encoded: &[u8],
+        ledger: &Ledger,
+        ids: &TextIds<'_>,
+        prices: &PriceTable,
+        filter: &DateFilter,
+        grouping: Grouping,
+        delta: &LedgerDelta,
+    ) -> Option<TallyUpdate> {
+        let encoded = EncodedTally::parse(encoded)?;
+        let changes = Change::place_all(grouping, ledger, ids, prices, filter, delta)?;
+        let name = |id: u32| ledger.string(id);
+        let touched: FxHashMap<Vec<u8>, GroupKey> = changes
+            .iter()
+            .map(|change| {
+                (
+                    key_bytes(&change.placement.key, &name),
+                    change.placement.key,
+                )
+            })
+            .collect();
+        let mut tally = Tally {
+            grouping,
+            groups: FxHashMap::default(),
+            total: encoded.total,
+            unpriced: encoded.unpriced_ids(ids)?,
+        };
+        let mut untouched = Vec::with_capacity(encoded.groups.len());
+        for (key, body) in encoded.groups {
+            match touched.get(key) {
+                Some(group_key) => {
+                    tally.groups.insert(*group_key, decode_group(body, ids)?);
+                }
+                None => untouched.push((key, body)),
+            }
+        }
+        tally.apply_changes(&changes)?;
+        let mut out = tally.encode_head(&name, untouched.len() + tally.groups.len());
+        for (key, body) in untouched {
+            put_section(&mut out, key);
+            put_section(&mut out, body);
+        }
+        tally.encode_groups(&mut out, &name);
+        let mut changed: Vec<Row> = tally
+            .groups
+            .iter()
+            .map(|(key, group)| row(key, group, &name))
+            .collect();
+        changed.sort_by(|a, b| order(grouping, a, b).then_with(|| a.key.cmp(&b.key)));
+        let gone = touched
+            .values()
+            .filter(|key| !tally.groups.contains_key(key))
+            .map(|key| label(key, &name))
+            .collect();
+        Some(TallyUpdate {
+            encoded: out,
+            changed,
+            gone,
+            totals: tally.total.totals(),
+            unpriced: tally.unpriced_by_name(&name),
+        })
+    }
+
+    /// The tally with its text as text, not ids: ids are the ledger's, and a
+    /// ledger saved anew numbers its strings anew. The totals come first, then
+    /// each group as its key and its sums, two sections: [`Tally::update`]
+    /// finds a group by its key's bytes and copies the others as they are.
+    pub fn encode(&self, ledger: &Ledger) -> Vec<u8> {
+        let name = |id: u32| ledger.string(id);
+        let mut out = self.encode_head(&name, self.groups.len());
+        self.encode_groups(&mut out, &name);
+        out
+    }
+
+    fn encode_head<'a>(&self, name: &impl Fn(u32) -> &'a str, groups: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + groups * 160);
+        put_sum(&mut out, &self.total);
+        put_counts(&mut out, &counts_of(&self.unpriced), name);
+        put_u64(&mut out, groups as u64);
+        out
+    }
+
+    fn encode_groups<'a>(&self, out: &mut Vec<u8>, name: &impl Fn(u32) -> &'a str) {
+        for (key, group) in &self.groups {
+            put_section(out, &key_bytes(key, name));
+            put_section(out, &group_bytes(group, name));
+        }
+    }
+
+    /// What [`Tally::encode`] wrote, with its text mapped to a ledger's `ids`;
+    /// `None` if it is damaged or names text the ledger does not hold.
+    pub fn decode(bytes: &[u8], ids: &TextIds<'_>, grouping: Grouping) -> Option<Tally> {
+        let encoded = EncodedTally::parse(bytes)?;
+        let mut tally = Tally {
+            grouping,
+            groups: FxHashMap::default(),
+            total: encoded.total,
+            unpriced: encoded.unpriced_ids(ids)?,
+        };
+        for (key, body) in encoded.groups {
+            tally
+                .groups
+                .insert(decode_key(key, ids)?, decode_group(body, ids)?);
+        }
+        Some(tally)
+    }
+
+    /// The report's rows, named from `ledger`'s strings.
+    pub fn report(&self, ledger: &Ledger) -> Report {
+        let name = |id: u32| ledger.string(id);
+        let mut keyed: Vec<(&GroupKey, &Group)> = self.groups.iter().collect();
+        keyed.sort_unstable_by_key(|(key, _)| **key);
+        let mut rows: Vec<Row> = keyed
+            .into_iter()
+            .map(|(key, group)| row(key, group, &name))
+            .collect();
+        rows.sort_by(|a, b| order(self.grouping, a, b));
+        Report {
+            grouping: self.grouping,
+            rows,
+            totals: self.total.totals(),
+            unpriced: self.unpriced_by_name(&name),
+        }
+    }
+
+    fn unpriced_by_name<'a>(&self, name: &impl Fn(u32) -> &'a str) -> BTreeMap<String, u64> {
+        self.unpriced
+            .iter()
+            .map(|(model, count)| (name(*model).to_owned(), *count))
+            .collect()
+    }
+}
+
+/// What [`Tally::update`] made of a cached tally: the tally, encoded, and the
+/// rows it changed, for a report to be spliced rather than written whole.
+#[derive(Debug)]
+pub struct TallyUpdate {
+    /// The updated tally, as [`Tally::encode`] writes it; the groups the run
+    /// did not touch are their old bytes.
+    pub encoded: Vec<u8>,
+    /// The rows of the touched groups that still hold responses, in report
+    /// order.
+    pub changed: Vec<Row>,
+    /// The keys of the touched rows left without a response.
+    pub gone: Vec<String>,
+    pub totals: Totals,
+    pub unpriced: BTreeMap<String, u64>,
+}
+
+/// One response a run added to or took from the ledger, and where it goes.
+struct Change<'r> {
+    removing: bool,
+    ids: StringIds,
+    response: Response<'r>,
+    placement: Placement,
+}
+
+impl<'r> Change<'r> {
+    /// Every response `delta` replaced (to be taken back) or added, placed;
+    /// `None` if one names text `ids` does not know.
+    fn place_all(
+        grouping: Grouping,
+        ledger: &Ledger,
+        ids: &TextIds<'_>,
+        prices: &PriceTable,
+        filter: &DateFilter,
+        delta: &'r LedgerDelta,
+    ) -> Option<Vec<Change<'r>>> {
         let mut lookups = Lookups::new(prices, ledger);
+        let mut changes = Vec::new();
         for (part, removing) in [(&delta.replaced, true), (&delta.added, false)] {
             for (_, response) in part.responses() {
                 let ids = StringIds {
@@ -478,145 +687,154 @@ impl Tally {
                     session: ids.get(response.session)?,
                     project: ids.get(response.project)?,
                 };
-                let Some(placement) = lookups.place(self.grouping, filter, ids, &response) else {
-                    continue;
-                };
-                match removing {
-                    true => self.remove(ids, &response, &placement)?,
-                    false => self.add(ids, &response, &placement),
+                if let Some(placement) = lookups.place(grouping, filter, ids, &response) {
+                    changes.push(Change {
+                        removing,
+                        ids,
+                        response,
+                        placement,
+                    });
                 }
             }
         }
-        Some(self)
+        Some(changes)
     }
+}
 
-    /// The tally with its text as text, not ids: ids are the ledger's, and a
-    /// ledger saved anew numbers its strings anew.
-    pub fn encode(&self, ledger: &Ledger) -> Vec<u8> {
-        let names: Vec<&str> = ledger.strings().collect();
-        let name = |id: u32| names.get(id as usize).copied().unwrap_or_default();
-        let mut out = Vec::with_capacity(64 + self.groups.len() * 160);
-        put_u64(&mut out, self.groups.len() as u64);
-        for (key, group) in &self.groups {
-            match key {
-                GroupKey::Day(date) => {
-                    out.push(0);
-                    put_i64(&mut out, i64::from(date.year()));
-                    put_i64(&mut out, i64::from(date.month()));
-                    put_i64(&mut out, i64::from(date.day()));
-                }
-                GroupKey::Month(year, month) => {
-                    out.push(1);
-                    put_i64(&mut out, i64::from(*year));
-                    put_i64(&mut out, i64::from(*month));
-                }
-                GroupKey::Text(id) => {
-                    out.push(2);
-                    put_section(&mut out, name(*id).as_bytes());
-                }
-            }
-            put_sum(&mut out, &group.sum);
-            put_i64(&mut out, group.first_ms);
-            put_i64(&mut out, group.last_ms);
-            put_u64(&mut out, group.models.len() as u64);
-            for (model, sum) in &group.models {
-                put_section(&mut out, name(*model).as_bytes());
-                put_sum(&mut out, sum);
-            }
-            put_counts(&mut out, &counts_of(&group.projects), &name);
-        }
-        put_sum(&mut out, &self.total);
-        put_counts(&mut out, &counts_of(&self.unpriced), &name);
-        out
-    }
+/// A tally as [`Tally::encode`] wrote it, each group's key and sums found but
+/// not decoded.
+struct EncodedTally<'a> {
+    total: Sum,
+    unpriced: Vec<(&'a str, u64)>,
+    groups: Vec<(&'a [u8], &'a [u8])>,
+}
 
-    /// What [`Tally::encode`] wrote, with its text mapped to a ledger's `ids`;
-    /// `None` if it is damaged or names text the ledger does not hold.
-    pub fn decode(bytes: &[u8], ids: &TextIds<'_>, grouping: Grouping) -> Option<Tally> {
+impl<'a> EncodedTally<'a> {
+    fn parse(bytes: &'a [u8]) -> Option<EncodedTally<'a>> {
         let mut input = Decoder::new(bytes);
-        let id = |input: &mut Decoder<'_>| -> Option<u32> { ids.get(input.text().ok()?) };
-        let mut tally = Tally::empty(grouping);
-        let groups = input.count(1 + 8 * 8).ok()?;
-        for _ in 0..groups {
-            let small =
-                |input: &mut Decoder<'_>| -> Option<i8> { i8::try_from(input.i64().ok()?).ok() };
-            let key = match input.u8().ok()? {
-                0 => {
-                    let year = i16::try_from(input.i64().ok()?).ok()?;
-                    GroupKey::Day(Date::new(year, small(&mut input)?, small(&mut input)?).ok()?)
-                }
-                1 => GroupKey::Month(i16::try_from(input.i64().ok()?).ok()?, small(&mut input)?),
-                2 => GroupKey::Text(id(&mut input)?),
-                _ => return None,
-            };
-            let mut group = Group {
-                sum: take_sum(&mut input)?,
-                first_ms: input.i64().ok()?,
-                last_ms: input.i64().ok()?,
-                ..Group::default()
-            };
-            for _ in 0..input.count(8).ok()? {
-                let model = id(&mut input)?;
-                group.models.push((model, take_sum(&mut input)?));
-            }
-            for _ in 0..input.count(16).ok()? {
-                let project = id(&mut input)?;
-                group.projects.insert(project, input.u64().ok()?);
-            }
-            tally.groups.insert(key, group);
-        }
-        tally.total = take_sum(&mut input)?;
-        for _ in 0..input.count(16).ok()? {
-            let model = id(&mut input)?;
-            tally.unpriced.insert(model, input.u64().ok()?);
-        }
+        let total = take_sum(&mut input)?;
+        let unpriced = (0..input.count(16).ok()?)
+            .map(|_| Some((input.text().ok()?, input.u64().ok()?)))
+            .collect::<Option<Vec<_>>>()?;
+        let groups = (0..input.count(16).ok()?)
+            .map(|_| Some((input.section().ok()?, input.section().ok()?)))
+            .collect::<Option<Vec<_>>>()?;
         input.finish().ok()?;
-        Some(tally)
+        Some(EncodedTally {
+            total,
+            unpriced,
+            groups,
+        })
     }
 
-    /// The report's rows, named from `ledger`'s strings.
-    pub fn report(&self, ledger: &Ledger) -> Report {
-        let names: Vec<&str> = ledger.strings().collect();
-        let name = |id: u32| names.get(id as usize).copied().unwrap_or_default();
-        let label = |key: &GroupKey| match key {
-            GroupKey::Day(date) => date.to_string(),
-            GroupKey::Month(year, month) => format!("{year:04}-{month:02}"),
-            GroupKey::Text(id) => name(*id).to_owned(),
-        };
-        let mut keyed: Vec<(&GroupKey, &Group)> = self.groups.iter().collect();
-        keyed.sort_unstable_by_key(|(key, _)| **key);
-        let mut rows: Vec<Row> = keyed
-            .into_iter()
-            .map(|(key, group)| Row {
-                key: label(key),
-                totals: group.sum.totals(),
-                models: group
-                    .models
-                    .iter()
-                    .map(|(model, sum)| (name(*model).to_owned(), sum.totals()))
-                    .collect(),
-                project: group
-                    .projects
-                    .keys()
-                    .map(|project| name(*project))
-                    .min()
-                    .map(str::to_owned),
-                first_ms: group.first_ms,
-                last_ms: group.last_ms,
-            })
-            .collect();
-        rows.sort_by(|a, b| order(self.grouping, a, b));
-        let unpriced = self
-            .unpriced
+    fn unpriced_ids(&self, ids: &TextIds<'_>) -> Option<FxHashMap<u32, u64>> {
+        self.unpriced
             .iter()
-            .map(|(model, count)| (name(*model).to_owned(), *count))
-            .collect();
-        Report {
-            grouping: self.grouping,
-            rows,
-            totals: self.total.totals(),
-            unpriced,
+            .map(|&(model, count)| Some((ids.get(model)?, count)))
+            .collect()
+    }
+}
+
+/// A group's key as a tally's encoding holds it: text as text.
+fn key_bytes<'a>(key: &GroupKey, name: &impl Fn(u32) -> &'a str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    match key {
+        GroupKey::Day(date) => {
+            out.push(0);
+            put_i64(&mut out, i64::from(date.year()));
+            put_i64(&mut out, i64::from(date.month()));
+            put_i64(&mut out, i64::from(date.day()));
         }
+        GroupKey::Month(year, month) => {
+            out.push(1);
+            put_i64(&mut out, i64::from(*year));
+            put_i64(&mut out, i64::from(*month));
+        }
+        GroupKey::Text(id) => {
+            out.push(2);
+            put_section(&mut out, name(*id).as_bytes());
+        }
+    }
+    out
+}
+
+fn decode_key(bytes: &[u8], ids: &TextIds<'_>) -> Option<GroupKey> {
+    let mut input = Decoder::new(bytes);
+    let small = |input: &mut Decoder<'_>| -> Option<i8> { i8::try_from(input.i64().ok()?).ok() };
+    let key = match input.u8().ok()? {
+        0 => {
+            let year = i16::try_from(input.i64().ok()?).ok()?;
+            GroupKey::Day(Date::new(year, small(&mut input)?, small(&mut input)?).ok()?)
+        }
+        1 => GroupKey::Month(i16::try_from(input.i64().ok()?).ok()?, small(&mut input)?),
+        2 => GroupKey::Text(ids.get(input.text().ok()?)?),
+        _ => return None,
+    };
+    input.finish().ok()?;
+    Some(key)
+}
+
+fn group_bytes<'a>(group: &Group, name: &impl Fn(u32) -> &'a str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    put_sum(&mut out, &group.sum);
+    put_i64(&mut out, group.first_ms);
+    put_i64(&mut out, group.last_ms);
+    put_u64(&mut out, group.models.len() as u64);
+    for (model, sum) in &group.models {
+        put_section(&mut out, name(*model).as_bytes());
+        put_sum(&mut out, sum);
+    }
+    put_counts(&mut out, &counts_of(&group.projects), name);
+    out
+}
+
+fn decode_group(bytes: &[u8], ids: &TextIds<'_>) -> Option<Group> {
+    let mut input = Decoder::new(bytes);
+    let id = |input: &mut Decoder<'_>| -> Option<u32> { ids.get(input.text().ok()?) };
+    let mut group = Group {
+        sum: take_sum(&mut input)?,
+        first_ms: input.i64().ok()?,
+        last_ms: input.i64().ok()?,
+        ..Group::default()
+    };
+    for _ in 0..input.count(8).ok()? {
+        let model = id(&mut input)?;
+        group.models.push((model, take_sum(&mut input)?));
+    }
+    for _ in 0..input.count(16).ok()? {
+        let project = id(&mut input)?;
+        group.projects.insert(project, input.u64().ok()?);
+    }
+    input.finish().ok()?;
+    Some(group)
+}
+
+/// A group's row label: the date, the month, or the text it is grouped by.
+fn label<'a>(key: &GroupKey, name: &impl Fn(u32) -> &'a str) -> String {
+    match key {
+        GroupKey::Day(date) => date.to_string(),
+        GroupKey::Month(year, month) => format!("{year:04}-{month:02}"),
+        GroupKey::Text(id) => name(*id).to_owned(),
+    }
+}
+
+fn row<'a>(key: &GroupKey, group: &Group, name: &impl Fn(u32) -> &'a str) -> Row {
+    Row {
+        key: label(key, name),
+        totals: group.sum.totals(),
+        models: group
+            .models
+            .iter()
+            .map(|(model, sum)| (name(*model).to_owned(), sum.totals()))
+            .collect(),
+        project: group
+            .projects
+            .keys()
+            .map(|project| name(*project))
+            .min()
+            .map(str::to_owned),
+        first_ms: group.first_ms,
+        last_ms: group.last_ms,
     }
 }
 
@@ -678,6 +896,7 @@ fn order(grouping: Grouping, a: &Row, b: &Row) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::RowIndex;
     use crate::session::{LedgerDelta, Observation, ResponseKey, TokenCounts};
 
     /// A response of `output` tokens at `time` (RFC 3339).
@@ -874,11 +1093,60 @@ mod tests {
                         report_json(&again, &merged),
                         report_json(&expected, &merged)
                     );
+                    let previous = before.report(&ledger);
+                    let update =
+                        Tally::update(&encoded, &merged, &ids, &prices, &filter, grouping, &delta)
+                            .expect("update where apply succeeded");
+                    assert_updated_as_whole(&previous, &update, &expected, &merged, &ids);
                 }
             }
         }
         // The others replaced a group's first or last response (see below).
         assert!(applied_somewhere >= 20, "applied {applied_somewhere} of 60");
+    }
+
+    /// `update`, decoding only the groups it touched, agrees with a whole
+    /// tally of the result: its encoding decodes to it, and for days and
+    /// months its rows spliced into the earlier document are the document
+    /// written whole, byte for byte.
+    fn assert_updated_as_whole(
+        previous: &Report,
+        update: &TallyUpdate,
+        expected: &Tally,
+        merged: &Ledger,
+        ids: &TextIds<'_>,
+    ) {
+        let grouping = expected.grouping;
+        let decoded = Tally::decode(&update.encoded, ids, grouping).expect("decode update");
+        assert_eq!(
+            report_json(&decoded, merged),
+            report_json(expected, merged),
+            "{grouping:?}"
+        );
+        let whole = crate::report::to_json_document(&expected.report(merged));
+        let earlier = crate::report::to_json_document(previous);
+        let index = RowIndex::decode(&earlier.rows.encode()).expect("index round trip");
+        assert_eq!(index, earlier.rows);
+        let spliced = crate::report::splice(
+            &earlier.text,
+            &index,
+            grouping,
+            &update.changed,
+            &update.gone,
+            &update.totals,
+        );
+        match grouping {
+            Grouping::Daily | Grouping::Monthly => {
+                let spliced = spliced.expect("days and months splice");
+                assert_eq!(
+                    String::from_utf8_lossy(&spliced.text),
+                    String::from_utf8_lossy(&whole.text),
+                    "{grouping:?}"
+                );
+                assert_eq!(spliced.rows, whole.rows, "{grouping:?}");
+            }
+            _ => assert!(spliced.is_none(), "{grouping:?} is written whole"),
+        }
     }
 
     /// Removing a group's first or last response cannot be done exactly: the
@@ -913,7 +1181,7 @@ mod tests {
     }
 
     /// A response that moved to another project takes its old project out of
-    /// the day's projects, when it was the only one there.
+    /// the session's projects, when it was the only one there.
     #[test]
     fn a_replaced_response_leaves_its_old_project_and_model() {
         let prices = PriceTable::embedded();
@@ -939,7 +1207,7 @@ mod tests {
             ResponseKey::of("z", None),
             &response(3, "23:00", sonnet, "p1"),
         );
-        let tally = Tally::of(&ledger, &prices, Grouping::Daily, &filter("UTC"));
+        let tally = Tally::of(&ledger, &prices, Grouping::Session, &filter("UTC"));
         let mut later = Ledger::new();
         later.observe(
             ResponseKey::of("m", None),
@@ -957,7 +1225,7 @@ mod tests {
             )
             .expect("the middle response");
         let names: Vec<&str> = ledger.strings().collect();
-        let group = updated.groups.values().next().expect("one day");
+        let group = updated.groups.values().next().expect("one session");
         let mut projects: Vec<&str> = group
             .projects
             .keys()

@@ -34,8 +34,8 @@ use crate::codec::{
 const CACHE_FILE: &str = "reports.bin";
 const MAGIC: &[u8; 16] = b"ccotel-reports2\n";
 /// Entries kept of one state: a few views (daily, by model, a JSON one for a
-/// status line), each a report and its tally.
-const KEEP: usize = 8;
+/// status line), each a report, its tally and the index of its rows.
+const KEEP: usize = 12;
 
 /// A report as printed, with the models it could not price (warned about on every
 /// print, cached or not).
@@ -50,7 +50,9 @@ pub struct Rendered {
 /// cost a tenth of the run, most of it in page faults.
 #[derive(Debug)]
 pub enum ReportText {
-    Rendered(String),
+    /// Written by this run: UTF-8, but for rows copied from a cached report
+    /// (see [`super::json::splice`]), which are as the cache held them.
+    Rendered(Vec<u8>),
     /// UTF-8, checked when the entry was found.
     Cached {
         file: Arc<FileBytes>,
@@ -61,7 +63,7 @@ pub enum ReportText {
 impl ReportText {
     pub fn as_bytes(&self) -> &[u8] {
         match self {
-            ReportText::Rendered(text) => text.as_bytes(),
+            ReportText::Rendered(text) => text,
             ReportText::Cached { file, at } => &file[at.clone()],
         }
     }
@@ -69,6 +71,12 @@ impl ReportText {
 
 impl From<String> for ReportText {
     fn from(text: String) -> Self {
+        ReportText::Rendered(text.into_bytes())
+    }
+}
+
+impl From<Vec<u8>> for ReportText {
+    fn from(text: Vec<u8>) -> Self {
         ReportText::Rendered(text)
     }
 }
@@ -166,11 +174,11 @@ impl CacheFile {
         self.find(key).is_some()
     }
 
-    /// The bytes stored under `key` (a tally), if any.
-    pub fn lookup_bytes(&self, key: u64) -> Option<Vec<u8>> {
+    /// The bytes stored under `key` (a tally, a report's row index), if any.
+    pub fn lookup_bytes(&self, key: u64) -> Option<&[u8]> {
         let (file, _) = self.checked()?;
         let (at, _) = self.find(key)?;
-        Some(file[at].to_vec())
+        file.get(at)
     }
 
     fn checked(&self) -> Option<&(Arc<FileBytes>, usize)> {
@@ -199,8 +207,8 @@ impl CacheFile {
 }
 
 /// Stores `rendered`, a report of the saved state `state`, under `key`, and
-/// its tally under the tally's key, keeping the [`KEEP`] most recent entries
-/// of that state. Of a state first saved by this run (`new_state`), the file
+/// what goes `beside` it (its tally, its row index) under their keys, keeping
+/// the [`KEEP`] most recent entries of that state. Of a state first saved by this run (`new_state`), the file
 /// can hold nothing, so it is not read: anything in it is dropped.
 pub fn store(
     state_dir: &Path,
@@ -208,7 +216,7 @@ pub fn store(
     new_state: bool,
     key: u64,
     rendered: &Rendered,
-    tally: Option<(u64, &[u8])>,
+    beside: &[(u64, &[u8])],
 ) -> io::Result<()> {
     let path = state_dir.join(CACHE_FILE);
     let unpriced = rendered
@@ -221,15 +229,12 @@ pub fn store(
         text: rendered.text.as_bytes(),
         unpriced,
     }];
-    if let Some((tally_key, tally)) = tally {
-        entries.push(Stored {
-            key: tally_key,
-            text: tally,
-            unpriced: Vec::new(),
-        });
-    }
-    let stored =
-        |found: u64| found == key || tally.is_some_and(|(tally_key, _)| found == tally_key);
+    entries.extend(beside.iter().map(|&(key, bytes)| Stored {
+        key,
+        text: bytes,
+        unpriced: Vec::new(),
+    }));
+    let stored = |found: u64| found == key || beside.iter().any(|&(key, _)| found == key);
     // Earlier entries are written from the mapped file as they are, not decoded.
     let earlier = match new_state {
         true => None,
@@ -356,7 +361,9 @@ mod tests {
     }
 
     fn lookup_bytes(state_dir: &Path, key: u64) -> Option<Vec<u8>> {
-        CacheFile::in_dir(state_dir).lookup_bytes(key)
+        CacheFile::in_dir(state_dir)
+            .lookup_bytes(key)
+            .map(<[u8]>::to_vec)
     }
 
     /// A cache holding a daily report of the state "s1" under key 1, and
@@ -369,7 +376,7 @@ mod tests {
             false,
             1,
             &rendered("daily"),
-            Some((2, tally)),
+            &[(2, tally)],
         )
         .expect("store");
         dir
@@ -381,10 +388,10 @@ mod tests {
         let dir = daily_with_tally(tally);
         let run = CacheFile::in_dir(dir.path());
         assert_eq!(run.lookup(1), Some(rendered("daily")));
-        store(dir.path(), "s2", true, 3, &rendered("daily of s2"), None).expect("store");
+        store(dir.path(), "s2", true, 3, &rendered("daily of s2"), &[]).expect("store");
         // The file this run opened is kept whole, though it was replaced.
         assert!(run.contains(2));
-        assert_eq!(run.lookup_bytes(2).as_deref(), Some(tally));
+        assert_eq!(run.lookup_bytes(2), Some(tally));
         assert_eq!(run.lookup(3), None);
         assert_eq!(lookup(dir.path(), 1), None, "a new run opens the new file");
         assert_eq!(lookup(dir.path(), 3), Some(rendered("daily of s2")));
@@ -416,7 +423,7 @@ mod tests {
                 false,
                 key,
                 &rendered(&format!("report {key}")),
-                None,
+                &[],
             )
             .expect("store");
         }
@@ -426,7 +433,7 @@ mod tests {
         );
         assert_eq!(lookup(dir.path(), 2), Some(rendered("report 2")));
         assert_eq!(lookup(dir.path(), 1), None, "the oldest were dropped");
-        store(dir.path(), "s1", false, 2, &rendered("again"), None).expect("store");
+        store(dir.path(), "s1", false, 2, &rendered("again"), &[]).expect("store");
         assert_eq!(lookup(dir.path(), 2), Some(rendered("again")));
         assert_eq!(
             lookup(dir.path(), last),
@@ -444,7 +451,7 @@ mod tests {
         bytes[middle] ^= 1;
         fs::write(&path, &bytes).expect("damage");
         assert_eq!(lookup(dir.path(), 2), None);
-        store(dir.path(), "s1", false, 5, &rendered("fresh"), None).expect("store over damage");
+        store(dir.path(), "s1", false, 5, &rendered("fresh"), &[]).expect("store over damage");
         assert_eq!(lookup(dir.path(), 5), Some(rendered("fresh")));
     }
 
@@ -455,19 +462,19 @@ mod tests {
         assert_eq!(lookup(dir.path(), 1), Some(rendered("daily")));
         assert_eq!(lookup_bytes(dir.path(), 2).as_deref(), Some(tally));
         assert_eq!(lookup(dir.path(), 2), None, "not UTF-8: not a report");
-        store(dir.path(), "s1", false, 3, &rendered("monthly"), None).expect("store");
+        store(dir.path(), "s1", false, 3, &rendered("monthly"), &[]).expect("store");
         assert_eq!(lookup_bytes(dir.path(), 2).as_deref(), Some(tally), "kept");
-        store(dir.path(), "s2", false, 4, &rendered("daily"), None).expect("store");
+        store(dir.path(), "s2", false, 4, &rendered("daily"), &[]).expect("store");
         assert_eq!(lookup_bytes(dir.path(), 2), None, "a new state drops it");
     }
 
     #[test]
     fn the_store_of_a_new_state_does_not_read_the_old_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        store(dir.path(), "s1", false, 1, &rendered("daily"), None).expect("store");
-        store(dir.path(), "s1", false, 2, &rendered("monthly"), None).expect("store");
+        store(dir.path(), "s1", false, 1, &rendered("daily"), &[]).expect("store");
+        store(dir.path(), "s1", false, 2, &rendered("monthly"), &[]).expect("store");
         assert_eq!(lookup(dir.path(), 1), Some(rendered("daily")), "kept");
-        store(dir.path(), "s1", true, 3, &rendered("weekly"), None).expect("store");
+        store(dir.path(), "s1", true, 3, &rendered("weekly"), &[]).expect("store");
         assert_eq!(lookup(dir.path(), 1), None, "not read, so not kept");
         assert_eq!(lookup(dir.path(), 3), Some(rendered("weekly")));
     }
@@ -475,12 +482,12 @@ mod tests {
     #[test]
     fn a_report_of_a_new_state_drops_the_older_states_reports() {
         let dir = tempfile::tempdir().expect("tempdir");
-        store(dir.path(), "s1", false, 1, &rendered("daily of s1"), None).expect("store");
-        store(dir.path(), "s1", false, 2, &rendered("monthly of s1"), None).expect("store");
+        store(dir.path(), "s1", false, 1, &rendered("daily of s1"), &[]).expect("store");
+        store(dir.path(), "s1", false, 2, &rendered("monthly of s1"), &[]).expect("store");
         let size_of_two = fs::metadata(dir.path().join(CACHE_FILE))
             .expect("stat")
             .len();
-        store(dir.path(), "s2", false, 3, &rendered("daily of s2"), None).expect("store");
+        store(dir.path(), "s2", false, 3, &rendered("daily of s2"), &[]).expect("store");
         assert_eq!(lookup(dir.path(), 1), None);
         assert_eq!(lookup(dir.path(), 2), None);
         assert_eq!(lookup(dir.path(), 3), Some(rendered("daily of s2")));
@@ -488,7 +495,7 @@ mod tests {
             .expect("stat")
             .len();
         assert!(size_of_one < size_of_two, "{size_of_one} < {size_of_two}");
-        store(dir.path(), "s2", false, 4, &rendered("monthly of s2"), None).expect("store");
+        store(dir.path(), "s2", false, 4, &rendered("monthly of s2"), &[]).expect("store");
         assert_eq!(lookup(dir.path(), 3), Some(rendered("daily of s2")));
     }
 }

@@ -8,9 +8,12 @@
 //! and the printed report. Each object's keys are written in sorted order, as
 //! ccusage's consumers have seen them from the start.
 
+use std::ops::Range;
+
 use serde_json::Value;
 
 use super::aggregate::{Grouping, Report, Row, Totals};
+use crate::codec::{put_section, put_u64, Decoder};
 
 /// The report as a ccusage-compatible JSON document.
 pub fn to_json(report: &Report) -> Value {
@@ -19,17 +22,171 @@ pub fn to_json(report: &Report) -> Value {
 
 /// [`to_json`] as indented text, ending with a newline.
 pub fn to_json_text(report: &Report) -> String {
-    // About what a daily row with several models takes: one allocation, not a
-    // dozen doublings, for a year of rows.
-    let mut out = Writer::with_capacity(1_024 + report.rows.len() * 2_048);
-    let shape = Shape::of(report.grouping);
+    // Only whole UTF-8 strings and ASCII were written.
+    String::from_utf8(to_json_document(report).text).unwrap_or_default()
+}
+
+/// A report's JSON text, and where each of its rows is in it.
+#[derive(Debug)]
+pub struct JsonDocument {
+    /// UTF-8 when every row was rendered; a spliced document's copied rows
+    /// are as the earlier document held them.
+    pub text: Vec<u8>,
+    pub rows: RowIndex,
+}
+
+/// [`to_json_text`], with its rows indexed for [`splice`].
+pub fn to_json_document(report: &Report) -> JsonDocument {
+    let rows = report.rows.iter().map(RowSource::Render);
+    // About what a daily row with several models takes.
+    let capacity = 1_024 + report.rows.len() * 2_048;
+    write_document(report.grouping, rows, &report.totals, capacity)
+}
+
+/// Each row's key and where its object is in the document, in document order:
+/// kept beside a cached report, so that the next run copies the rows it did
+/// not change instead of writing every row again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowIndex(Vec<(String, Range<usize>)>);
+
+impl RowIndex {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.0.len() * 40);
+        put_u64(&mut out, self.0.len() as u64);
+        for (key, at) in &self.0 {
+            put_section(&mut out, key.as_bytes());
+            put_u64(&mut out, at.start as u64);
+            put_u64(&mut out, at.end as u64);
+        }
+        out
+    }
+
+    /// What [`RowIndex::encode`] wrote; `None` if it is damaged.
+    pub fn decode(bytes: &[u8]) -> Option<RowIndex> {
+        let mut input = Decoder::new(bytes);
+        let rows = (0..input.count(24).ok()?)
+            .map(|_| {
+                let key = input.text().ok()?.to_owned();
+                let start = usize::try_from(input.u64().ok()?).ok()?;
+                let end = usize::try_from(input.u64().ok()?).ok()?;
+                Some((key, start..end))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        input.finish().ok()?;
+        Some(RowIndex(rows))
+    }
+}
+
+/// `previous`, the document of a day or month report that `index` indexes,
+/// with `changed` rows written in place of its rows of the same keys (or among
+/// them, in key order, for new keys), the rows keyed in `gone` left out, and
+/// `totals`: byte for byte what [`to_json_document`] writes for the report as
+/// a whole, without writing the rows that did not change.
+///
+/// `None` if the grouping's rows are not in key order, or `index` does not fit
+/// `previous`: then the report is to be written whole.
+pub fn splice(
+    previous: &[u8],
+    index: &RowIndex,
+    grouping: Grouping,
+    changed: &[Row],
+    gone: &[String],
+    totals: &Totals,
+) -> Option<JsonDocument> {
+    if !matches!(grouping, Grouping::Daily | Grouping::Monthly) {
+        return None;
+    }
+    let fits = index.0.iter().all(|(_, at)| {
+        previous
+            .get(at.clone())
+            .is_some_and(|text| text.first() == Some(&b'{') && text.last() == Some(&b'}'))
+    });
+    if !fits
+        || !in_key_order(index.0.iter().map(|(key, _)| key.as_str()))
+        || !in_key_order(changed.iter().map(|row| row.key.as_str()))
+    {
+        return None;
+    }
+    let replaced = |key: &str| {
+        changed
+            .binary_search_by(|row| row.key.as_str().cmp(key))
+            .is_ok()
+            || gone.iter().any(|gone| gone == key)
+    };
+    let mut kept = index
+        .0
+        .iter()
+        .filter(|(key, _)| !replaced(key))
+        .map(|(key, at)| RowSource::Copy {
+            key,
+            text: &previous[at.clone()],
+        })
+        .peekable();
+    let capacity = previous.len() + 1_024 + changed.len() * 2_048;
+    let mut changed = changed.iter().map(RowSource::Render).peekable();
+    let merged = std::iter::from_fn(|| match (kept.peek(), changed.peek()) {
+        (Some(old), Some(new)) if old.key() < new.key() => kept.next(),
+        (Some(_), Some(_)) | (None, _) => changed.next(),
+        (Some(_), None) => kept.next(),
+    });
+    Some(write_document(grouping, merged, totals, capacity))
+}
+
+/// Whether `keys` are dates or months (four-digit years first), strictly
+/// increasing: their text then sorts as they do.
+fn in_key_order<'k>(mut keys: impl Iterator<Item = &'k str>) -> bool {
+    let mut last: Option<&str> = None;
+    keys.all(|key| {
+        let ordered =
+            key.starts_with(|c: char| c.is_ascii_digit()) && last.is_none_or(|last| last < key);
+        last = Some(key);
+        ordered
+    })
+}
+
+/// A row of a document being written: rendered now, or copied from the
+/// document of an earlier run, where it was written at the same depth.
+enum RowSource<'a> {
+    Render(&'a Row),
+    Copy { key: &'a str, text: &'a [u8] },
+}
+
+impl RowSource<'_> {
+    fn key(&self) -> &str {
+        match self {
+            RowSource::Render(row) => &row.key,
+            RowSource::Copy { key, .. } => key,
+        }
+    }
+}
+
+/// The document of `rows` and `totals`, written into `capacity` bytes: what
+/// it is expected to take, so that it is one allocation, not a dozen
+/// doublings.
+fn write_document<'a>(
+    grouping: Grouping,
+    mut rows: impl Iterator<Item = RowSource<'a>>,
+    totals: &Totals,
+    capacity: usize,
+) -> JsonDocument {
+    let (mut out, shape) = (Writer::with_capacity(capacity), Shape::of(grouping));
+    let mut index = Vec::new();
     out.object(&[shape.list, Key::Totals], |out, key| match key {
-        Key::Totals => out.object(&TOTALS, |out, key| write_total(out, &report.totals, key)),
-        _ => out.array(&report.rows, |out, row| write_row(out, row, &shape)),
+        Key::Totals => out.object(&TOTALS, |out, key| write_total(out, totals, key)),
+        _ => out.array(rows.by_ref(), |out, source| {
+            let start = out.bytes.len();
+            match &source {
+                RowSource::Render(row) => write_row(out, row, &shape),
+                RowSource::Copy { text, .. } => out.bytes.extend_from_slice(text),
+            }
+            index.push((source.key().to_owned(), start..out.bytes.len()));
+        }),
     });
     out.bytes.push(b'\n');
-    // Only whole UTF-8 strings and ASCII were written.
-    String::from_utf8(out.bytes).unwrap_or_default()
+    JsonDocument {
+        text: out.bytes,
+        rows: RowIndex(index),
+    }
 }
 
 /// The keys of the report's totals, in order.
@@ -227,14 +384,14 @@ impl Writer {
     }
 
     /// An object with `keys`, in that order, each value written by `value`.
-    fn object(&mut self, keys: &[Key], value: impl Fn(&mut Writer, Key)) {
+    fn object(&mut self, keys: &[Key], mut value: impl FnMut(&mut Writer, Key)) {
         self.sequence(b'{', b'}', keys, |out, &key| {
             out.raw(key.quoted());
             value(out, key);
         });
     }
 
-    fn array<T>(&mut self, items: impl IntoIterator<Item = T>, write: impl Fn(&mut Writer, T)) {
+    fn array<T>(&mut self, items: impl IntoIterator<Item = T>, write: impl FnMut(&mut Writer, T)) {
         self.sequence(b'[', b']', items, write);
     }
 
@@ -243,7 +400,7 @@ impl Writer {
         open: u8,
         close: u8,
         items: impl IntoIterator<Item = T>,
-        write: impl Fn(&mut Writer, T),
+        mut write: impl FnMut(&mut Writer, T),
     ) {
         self.bytes.push(open);
         self.depth += 1;
@@ -491,5 +648,85 @@ mod tests {
             "{text}"
         );
         assert_eq!(to_json(&report)["totals"]["totalCost"], json!(2.25));
+    }
+
+    /// A daily report of `days` (dates), each row seeded by its position.
+    fn days(days: &[&str]) -> Report {
+        let mut report = report(Grouping::Daily);
+        report.rows.truncate(days.len());
+        for (row, day) in report.rows.iter_mut().zip(days) {
+            row.key = (*day).to_owned();
+            row.project = None;
+        }
+        report
+    }
+
+    #[test]
+    fn a_splice_changes_adds_and_drops_rows_as_a_whole_document_would() {
+        let before = days(&["2025-01-01", "2025-01-02", "2025-01-04"]);
+        let mut after = days(&["2025-01-02", "2025-01-03", "2025-01-04"]);
+        // Jan 2 kept (copied), Jan 3 new, Jan 4 changed, Jan 1 gone.
+        after.rows[0] = before.rows[1].clone();
+        after.rows[2].totals.output += 5;
+        after.totals.output += 99;
+        let earlier = to_json_document(&before);
+        let changed = [after.rows[1].clone(), after.rows[2].clone()];
+        let spliced = splice(
+            &earlier.text,
+            &earlier.rows,
+            Grouping::Daily,
+            &changed,
+            &["2025-01-01".to_owned()],
+            &after.totals,
+        )
+        .expect("spliced");
+        let whole = to_json_document(&after);
+        assert_eq!(
+            String::from_utf8_lossy(&spliced.text),
+            String::from_utf8_lossy(&whole.text)
+        );
+        assert_eq!(spliced.rows, whole.rows);
+    }
+
+    /// An index that does not fit its document, or rows out of key order,
+    /// leave the report to be written whole rather than spliced wrong.
+    #[test]
+    fn a_splice_refuses_what_it_cannot_do_exactly() {
+        let report = days(&["2025-01-01", "2025-01-02"]);
+        let document = to_json_document(&report);
+        let totals = &report.totals;
+        let attempt = |text: &[u8], index: &RowIndex, grouping, changed: &[Row]| {
+            splice(text, index, grouping, changed, &[], totals).is_some()
+        };
+        assert!(attempt(
+            &document.text,
+            &document.rows,
+            Grouping::Daily,
+            &[]
+        ));
+        let shorter = &document.text[..document.text.len() / 2];
+        assert!(!attempt(shorter, &document.rows, Grouping::Daily, &[]));
+        let mut shifted = document.rows.clone();
+        shifted.0[0].1.start += 1;
+        assert!(!attempt(&document.text, &shifted, Grouping::Daily, &[]));
+        let mut unordered = document.rows.clone();
+        unordered.0.swap(0, 1);
+        assert!(!attempt(&document.text, &unordered, Grouping::Daily, &[]));
+        let backwards = [report.rows[1].clone(), report.rows[0].clone()];
+        assert!(!attempt(
+            &document.text,
+            &document.rows,
+            Grouping::Daily,
+            &backwards
+        ));
+        assert!(!attempt(
+            &document.text,
+            &document.rows,
+            Grouping::Session,
+            &[]
+        ));
+        let encoded = document.rows.encode();
+        assert_eq!(RowIndex::decode(&encoded), Some(document.rows.clone()));
+        assert_eq!(RowIndex::decode(&encoded[..encoded.len() - 1]), None);
     }
 }

@@ -7,7 +7,7 @@ mod json;
 mod table;
 mod view;
 
-pub use aggregate::{build, DateFilter, Grouping, Report, Row, Tally, Totals};
-pub use json::{to_json, to_json_text};
+pub use aggregate::{build, DateFilter, Grouping, Report, Row, Tally, TallyUpdate, Totals};
+pub use json::{splice, to_json, to_json_document, to_json_text, JsonDocument, RowIndex};
 pub use table::render;
 pub use view::{Cached, View};

@@ -12,7 +12,7 @@ use crate::session::{Ledger, LedgerDelta, PriceTable};
 
 use super::aggregate::{build, DateFilter, Grouping, Report, Tally, TextIds};
 use super::cache::{self, CacheFile, CacheKey, Rendered};
-use super::json::to_json_text;
+use super::json::{self, to_json_document, RowIndex};
 use super::table::render;
 
 /// How a report is to be shown: its grouping, dates, prices and format.
@@ -37,12 +37,18 @@ pub enum Cached {
         /// That state was first saved by this run, so the cache holds nothing
         /// of it.
         new_state: bool,
-        /// The tally it was made from, encoded, and its key.
-        tally: Option<(u64, Vec<u8>)>,
+        /// What is stored beside it, each under its key: the tally it was made
+        /// from, encoded, and the index of its rows when it is JSON.
+        beside: Vec<(u64, Vec<u8>)>,
     },
-    /// Rendered now from a ledger not saved yet, with its tally encoded: to be
-    /// keyed once the state that holds the ledger is saved.
-    Fresh { rendered: Rendered, tally: Vec<u8> },
+    /// Rendered now from a ledger not saved yet, with its tally encoded (and
+    /// its rows indexed, when it is JSON): to be keyed once the state that
+    /// holds the ledger is saved.
+    Fresh {
+        rendered: Rendered,
+        tally: Vec<u8>,
+        rows: Option<RowIndex>,
+    },
     /// Rendered now, in a view that is not cached.
     Unkeyed(Rendered),
 }
@@ -50,24 +56,30 @@ pub enum Cached {
 impl View {
     pub fn render(&self, ledger: &Ledger) -> Rendered {
         self.render_report(build(ledger, &self.prices, self.grouping, &self.filter))
+            .0
     }
 
-    fn render_report(&self, report: Report) -> Rendered {
+    /// The report as text, and the index of its rows when it is JSON.
+    fn render_report(&self, report: Report) -> (Rendered, Option<RowIndex>) {
         tracing::debug!(rows = report.rows.len(), "report built");
-        let text = if self.json {
-            to_json_text(&report)
-        } else {
-            render(&report)
+        let (text, rows) = match self.json {
+            true => {
+                let document = to_json_document(&report);
+                (document.text, Some(document.rows))
+            }
+            false => (render(&report).into_bytes(), None),
         };
-        Rendered {
+        let rendered = Rendered {
             text: text.into(),
             unpriced: report.unpriced,
-        }
+        };
+        (rendered, rows)
     }
 
     /// The report of a ledger that a run changed from the saved state `from`
-    /// names (if any): that state's cached tally brought up to date with what
-    /// the run changed, when it can be; else every response grouped.
+    /// names (if any): that state's cached report with the rows the run
+    /// changed written anew, when it can be; else its cached tally brought up
+    /// to date with what the run changed; else every response grouped.
     pub fn render_changed(
         &self,
         cache: &CacheFile,
@@ -75,10 +87,14 @@ impl View {
         from: Option<(&str, &LedgerDelta)>,
     ) -> Cached {
         let started = std::time::Instant::now();
+        if let Some(spliced) = from.and_then(|from| self.splice_changed(cache, ledger, from)) {
+            tracing::debug!(elapsed = ?started.elapsed(), "report spliced");
+            return spliced;
+        }
         let updated = from.and_then(|(state, delta)| {
             let bytes = cache.lookup_bytes(self.tally_key(state)?)?;
             let ids = TextIds::of(ledger);
-            let tally = Tally::decode(&bytes, &ids, self.grouping)?;
+            let tally = Tally::decode(bytes, &ids, self.grouping)?;
             tally.apply(ledger, &ids, &self.prices, &self.filter, delta)
         });
         tracing::debug!(elapsed = ?started.elapsed(), from_previous = updated.is_some(), "report tallied");
@@ -86,15 +102,78 @@ impl View {
             updated.unwrap_or_else(|| Tally::of(ledger, &self.prices, self.grouping, &self.filter));
         let report = tally.report(ledger);
         tracing::debug!(elapsed = ?started.elapsed(), "report rows named");
-        let rendered = self.render_report(report);
+        let (rendered, rows) = self.render_report(report);
         tracing::debug!(elapsed = ?started.elapsed(), "report rendered");
+        let tally = tally.encode(ledger);
+        Self::fresh(ledger, rendered, tally, rows)
+    }
+
+    /// The cached report of the saved state `state`, with the rows the run's
+    /// `delta` touched written anew and the others copied: a run that read a
+    /// little writes a few rows, not a row for every day of the history. Only
+    /// for JSON reports by day or month (see [`json::splice`]), and when the
+    /// cache holds that report, its row index and its tally.
+    fn splice_changed(
+        &self,
+        cache: &CacheFile,
+        ledger: &Ledger,
+        (state, delta): (&str, &LedgerDelta),
+    ) -> Option<Cached> {
+        if !self.json || !matches!(self.grouping, Grouping::Daily | Grouping::Monthly) {
+            return None;
+        }
+        // As bytes: the rows copied from it are printed as they are.
+        let previous = cache.lookup_bytes(self.cache_key(state)?)?;
+        let index = RowIndex::decode(cache.lookup_bytes(self.rows_key(state)?)?)?;
+        let tally = cache.lookup_bytes(self.tally_key(state)?)?;
+        let ids = TextIds::of(ledger);
+        let update = Tally::update(
+            tally,
+            ledger,
+            &ids,
+            &self.prices,
+            &self.filter,
+            self.grouping,
+            delta,
+        )?;
+        let document = json::splice(
+            previous,
+            &index,
+            self.grouping,
+            &update.changed,
+            &update.gone,
+            &update.totals,
+        )?;
+        let rendered = Rendered {
+            text: document.text.into(),
+            unpriced: update.unpriced,
+        };
+        Some(Self::fresh(
+            ledger,
+            rendered,
+            update.encoded,
+            Some(document.rows),
+        ))
+    }
+
+    /// A report rendered from `ledger` before it is saved, to be cached once
+    /// it is.
+    fn fresh(
+        ledger: &Ledger,
+        rendered: Rendered,
+        tally: Vec<u8>,
+        rows: Option<RowIndex>,
+    ) -> Cached {
         // Saved records not checked before were checked as they were tallied:
         // a report missing a damaged block's is not to be kept.
-        if ledger.check().is_err() {
-            return Cached::Unkeyed(rendered);
+        match ledger.check() {
+            Ok(()) => Cached::Fresh {
+                rendered,
+                tally,
+                rows,
+            },
+            Err(_) => Cached::Unkeyed(rendered),
         }
-        let tally = tally.encode(ledger);
-        Cached::Fresh { rendered, tally }
     }
 
     /// Whether `cache` holds this view's tally of the saved state `checksum`,
@@ -119,35 +198,51 @@ impl View {
             return Cached::Unkeyed(self.render(ledger));
         };
         let tally = Tally::of(ledger, &self.prices, self.grouping, &self.filter);
-        let rendered = self.render_report(tally.report(ledger));
-        let tally = self
-            .tally_key(checksum)
-            .map(|tally_key| (tally_key, tally.encode(ledger)));
+        let (rendered, rows) = self.render_report(tally.report(ledger));
         Cached::Miss {
             rendered,
             key,
             state: checksum.to_owned(),
             new_state: false,
-            tally,
+            beside: self.beside(checksum, tally.encode(ledger), rows),
         }
+    }
+
+    /// What is stored beside a report of the state `checksum`, each under its
+    /// key: its tally, and its row index if it has one.
+    fn beside(
+        &self,
+        checksum: &str,
+        tally: Vec<u8>,
+        rows: Option<RowIndex>,
+    ) -> Vec<(u64, Vec<u8>)> {
+        let tally = self.tally_key(checksum).map(|key| (key, tally));
+        let rows = rows.zip(self.rows_key(checksum));
+        let rows = rows.map(|(rows, key)| (key, rows.encode()));
+        tally.into_iter().chain(rows).collect()
     }
 
     /// A report rendered from a ledger before it was saved, keyed now that it is
     /// the one saved with `checksum` (by this run, if `new_state`); any other
     /// report as it is.
     pub fn keyed(&self, cached: Cached, checksum: &str, new_state: bool) -> Cached {
-        let Cached::Fresh { rendered, tally } = cached else {
+        let Cached::Fresh {
+            rendered,
+            tally,
+            rows,
+        } = cached
+        else {
             return cached;
         };
-        match (self.cache_key(checksum), self.tally_key(checksum)) {
-            (Some(key), Some(tally_key)) => Cached::Miss {
+        match self.cache_key(checksum) {
+            Some(key) => Cached::Miss {
                 rendered,
                 key,
                 state: checksum.to_owned(),
                 new_state,
-                tally: Some((tally_key, tally)),
+                beside: self.beside(checksum, tally, rows),
             },
-            _ => Cached::Unkeyed(rendered),
+            None => Cached::Unkeyed(rendered),
         }
     }
 
@@ -156,6 +251,14 @@ impl View {
     fn cache_key(&self, checksum: &str) -> Option<u64> {
         let mut key = self.tally_inputs(checksum)?;
         key.add(format!("json={}", self.json).as_bytes());
+        Some(key.finish())
+    }
+
+    /// The index of the rows of the report under [`View::cache_key`].
+    fn rows_key(&self, checksum: &str) -> Option<u64> {
+        let mut key = self.tally_inputs(checksum)?;
+        key.add(format!("json={}", self.json).as_bytes())
+            .add(b"rows");
         Some(key.finish())
     }
 
@@ -230,11 +333,14 @@ impl Cached {
             key,
             state,
             new_state,
-            tally,
+            beside,
         } = self
         {
-            let tally = tally.as_ref().map(|(key, bytes)| (*key, bytes.as_slice()));
-            let stored = cache::store(state_dir, state, *new_state, *key, rendered, tally);
+            let beside: Vec<(u64, &[u8])> = beside
+                .iter()
+                .map(|(key, bytes)| (*key, bytes.as_slice()))
+                .collect();
+            let stored = cache::store(state_dir, state, *new_state, *key, rendered, &beside);
             if let Err(error) = stored {
                 tracing::debug!("caching the report: {error}");
             }

@@ -443,6 +443,11 @@ impl Ledger {
         })
     }
 
+    /// The string with id `id`; empty for an id the ledger never gave.
+    pub fn string(&self, id: u32) -> &str {
+        self.strings.get(id as usize).map_or("", |text| &**text)
+    }
+
     /// The strings, by id.
     pub fn strings(&self) -> impl ExactSizeIterator<Item = &str> {
         self.strings.iter().map(|text| &**text)
