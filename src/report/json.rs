@@ -93,7 +93,7 @@ pub fn splice(
     gone: &[String],
     totals: &Totals,
 ) -> Option<JsonDocument> {
-    if !matches!(grouping, Grouping::Daily | Grouping::Monthly) {
+    if !splices(grouping) {
         return None;
     }
     let fits = index.0.iter().all(|(_, at)| {
@@ -130,6 +130,12 @@ pub fn splice(
         (Some(_), None) => kept.next(),
     });
     Some(write_document(grouping, merged, totals, capacity))
+}
+
+/// Whether [`splice`] can write a report of `grouping`: its rows are in the
+/// order of their keys, dates or months.
+pub fn splices(grouping: Grouping) -> bool {
+    matches!(grouping, Grouping::Daily | Grouping::Monthly)
 }
 
 /// Whether `keys` are dates or months (four-digit years first), strictly

@@ -119,7 +119,7 @@ impl View {
         ledger: &Ledger,
         (state, delta): (&str, &LedgerDelta),
     ) -> Option<Cached> {
-        if !self.json || !matches!(self.grouping, Grouping::Daily | Grouping::Monthly) {
+        if !self.json || !json::splices(self.grouping) {
             return None;
         }
         // As bytes: the rows copied from it are printed as they are.
