@@ -18,9 +18,9 @@ use rustc_hash::FxHashMap;
 use crate::session::{Ledger, LedgerDelta, LedgerError, Observation, ResponseKey, TokenCounts};
 pub use crate::source::Restart;
 use crate::source::{
-    cpus_allowed, io_error, resume_point, sort_by_path, FileChange, FileIdentity, FileRange,
-    FileState, Line, LineReader, ListedFiles, ListingDigest, ManifestError, Marker, PreparedAppend,
-    SavedManifest, SessionStateFile, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
+    cpus_allowed, io_error, resume_point, FileChange, FileIdentity, FileRange, FileState, Line,
+    LineReader, ListedFiles, ListingDigest, ManifestError, Marker, PreparedAppend, SavedManifest,
+    SessionStateFile, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -87,7 +87,13 @@ pub fn full_scan(
     options: &IngestOptions,
     progress: &Progress,
 ) -> Ingest {
-    match ingest(files, None, Restoring::fresh(), None, options, progress) {
+    match ingest(
+        plan(&files, None),
+        Restoring::fresh(),
+        None,
+        options,
+        progress,
+    ) {
         Ok(read) => read.result,
         Err(error) => unreachable!("a ledger that is not restored cannot fail to be: {error}"),
     }
@@ -175,26 +181,22 @@ struct Reading {
     discarded: Option<String>,
 }
 
-/// Reads what is new in `files` on top of a previous run's manifest and ledger
-/// (none and an empty one for a full scan). What the run added to the ledger is
+/// Reads what `plan` found new on top of the previous run's ledger it was planned
+/// against (an empty one for a full scan). What the run added to the ledger is
 /// also observed in `delta`, if given.
 ///
-/// If the ledger is damaged, `previous` and `delta` are set aside and every
-/// file is read from its start: the result says so (`discarded`), and its file
-/// changes must then be saved as a new base, not on top of `previous`. If it
-/// cannot be read, that is the error.
+/// If the ledger is damaged, the plan and `delta` are set aside and every file
+/// is read from its start: the result says so (`discarded`), and its file
+/// changes must then be saved as a new base, not on top of the previous
+/// manifest. If it cannot be read, that is the error.
 fn ingest(
-    files: Vec<TranscriptFile>,
-    previous: Option<&SavedManifest>,
+    plan: Plan<'_>,
     ledger: Restoring<'_>,
     delta: Option<&mut LedgerDelta>,
     options: &IngestOptions,
     progress: &Progress,
 ) -> Result<Reading, ManifestError> {
-    let listed = files.len();
     let started = std::time::Instant::now();
-    let plan = plan(files, previous);
-    tracing::debug!(elapsed = ?started.elapsed(), jobs = plan.jobs.len(), "planned");
     let expected: u64 = plan
         .jobs
         .iter()
@@ -231,8 +233,8 @@ fn ingest(
             // What was read is dropped with the offsets it was read from.
             drop((outcomes, ledgers));
             progress.bytes_done.store(0, Ordering::Relaxed);
-            let files = plan.into_files();
-            let read = ingest(files, None, Restoring::fresh(), None, options, progress)?;
+            let anew = self::plan(plan.files, None);
+            let read = ingest(anew, Restoring::fresh(), None, options, progress)?;
             return Ok(Reading {
                 discarded: Some(error.to_string()),
                 ..read
@@ -240,14 +242,15 @@ fn ingest(
         }
     };
     let Plan {
+        files,
         jobs,
         unchanged,
         gone,
         renamed,
     } = plan;
     let mut summary = IngestSummary {
-        files: listed,
-        files_unchanged: unchanged.len(),
+        files: files.len(),
+        files_unchanged: unchanged,
         files_gone: gone.len() - renamed,
         ..IngestSummary::default()
     };
@@ -472,20 +475,23 @@ where
         })
     };
     // The restore starts before the listing is sorted and compared with the
-    // manifest file by file, which it does not wait for: on 10,000 files that
-    // comparison and the plan take longer than the new lines' read.
+    // manifest file by file, which it does not wait for: on 10,000 files those
+    // take about as long as the new lines' read.
     let scan = std::thread::scope(|scope| {
         let ledger = ledger.restore_in(scope, whole);
-        match against_saved(listed, against.map(|(saved, _)| saved)) {
-            AgainstSaved::Changed(files) => {
-                ingest(files, saved.as_ref(), ledger, recording, options, progress)
-                    .map(|read| Scan::Read(Box::new(read)))
-            }
-            AgainstSaved::Unchanged { files } => Ok(Scan::Unchanged {
-                files,
+        let files = listed.into_sorted();
+        tracing::debug!(elapsed = ?started.elapsed(), "listing sorted");
+        let plan = plan(&files, saved.as_ref());
+        tracing::debug!(elapsed = ?started.elapsed(), jobs = plan.jobs.len(), "planned");
+        // The digests differ, yet the listing can still be the manifest's once
+        // the same file reached by two paths is dropped.
+        if against.is_some() && plan.reads_nothing() {
+            return Ok(Scan::Unchanged {
+                files: files.len(),
                 ledger: ledger.wait().ok().map(|(ledger, _)| ledger),
-            }),
+            });
         }
+        ingest(plan, ledger, recording, options, progress).map(|read| Scan::Read(Box::new(read)))
     })?;
     let read = match scan {
         Scan::Read(read) => *read,
@@ -654,27 +660,6 @@ impl<O> Loaded<O> {
     }
 }
 
-/// What a listing is, next to the saved manifest.
-enum AgainstSaved {
-    /// The manifest's files, none changed since: nothing to read.
-    Unchanged { files: usize },
-    /// The files, sorted, to plan the reads from.
-    Changed(Vec<TranscriptFile>),
-}
-
-/// Compares `listed`, whose digest differs from the saved manifest's, with that
-/// manifest file by file, if there is one to compare with: the listing can
-/// still be the manifest's once the same file reached by two paths is dropped.
-fn against_saved(listed: ListedFiles, saved: Option<&SavedManifest>) -> AgainstSaved {
-    let files = listed.into_sorted();
-    match saved {
-        Some(saved) if saved.lists_unchanged(&files) => {
-            AgainstSaved::Unchanged { files: files.len() }
-        }
-        _ => AgainstSaved::Changed(files),
-    }
-}
-
 /// A run's scan past the digest: nothing new after all, or what it read.
 enum Scan {
     /// The saved ledger with it, if it could be restored.
@@ -758,18 +743,20 @@ fn restore_ledger(file: SessionStateFile, whole: bool) -> Result<Ledger, Manifes
     Ok(ledger)
 }
 
-struct Job {
-    file: TranscriptFile,
+struct Job<'f> {
+    file: &'f TranscriptFile,
     previous: Option<FileState>,
     /// `previous` is the state of a file gone from another path.
     renamed: bool,
 }
 
 /// The files to read, and what needs no reading.
-struct Plan {
-    jobs: Vec<Job>,
-    /// Files whose manifest state still matches them.
-    unchanged: Vec<TranscriptFile>,
+struct Plan<'f> {
+    /// Every listed file, sorted by path.
+    files: &'f [TranscriptFile],
+    jobs: Vec<Job<'f>>,
+    /// How many files' manifest state still matches them.
+    unchanged: usize,
     /// Paths in the manifest that are not listed any more.
     gone: Vec<PathBuf>,
     /// How many of those were renamed (their state goes on under the new path).
@@ -778,17 +765,22 @@ struct Plan {
 
 /// Pairs each file with its manifest state, following renames: a file at a new
 /// path with the device and inode of one gone from the manifest resumes from its
-/// state. Walks the listing and the manifest side by side, both sorted by path,
-/// so that only changed files' states are copied.
-fn plan(mut files: Vec<TranscriptFile>, previous: Option<&SavedManifest>) -> Plan {
-    sort_by_path(&mut files);
+/// state. Walks `files`, sorted by path as [`ListedFiles::into_sorted`] leaves
+/// them, and the manifest side by side, so that only changed files' states are
+/// copied.
+fn plan<'f>(files: &'f [TranscriptFile], previous: Option<&SavedManifest>) -> Plan<'f> {
+    debug_assert!(
+        previous.is_none()
+            || files.is_sorted_by(|a, b| a.path.as_os_str().as_bytes()
+                <= b.path.as_os_str().as_bytes())
+    );
     let mut saved = previous
         .map(SavedManifest::entries)
         .into_iter()
         .flatten()
         .peekable();
     let mut jobs: Vec<Job> = Vec::new();
-    let mut unchanged: Vec<TranscriptFile> = Vec::with_capacity(files.len());
+    let mut unchanged = 0;
     let mut gone: Vec<(PathBuf, FileState)> = Vec::new();
     for file in files {
         let path = file.path.as_os_str().as_bytes();
@@ -796,7 +788,7 @@ fn plan(mut files: Vec<TranscriptFile>, previous: Option<&SavedManifest>) -> Pla
             gone.push((entry.path_buf(), entry.to_state()));
         }
         match saved.next_if(|entry| entry.path == path) {
-            Some(entry) if file.identity.unchanged_since(&entry.identity) => unchanged.push(file),
+            Some(entry) if file.identity.unchanged_since(&entry.identity) => unchanged += 1,
             entry => jobs.push(Job {
                 file,
                 previous: entry.map(|entry| entry.to_state()),
@@ -820,6 +812,7 @@ fn plan(mut files: Vec<TranscriptFile>, previous: Option<&SavedManifest>) -> Pla
         }
     }
     Plan {
+        files,
         jobs,
         unchanged,
         gone: gone.into_iter().map(|(path, _)| path).collect(),
@@ -827,18 +820,11 @@ fn plan(mut files: Vec<TranscriptFile>, previous: Option<&SavedManifest>) -> Pla
     }
 }
 
-impl Plan {
-    /// Every listed file again, in path order: to be read with no manifest.
-    fn into_files(self) -> Vec<TranscriptFile> {
-        let mut files = self.unchanged;
-        files.extend(self.jobs.into_iter().map(|job| job.file));
-        files.sort_unstable_by(|a, b| {
-            a.path
-                .as_os_str()
-                .as_bytes()
-                .cmp(b.path.as_os_str().as_bytes())
-        });
-        files
+impl Plan<'_> {
+    /// Every listed file is the manifest's, unchanged, and every manifest entry
+    /// is listed.
+    fn reads_nothing(&self) -> bool {
+        self.jobs.is_empty() && self.gone.is_empty()
     }
 }
 
@@ -863,7 +849,7 @@ const BYTES_PER_WORKER: u64 = 4 << 20;
 /// this one when one worker is enough: a thread spawned for a small append
 /// waits for a CPU that the saved ledger's restore is using.
 fn run_workers(
-    jobs: &[Job],
+    jobs: &[Job<'_>],
     expected: u64,
     options: &IngestOptions,
     progress: &Progress,
@@ -932,8 +918,12 @@ fn run_workers(
 
 /// Adds a job's outcome to the summary; returns the change to the file's
 /// manifest entry, if there is one.
-fn record_outcome(job: Job, outcome: Outcome, summary: &mut IngestSummary) -> Option<FileChange> {
-    let path = job.file.path;
+fn record_outcome(
+    job: Job<'_>,
+    outcome: Outcome,
+    summary: &mut IngestSummary,
+) -> Option<FileChange> {
+    let path = job.file.path.clone();
     // A file not read keeps its state: unchanged, or under its new path if it
     // was renamed.
     let kept = |path: PathBuf, previous: Option<FileState>| match job.renamed {
@@ -993,14 +983,14 @@ impl<'p> FileReader<'p> {
         }
     }
 
-    fn read(&mut self, job: &Job, ledger: &mut Ledger) -> Outcome {
+    fn read(&mut self, job: &Job<'_>, ledger: &mut Ledger) -> Outcome {
         match self.try_read(job, ledger) {
             Ok(outcome) => outcome,
             Err(error) => Outcome::Failed(error),
         }
     }
 
-    fn try_read(&mut self, job: &Job, ledger: &mut Ledger) -> io::Result<Outcome> {
+    fn try_read(&mut self, job: &Job<'_>, ledger: &mut Ledger) -> io::Result<Outcome> {
         let path = &job.file.path;
         if let Some(before) = &job.previous {
             if job.file.identity.unchanged_since(&before.identity) {

@@ -37,7 +37,6 @@ use std::path::{Path, PathBuf};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::discover::TranscriptFile;
 use super::identity::{FileIdentity, Marker};
 use super::journal::{self, JournalRef};
 use super::listed::ListingDigest;
@@ -283,19 +282,6 @@ impl SavedManifest {
     /// The entries, in path order.
     pub fn entries(&self) -> Entries<'_> {
         Entries::new(&self.base, &self.changed)
-    }
-
-    /// `files` (sorted by path bytes, as a listing is) are exactly the manifest's
-    /// files, none changed since, compared file by file as they lie in the
-    /// mapping. The usual rerun is told sooner, by [`SavedManifest::listing_digest`].
-    pub fn lists_unchanged(&self, files: &[TranscriptFile]) -> bool {
-        let mut entries = self.entries();
-        files.iter().all(|file| {
-            entries.next().is_some_and(|entry| {
-                entry.path == file.path.as_os_str().as_bytes()
-                    && file.identity.unchanged_since(&entry.identity)
-            })
-        }) && entries.next().is_none()
     }
 
     /// The digest of the manifest's files, by path and identity: equal to a
@@ -768,16 +754,20 @@ fn encode_manifest(entries: &[Entry<'_>], state: &StateRef) -> Vec<u8> {
 }
 
 fn put_state(out: &mut Vec<u8>, entry: &Entry<'_>) {
-    put_section(out, entry.project.as_bytes());
+    put_section(out, entry.project());
     let id = &entry.identity;
     for value in [id.dev, id.ino, id.size] {
         put_u64(out, value);
     }
     put_i64(out, id.mtime_ns);
     put_i64(out, id.ctime_ns);
-    put_u64(out, entry.offset);
-    let marker = &entry.marker;
-    let lines = &entry.lines;
+    let state = match entry.rest {
+        Rest::Encoded { fields, .. } => return out.extend_from_slice(fields),
+        Rest::Decoded(state) => state,
+    };
+    put_u64(out, state.offset);
+    let marker = &state.marker;
+    let lines = &state.lines;
     for value in [
         marker.head_len,
         marker.head,
@@ -826,7 +816,12 @@ fn decode_record(payload: &[u8]) -> Result<(RecordChanges, Range<usize>), CodecE
         let path = input.section()?.to_vec();
         let change = match input.u8()? {
             0 => None,
-            1 => Some(decode_state(path.as_slice(), &mut input)?.to_state()),
+            1 => {
+                let entry = decode_state(path.as_slice(), &mut input)?;
+                std::str::from_utf8(entry.project())
+                    .map_err(|error| CodecError::Invalid(error.to_string()))?;
+                Some(entry.to_state())
+            }
             other => return Err(CodecError::Invalid(format!("bad change tag {other}"))),
         };
         changes.push((path, change));
@@ -868,7 +863,8 @@ fn check_manifest(bytes: FileBytes) -> Result<(Base, StateRef), String> {
     let count = input.count(MIN_FILE_BYTES).map_err(invalid)?;
     let entries_at = input.position();
     for _ in 0..count {
-        decode_entry(&mut input).map_err(invalid)?;
+        let entry = decode_entry(&mut input).map_err(invalid)?;
+        std::str::from_utf8(entry.project()).map_err(|error| error.to_string())?;
     }
     input.finish().map_err(invalid)?;
     let base = Base::Encoded {
@@ -885,25 +881,39 @@ fn check_manifest(bytes: FileBytes) -> Result<(Base, StateRef), String> {
 }
 
 /// One file's entry, borrowed from an encoded manifest or a [`FileState`].
+///
+/// A run compares every listed file's path and identity with the manifest's
+/// and needs the rest only for the few that changed, so an encoded entry's rest
+/// stays encoded until asked for.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
     pub path: &'a [u8],
-    pub project: &'a str,
     pub identity: FileIdentity,
-    pub offset: u64,
-    pub marker: Marker,
-    pub lines: LineStats,
+    rest: Rest<'a>,
+}
+
+/// An entry's fields after its identity: offset, marker and line counts, as
+/// many `u64`s.
+const REST_FIELDS: usize = 10;
+const REST_BYTES: usize = REST_FIELDS * 8;
+
+#[derive(Debug, Clone, Copy)]
+enum Rest<'a> {
+    /// The project's bytes, UTF-8 as checked when the manifest was loaded (see
+    /// [`check_manifest`]), and the fields after the identity as written.
+    Encoded {
+        project: &'a [u8],
+        fields: &'a [u8; REST_BYTES],
+    },
+    Decoded(&'a FileState),
 }
 
 impl<'a> Entry<'a> {
     fn of(path: &'a [u8], state: &'a FileState) -> Entry<'a> {
         Entry {
             path,
-            project: &state.project,
             identity: state.identity,
-            offset: state.offset,
-            marker: state.marker,
-            lines: state.lines,
+            rest: Rest::Decoded(state),
         }
     }
 
@@ -911,13 +921,41 @@ impl<'a> Entry<'a> {
         PathBuf::from(OsString::from_vec(self.path.to_vec()))
     }
 
+    pub fn project(&self) -> &'a [u8] {
+        match self.rest {
+            Rest::Encoded { project, .. } => project,
+            Rest::Decoded(state) => state.project.as_bytes(),
+        }
+    }
+
     pub fn to_state(&self) -> FileState {
+        let (project, fields) = match self.rest {
+            Rest::Decoded(state) => return state.clone(),
+            Rest::Encoded { project, fields } => (project, fields),
+        };
+        let mut values = [0u64; REST_FIELDS];
+        for (value, bytes) in values.iter_mut().zip(fields.as_chunks::<8>().0) {
+            *value = u64::from_le_bytes(*bytes);
+        }
+        let [offset, head_len, head, tail, lines, blank, not_object, malformed, repaired, oversized] =
+            values;
         FileState {
-            project: self.project.to_owned(),
+            project: String::from_utf8_lossy(project).into_owned(),
             identity: self.identity,
-            offset: self.offset,
-            marker: self.marker,
-            lines: self.lines,
+            offset,
+            marker: Marker {
+                head_len,
+                head,
+                tail,
+            },
+            lines: LineStats {
+                lines,
+                blank,
+                not_object,
+                malformed,
+                repaired,
+                oversized,
+            },
         }
     }
 }
@@ -931,7 +969,7 @@ fn decode_state<'a, 'p>(path: &'p [u8], input: &mut Decoder<'a>) -> Result<Entry
 where
     'a: 'p,
 {
-    let project = input.text()?;
+    let project = input.section()?;
     let identity = FileIdentity {
         dev: input.u64()?,
         ino: input.u64()?,
@@ -939,27 +977,14 @@ where
         mtime_ns: input.i64()?,
         ctime_ns: input.i64()?,
     };
-    let offset = input.u64()?;
-    let marker = Marker {
-        head_len: input.u64()?,
-        head: input.u64()?,
-        tail: input.u64()?,
-    };
-    let lines = LineStats {
-        lines: input.u64()?,
-        blank: input.u64()?,
-        not_object: input.u64()?,
-        malformed: input.u64()?,
-        repaired: input.u64()?,
-        oversized: input.u64()?,
-    };
+    let fields = input
+        .take(REST_BYTES)?
+        .try_into()
+        .map_err(|_| CodecError::Truncated)?;
     Ok(Entry {
         path,
-        project,
         identity,
-        offset,
-        marker,
-        lines,
+        rest: Rest::Encoded { project, fields },
     })
 }
 
@@ -1000,6 +1025,55 @@ mod tests {
             },
             lines: LineStats::default(),
         }
+    }
+
+    /// An entry read from the mapping keeps its fields after the identity
+    /// encoded until asked for, and is written again by copying them: each
+    /// field distinct, so a field read or copied in the wrong place shows.
+    #[test]
+    fn an_encoded_entry_decodes_and_copies_every_field() {
+        let state = FileState {
+            project: "-home-dév-app".into(),
+            offset: 11,
+            marker: Marker {
+                head_len: 12,
+                head: 13,
+                tail: 14,
+            },
+            lines: LineStats {
+                lines: 15,
+                blank: 16,
+                not_object: 17,
+                malformed: 18,
+                repaired: 19,
+                oversized: 20,
+            },
+            ..sample_state()
+        };
+        let path: &[u8] = b"/x/a.jsonl";
+        let decoded = [Entry::of(path, &state)];
+        let state_ref = StateRef {
+            blob: BlobRef::of(b"blob"),
+            journal: JournalRef::default(),
+            appendable: true,
+        };
+        let bytes = encode_manifest(&decoded, &state_ref);
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("m"), &bytes).expect("write");
+        let mapped = FileBytes::open(&dir.path().join("m")).expect("open");
+        let (base, _) = check_manifest(mapped).expect("a sound manifest");
+        let changed = Changed::new();
+        let encoded: Vec<Entry<'_>> = Entries::new(&base, &changed).collect();
+        assert!(matches!(
+            encoded[..],
+            [Entry {
+                rest: Rest::Encoded { .. },
+                ..
+            }]
+        ));
+        assert_eq!(encoded[0].path, path);
+        assert_eq!(encoded[0].to_state(), state);
+        assert_eq!(encode_manifest(&encoded, &state_ref), bytes);
     }
 
     #[test]
