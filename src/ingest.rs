@@ -87,6 +87,7 @@ pub fn full_scan(
     options: &IngestOptions,
     progress: &Progress,
 ) -> Ingest {
+    let files: Vec<&TranscriptFile> = files.iter().collect();
     match ingest(
         plan(&files, None),
         Restoring::fresh(),
@@ -479,7 +480,7 @@ where
     // take about as long as the new lines' read.
     let scan = std::thread::scope(|scope| {
         let ledger = ledger.restore_in(scope, whole);
-        let files = listed.into_sorted();
+        let files = listed.sorted();
         tracing::debug!(elapsed = ?started.elapsed(), "listing sorted");
         let plan = plan(&files, saved.as_ref());
         tracing::debug!(elapsed = ?started.elapsed(), jobs = plan.jobs.len(), "planned");
@@ -753,7 +754,7 @@ struct Job<'f> {
 /// The files to read, and what needs no reading.
 struct Plan<'f> {
     /// Every listed file, sorted by path.
-    files: &'f [TranscriptFile],
+    files: &'f [&'f TranscriptFile],
     jobs: Vec<Job<'f>>,
     /// How many files' manifest state still matches them.
     unchanged: usize,
@@ -765,10 +766,10 @@ struct Plan<'f> {
 
 /// Pairs each file with its manifest state, following renames: a file at a new
 /// path with the device and inode of one gone from the manifest resumes from its
-/// state. Walks `files`, sorted by path as [`ListedFiles::into_sorted`] leaves
+/// state. Walks `files`, sorted by path as [`ListedFiles::sorted`] leaves
 /// them, and the manifest side by side, so that only changed files' states are
 /// copied.
-fn plan<'f>(files: &'f [TranscriptFile], previous: Option<&SavedManifest>) -> Plan<'f> {
+fn plan<'f>(files: &'f [&'f TranscriptFile], previous: Option<&SavedManifest>) -> Plan<'f> {
     debug_assert!(
         previous.is_none()
             || files.is_sorted_by(|a, b| a.path.as_os_str().as_bytes()
@@ -782,7 +783,7 @@ fn plan<'f>(files: &'f [TranscriptFile], previous: Option<&SavedManifest>) -> Pl
     let mut jobs: Vec<Job> = Vec::new();
     let mut unchanged = 0;
     let mut gone: Vec<(PathBuf, FileState)> = Vec::new();
-    for file in files {
+    for &file in files {
         let path = file.path.as_os_str().as_bytes();
         while let Some(entry) = saved.next_if(|entry| entry.path < path) {
             gone.push((entry.path_buf(), entry.to_state()));

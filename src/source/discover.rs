@@ -32,8 +32,9 @@ pub struct TranscriptFile {
 /// Sorts `files` by path bytes: as deterministic as component order, and much
 /// cheaper. A walk descends in that order, so only files from several roots, or
 /// listed some other way, are sorted here.
-pub fn sort_by_path(files: &mut [TranscriptFile]) {
-    let by_path = |a: &TranscriptFile, b: &TranscriptFile| {
+pub fn sort_by_path<F: std::borrow::Borrow<TranscriptFile>>(files: &mut [F]) {
+    let by_path = |a: &F, b: &F| {
+        let (a, b) = (a.borrow(), b.borrow());
         a.path
             .as_os_str()
             .as_bytes()
