@@ -11,7 +11,9 @@ copy: append MB across 10 files, then `report daily --json` with
 (elapsed since the run began, in the process):
 
   listed   the state loaded and the transcripts listed (as in an unchanged rerun)
-  read     from then to the files read: the plan, the new lines, the merge
+  read     from then to the files read: the plan, the new lines, the merge;
+           of which, where the run logs them, `sort` (the listing sorted and
+           deduplicated) and `plan` (compared with the manifest file by file)
   report   from the commit prepared to the report cached: the tally brought up
            to date, the rows, the JSON, the cache entry (the journal is written
            and synced meanwhile, on another thread)
@@ -47,11 +49,16 @@ def events(stderr):
 
 def phases(found):
     listed = found["state loaded and transcripts listed"]
-    return {
+    measured = {
         "listed": listed,
         "read": found["files read"] - listed,
         "report": found["report cached"] - found["commit prepared"],
     }
+    # Logged since c5e98ba; before it, "planned" was timed from another start.
+    if "listing sorted" in found and "planned" in found:
+        measured["sort"] = found["listing sorted"] - listed
+        measured["plan"] = found["planned"] - found["listing sorted"]
+    return measured
 
 
 def main():
@@ -72,7 +79,7 @@ def main():
                        CCOTEL_STATE_DIR=os.path.join(tmp, f"state{index}"), CCOTEL_LOG="ccotel=debug")
             command = [os.path.abspath(binary), "report", "daily", "--json"]
             subprocess.run(command, env=env, check=True, capture_output=True)
-            measured = {"listed": [], "read": [], "report": [], "process": [], "faults": []}
+            measured = {name: [] for name in ("listed", "read", "sort", "plan", "report", "process", "faults")}
             for _ in range(a.rounds):
                 append_bytes(targets, int(a.mb * 1e6), response_bytes)
                 start = time.perf_counter()
