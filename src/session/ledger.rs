@@ -22,8 +22,8 @@ mod encoded;
 mod strings;
 
 use encoded::{decode_record, encode_record, Check, Encoded, SavedRecords, RECORD_BYTES};
-use strings::StringIndex;
 pub use strings::StringLookup;
+use strings::{StringIndex, StringTable};
 
 /// Identity of one API response: a 128-bit hash of its ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -190,7 +190,7 @@ pub struct Ledger {
     /// a saved one.
     records: Vec<(ResponseKey, Record)>,
     index: HashMap<ResponseKey, usize, BuildHasherDefault<KeyHasher>>,
-    strings: Vec<Box<str>>,
+    strings: StringTable,
     /// Built only when something is interned.
     string_index: Option<StringIndex>,
 }
@@ -213,7 +213,7 @@ impl IdMap {
 
     fn id(&mut self, id: u32, from: &Ledger, into: &mut Ledger) -> u32 {
         let slot = &mut self.0[id as usize];
-        *slot.get_or_insert_with(|| into.intern(&from.strings[id as usize]))
+        *slot.get_or_insert_with(|| into.intern(from.string(id)))
     }
 
     /// `record` of `from`, with its strings' ids in `into`.
@@ -445,12 +445,12 @@ impl Ledger {
 
     /// The string with id `id`; empty for an id the ledger never gave.
     pub fn string(&self, id: u32) -> &str {
-        self.strings.get(id as usize).map_or("", |text| &**text)
+        self.strings.get(id).unwrap_or_default()
     }
 
     /// The strings, by id.
     pub fn strings(&self) -> impl ExactSizeIterator<Item = &str> {
-        self.strings.iter().map(|text| &**text)
+        self.strings.iter()
     }
 
     /// Saved records that nothing replaced, then the records observed since.
@@ -479,9 +479,9 @@ impl Ledger {
         Observation {
             tokens: record.tokens,
             timestamp_ms: record.timestamp_ms,
-            model: &self.strings[record.model as usize],
-            session: &self.strings[record.session as usize],
-            project: &self.strings[record.project as usize],
+            model: self.string(record.model),
+            session: self.string(record.session),
+            project: self.string(record.project),
             sidechain: record.flags & SIDECHAIN != 0,
             fast: record.flags & FAST != 0,
             us_only: record.flags & US_ONLY != 0,
@@ -514,9 +514,8 @@ impl Ledger {
         if let Some(id) = index.get(strings, hash, text) {
             return id;
         }
-        let id = strings.len() as u32;
+        let id = strings.push(text);
         index.add(hash, id);
-        strings.push(text.into());
         id
     }
 
@@ -535,7 +534,7 @@ impl Ledger {
         let mut out = Vec::with_capacity(64 + text + most * (RECORD_BYTES + 1));
         let body = encoded::put_start(&mut out);
         put_u32(&mut out, self.strings.len() as u32);
-        for text in &self.strings {
+        for text in self.strings.iter() {
             put_u32(&mut out, text.len() as u32);
             out.extend_from_slice(text.as_bytes());
         }
@@ -599,7 +598,7 @@ impl Ledger {
 
     fn try_decode(bytes: FileBytes, check: Check) -> Result<Ledger, CodecError> {
         let encoded = Encoded::parse(&bytes, check)?;
-        let strings = encoded.strings.iter().map(|&text| text.into()).collect();
+        let strings = StringTable::of(&encoded.strings);
         let layout = encoded.layout;
         Ok(Ledger {
             strings,

@@ -1,4 +1,4 @@
-//! Finding a ledger string's id by its text.
+//! A ledger's strings: kept in one buffer, and a string's id found by its text.
 //!
 //! The index keeps a hash of each text and the id it belongs to, not a copy of
 //! the text: a lookup compares the text with the string its hash leads to. A
@@ -8,6 +8,54 @@
 
 use rustc_hash::FxHashMap;
 use xxhash_rust::xxh3::xxh3_64;
+
+/// A ledger's strings by id, in one buffer: a saved ledger holds a string per
+/// session, and opening one allocated each of them (10,000 on a 10,000-file
+/// corpus) on the path a changed run waits on.
+#[derive(Debug, Default)]
+pub(super) struct StringTable {
+    text: String,
+    /// Where each string ends in `text`; it starts where the one before ends.
+    ends: Vec<usize>,
+}
+
+impl StringTable {
+    /// `strings`, with their ids their positions.
+    pub(super) fn of(strings: &[&str]) -> StringTable {
+        let mut table = StringTable {
+            text: String::with_capacity(strings.iter().map(|text| text.len()).sum()),
+            ends: Vec::with_capacity(strings.len()),
+        };
+        for text in strings {
+            table.push(text);
+        }
+        table
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The string with id `id`, if there is one.
+    pub(super) fn get(&self, id: u32) -> Option<&str> {
+        let id = id as usize;
+        let end = *self.ends.get(id)?;
+        let start = id.checked_sub(1).map_or(0, |before| self.ends[before]);
+        self.text.get(start..end)
+    }
+
+    /// Adds `text` as a new string; returns its id.
+    pub(super) fn push(&mut self, text: &str) -> u32 {
+        self.text.push_str(text);
+        self.ends.push(self.text.len());
+        (self.ends.len() - 1) as u32
+    }
+
+    /// The strings, by id.
+    pub(super) fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.ends.len() as u32).map(|id| self.get(id).unwrap_or_default())
+    }
+}
 
 /// Each string's id, by the hash of its text.
 #[derive(Debug, Default)]
@@ -21,12 +69,12 @@ pub(super) struct StringIndex {
 impl StringIndex {
     /// The index of `strings`, where a string's id is its position. Of equal
     /// texts, the first one's id is found.
-    pub(super) fn of(strings: &[Box<str>]) -> StringIndex {
+    pub(super) fn of(strings: &StringTable) -> StringIndex {
         let mut index = StringIndex {
             by_hash: FxHashMap::with_capacity_and_hasher(strings.len(), Default::default()),
             collided: Vec::new(),
         };
-        for (id, text) in (0u32..).zip(strings) {
+        for (id, text) in (0u32..).zip(strings.iter()) {
             index.add(hash(text), id);
         }
         index
@@ -34,8 +82,8 @@ impl StringIndex {
 
     /// The id of `text` (whose hash is `hash`) among `strings`, the strings
     /// this index was built from and added to.
-    pub(super) fn get(&self, strings: &[Box<str>], hash: u64, text: &str) -> Option<u32> {
-        let is_text = |id: &u32| strings.get(*id as usize).is_some_and(|s| **s == *text);
+    pub(super) fn get(&self, strings: &StringTable, hash: u64, text: &str) -> Option<u32> {
+        let is_text = |id: &u32| strings.get(*id) == Some(text);
         self.by_hash
             .get(&hash)
             .filter(|id| is_text(id))
@@ -62,7 +110,7 @@ pub(super) fn hash(text: &str) -> u64 {
 /// A ledger's strings with their index: a text's id without a map of its own.
 #[derive(Clone, Copy)]
 pub struct StringLookup<'a> {
-    pub(super) strings: &'a [Box<str>],
+    pub(super) strings: &'a StringTable,
     pub(super) index: &'a StringIndex,
 }
 
@@ -77,15 +125,29 @@ impl StringLookup<'_> {
 mod tests {
     use super::*;
 
-    fn strings(texts: &[&str]) -> Vec<Box<str>> {
-        texts.iter().map(|&text| text.into()).collect()
+    fn strings(texts: &[&str]) -> StringTable {
+        StringTable::of(texts)
+    }
+
+    #[test]
+    fn a_table_gives_each_string_back_by_its_id() {
+        let texts = ["claude-opus-4-6", "", "sé", "s1"];
+        let mut table = strings(&texts[..3]);
+        assert_eq!(table.push(texts[3]), 3);
+        assert_eq!(table.len(), 4);
+        for (id, text) in (0u32..).zip(texts) {
+            assert_eq!(table.get(id), Some(text));
+        }
+        assert_eq!(table.get(4), None);
+        assert!(table.iter().eq(texts));
+        assert_eq!(table.iter().len(), 4);
     }
 
     #[test]
     fn every_string_is_found_by_its_text_and_nothing_else_is() {
         let strings = strings(&["claude-opus-4-6", "s1", "-p", "", "s2"]);
         let index = StringIndex::of(&strings);
-        for (id, text) in (0u32..).zip(&strings) {
+        for (id, text) in (0u32..).zip(strings.iter()) {
             assert_eq!(index.get(&strings, hash(text), text), Some(id));
         }
         assert_eq!(index.get(&strings, hash("s3"), "s3"), None);
