@@ -459,6 +459,7 @@ fn run_report(loaded: &Loaded, environment: &Environment, args: &ReportArgs) -> 
             None => output,
         };
         std::mem::forget(run.ledger);
+        std::mem::forget(run.listed);
         (run.summary, cached, Some(state))
     };
     // Stored while the state directory is locked, and the lock released before
