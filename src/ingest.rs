@@ -18,9 +18,9 @@ use rustc_hash::FxHashMap;
 use crate::session::{Ledger, LedgerDelta, LedgerError, Observation, ResponseKey, TokenCounts};
 pub use crate::source::Restart;
 use crate::source::{
-    cpus_allowed, io_error, resume_point, FileChange, FileIdentity, FileRange, FileState, Line,
-    LineReader, ListedFiles, ListingDigest, ManifestError, Marker, PreparedAppend, SavedManifest,
-    SessionStateFile, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
+    cpus_allowed, io_error, resume_point, sort_by_path, FileChange, FileIdentity, FileRange,
+    FileState, Line, LineReader, ListedFiles, ListingDigest, ManifestError, Marker, PreparedAppend,
+    SavedManifest, SessionStateFile, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -87,7 +87,8 @@ pub fn full_scan(
     options: &IngestOptions,
     progress: &Progress,
 ) -> Ingest {
-    let files: Vec<&TranscriptFile> = files.iter().collect();
+    let mut files: Vec<&TranscriptFile> = files.iter().collect();
+    sort_by_path(&mut files);
     match ingest(
         plan(&files, None),
         Restoring::fresh(),

@@ -138,13 +138,8 @@ impl ListedFiles {
         for (walker, count) in visiting_order(&self.walkers) {
             let from = taken[walker];
             taken[walker] += count;
-            files.extend(
-                self.walkers[walker]
-                    .files
-                    .get(from..from + count)
-                    .into_iter()
-                    .flatten(),
-            );
+            let found = self.walkers[walker].files.get(from..).unwrap_or_default();
+            files.extend(found.iter().take(count));
         }
         sort_and_deduplicate(&mut files);
         files
@@ -289,5 +284,19 @@ mod tests {
         let borrowed: Vec<TranscriptFile> = listed.sorted().into_iter().cloned().collect();
         assert_eq!(borrowed, files[..3].to_vec());
         assert_eq!(listed.into_sorted(), files[..3].to_vec());
+    }
+
+    #[test]
+    fn files_listed_some_other_way_are_sorted_and_kept_once_alike() {
+        let a = file("/p/a.jsonl", 1, 10);
+        let b = file("/p/b.jsonl", 2, 20);
+        let b_again = TranscriptFile {
+            path: PathBuf::from("/p/c.jsonl"),
+            ..b.clone()
+        };
+        let listed = ListedFiles::from(vec![b_again, b.clone(), a.clone()]);
+        let borrowed: Vec<TranscriptFile> = listed.sorted().into_iter().cloned().collect();
+        assert_eq!(borrowed, vec![a.clone(), b.clone()]);
+        assert_eq!(listed.into_sorted(), vec![a, b]);
     }
 }

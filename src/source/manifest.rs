@@ -1076,6 +1076,51 @@ mod tests {
         assert_eq!(encode_manifest(&encoded, &state_ref), bytes);
     }
 
+    /// A project name that is not UTF-8 makes the manifest, or the journal
+    /// record, that holds it damaged: it is not read lossily.
+    #[test]
+    fn a_project_that_is_not_utf8_is_damage() {
+        let state = sample_state();
+        let fields = [0u8; REST_BYTES];
+        let bad = Entry {
+            path: b"/x/a.jsonl",
+            identity: state.identity,
+            rest: Rest::Encoded {
+                project: b"-p\xff",
+                fields: &fields,
+            },
+        };
+        let state_ref = StateRef {
+            blob: BlobRef::of(b"blob"),
+            journal: JournalRef::default(),
+            appendable: true,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m");
+        fs::write(&path, encode_manifest(&[bad], &state_ref)).expect("write");
+        let mapped = FileBytes::open(&path).expect("open");
+        assert!(check_manifest(mapped).is_err(), "the manifest is damaged");
+
+        let record_of = |entry: &Entry<'_>| {
+            let mut record = Vec::new();
+            put_u64(&mut record, 1);
+            put_section(&mut record, entry.path);
+            record.push(1);
+            put_state(&mut record, entry);
+            put_section(&mut record, b"");
+            record
+        };
+        assert!(
+            decode_record(&record_of(&bad)).is_err(),
+            "the record is damaged"
+        );
+        let good = Entry::of(bad.path, &state);
+        assert!(
+            decode_record(&record_of(&good)).is_ok(),
+            "the same record, UTF-8"
+        );
+    }
+
     #[test]
     fn round_trips_and_replaces_atomically() {
         let dir = tempfile::tempdir().expect("tempdir");
