@@ -776,7 +776,7 @@ mod tests {
         let bytes = ledger.encode().expect("encode");
         let mut sorted: Vec<ResponseKey> = (0..300).map(key).collect();
         sorted.sort_unstable();
-        // Blocks hold 64 records: these are in the first and the fourth.
+        // Blocks hold 16 records: these are in the first and the thirteenth.
         let (near, far) = (sorted[10], sorted[200]);
         let mut damaged = bytes.clone();
         let at = damaged
@@ -795,7 +795,11 @@ mod tests {
         );
         assert!(lazy.check().is_err());
         assert!(lazy.encode().is_err(), "a damaged ledger is not saved over");
-        assert_eq!(lazy.responses().count(), 300 - 64, "its block is left out");
+        assert_eq!(
+            lazy.responses().count(),
+            300 - encoded::BLOCK_RECORDS,
+            "its block is left out"
+        );
 
         let untouched = Ledger::from_encoded(FileBytes::from(damaged)).expect("header sound");
         assert!(untouched.check().is_ok());

@@ -25,13 +25,20 @@ use super::{Record, ResponseKey, TokenCounts};
 pub(super) const RECORD_BYTES: usize = 16 + 6 * 8 + 8 + 3 * 4 + 1 + 8;
 pub(super) type RecordBytes = [u8; RECORD_BYTES];
 
-const MAGIC: &[u8] = b"ccotel-ledger-2\n";
-/// Without a block table: checked whole when read.
+/// Format 3: blocks of [`BLOCK_RECORDS`].
+const MAGIC: &[u8] = b"ccotel-ledger-3\n";
+/// Format 2: blocks of 64 records; read, and saved anew as format 3.
+const MAGIC_BLOCKS_OF_64: &[u8] = b"ccotel-ledger-2\n";
+/// Format 1, without a block table: checked whole when read.
 const MAGIC_WITHOUT_BLOCKS: &[u8] = b"ccotel-ledger-1\n";
 
 /// Records in a block: checked together, and found through the block's first
-/// key (its fence) without touching the others.
-const BLOCK_RECORDS: usize = 64;
+/// key (its fence) without touching the others. A run looks up the key of each
+/// response it reads, and the lookup checks the block the key falls in: with
+/// 64 records (format 2) that hashed 6 KB per new response, more than the
+/// response's own bytes.
+pub(super) const BLOCK_RECORDS: usize = 16;
+const FORMAT_2_BLOCK_RECORDS: usize = 64;
 /// A block's entry in the table: its fence and its checksum.
 const BLOCK_ENTRY_BYTES: usize = 16;
 
@@ -55,6 +62,8 @@ pub(super) struct Encoded<'a> {
 pub(super) struct Layout {
     start: usize,
     count: usize,
+    /// Records in a block: [`BLOCK_RECORDS`], or format 2's 64.
+    block_records: usize,
     /// The high 64 bits of each block's first key.
     fences: Vec<u64>,
     /// Each block's checksum; empty for format 1, checked whole when read.
@@ -71,14 +80,13 @@ impl<'a> Encoded<'a> {
         let body = &bytes[body_at.clone()];
         let mut input = Decoder::new(body);
         let magic = input.take(MAGIC.len())?;
-        let known = if with_blocks {
-            MAGIC
-        } else {
-            MAGIC_WITHOUT_BLOCKS
+        let block_records = match with_blocks {
+            true if magic == MAGIC => BLOCK_RECORDS,
+            true if magic == MAGIC_BLOCKS_OF_64 => FORMAT_2_BLOCK_RECORDS,
+            // Format 1 is checked whole; its fences are made here.
+            false if magic == MAGIC_WITHOUT_BLOCKS => BLOCK_RECORDS,
+            _ => return Err(CodecError::Invalid("unknown format".into())),
         };
-        if magic != known {
-            return Err(CodecError::Invalid("unknown format".into()));
-        }
         let string_count = input.u32()?;
         let strings = (0..string_count)
             .map(|_| {
@@ -92,7 +100,7 @@ impl<'a> Encoded<'a> {
         let records: &[RecordBytes] = input.take(count * RECORD_BYTES)?.as_chunks().0;
         let (fences, block_sums) = match with_blocks {
             true => {
-                let table = input.take(count.div_ceil(BLOCK_RECORDS) * BLOCK_ENTRY_BYTES)?;
+                let table = input.take(count.div_ceil(block_records) * BLOCK_ENTRY_BYTES)?;
                 let mut sum = Xxh3::new();
                 sum.update(&body[..start]);
                 sum.update(table);
@@ -103,19 +111,20 @@ impl<'a> Encoded<'a> {
             }
             false => {
                 check_records(records, string_count)?;
-                (fences(records), Vec::new())
+                (fences(records, block_records), Vec::new())
             }
         };
         input.finish()?;
         let layout = Layout {
             start: body_at.start + start,
             count,
+            block_records,
             fences,
             block_sums,
             string_count,
         };
         if check == Check::Everything && !layout.block_sums.is_empty() {
-            for (block, records) in records.chunks(BLOCK_RECORDS).enumerate() {
+            for (block, records) in records.chunks(block_records).enumerate() {
                 if !layout.block_is_sound(block, records) {
                     return Err(CodecError::Checksum);
                 }
@@ -169,7 +178,7 @@ fn names_known_strings(record: &Record, string_count: u32) -> bool {
 
 impl Layout {
     fn blocks(&self) -> usize {
-        self.count.div_ceil(BLOCK_RECORDS)
+        self.count.div_ceil(self.block_records)
     }
 
     /// Whether block `block`, holding `records`, is as it was written: its
@@ -208,9 +217,13 @@ pub(super) fn put_start(out: &mut Vec<u8>) -> usize {
 /// [`put_start`]) and whose records, `count` of them, start at `start`: the
 /// block table, then the digest of the body but for the records.
 pub(super) fn put_block_table(out: &mut Vec<u8>, body: usize, start: usize, count: usize) {
+    put_blocks_of(out, body, start, count, BLOCK_RECORDS);
+}
+
+fn put_blocks_of(out: &mut Vec<u8>, body: usize, start: usize, count: usize, block_records: usize) {
     let records: &[RecordBytes] = out[start..start + count * RECORD_BYTES].as_chunks().0;
-    let mut table = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS) * BLOCK_ENTRY_BYTES);
-    for block in records.chunks(BLOCK_RECORDS) {
+    let mut table = Vec::with_capacity(records.len().div_ceil(block_records) * BLOCK_ENTRY_BYTES);
+    for block in records.chunks(block_records) {
         put_u64(
             &mut table,
             block.first().map_or(0, |first| high(record_key(first))),
@@ -263,9 +276,9 @@ impl SavedRecords {
     }
 
     fn block(&self, block: usize) -> &[RecordBytes] {
-        let records = self.raw();
-        let start = block * BLOCK_RECORDS;
-        &records[start..(start + BLOCK_RECORDS).min(records.len())]
+        let (records, size) = (self.raw(), self.layout.block_records);
+        let start = block * size;
+        &records[start..(start + size).min(records.len())]
     }
 
     /// Checks block `block` if it was not, and says whether it is sound. A
@@ -307,7 +320,7 @@ impl SavedRecords {
         (0..self.layout.blocks())
             .filter(|&block| self.block_is_sound(block))
             .flat_map(move |block| {
-                let first = block * BLOCK_RECORDS;
+                let first = block * self.layout.block_records;
                 let records = self.block(block).iter().map(|chunk| decode_record(chunk));
                 (first..).zip(records)
             })
@@ -326,8 +339,9 @@ impl SavedRecords {
     /// `Ok` with where `key`'s record is, or `Err` with where it would go. The
     /// blocks searched are checked first; in a damaged one, nothing is found.
     pub fn search(&self, key: ResponseKey) -> Result<usize, usize> {
-        let (start, end) = candidates(&self.layout.fences, self.layout.count, key);
-        let blocks = start / BLOCK_RECORDS..end.div_ceil(BLOCK_RECORDS);
+        let layout = &self.layout;
+        let (start, end) = candidates(&layout.fences, layout.block_records, layout.count, key);
+        let blocks = start / layout.block_records..end.div_ceil(layout.block_records);
         if !blocks.into_iter().all(|block| self.block_is_sound(block)) {
             return Err(start);
         }
@@ -343,13 +357,18 @@ fn high(key: ResponseKey) -> u64 {
 /// cache. A lookup finds its block there, and touches the records only in that
 /// block, where a binary search over them all would take about 17 dependent
 /// probes through a large ledger, most of them cache misses.
-pub(super) fn fences(records: &[RecordBytes]) -> Vec<u64> {
+pub(super) fn fences(records: &[RecordBytes], block_records: usize) -> Vec<u64> {
     let first_high = |block: &[RecordBytes]| high(record_key(&block[0]));
-    records.chunks(BLOCK_RECORDS).map(first_high).collect()
+    records.chunks(block_records).map(first_high).collect()
 }
 
 /// The range of records that may hold `key`, given their fences.
-fn candidates(fences: &[u64], count: usize, key: ResponseKey) -> (usize, usize) {
+fn candidates(
+    fences: &[u64],
+    block_records: usize,
+    count: usize,
+    key: ResponseKey,
+) -> (usize, usize) {
     let high = high(key);
     // Keys before the first block are below every fence at or under `high`,
     // keys from the end on are above a fence over it; keys of equal high bits
@@ -359,8 +378,8 @@ fn candidates(fences: &[u64], count: usize, key: ResponseKey) -> (usize, usize) 
         .partition_point(|&fence| fence < high)
         .saturating_sub(1);
     let end_block = fences.partition_point(|&fence| fence <= high);
-    let start = first_block * BLOCK_RECORDS;
-    let end = (end_block * BLOCK_RECORDS).min(count).max(start);
+    let start = first_block * block_records;
+    let end = (end_block * block_records).min(count).max(start);
     (start, end)
 }
 
@@ -383,7 +402,7 @@ pub(super) fn search(
     fences: &[u64],
     key: ResponseKey,
 ) -> Result<usize, usize> {
-    let (start, end) = candidates(fences, records.len(), key);
+    let (start, end) = candidates(fences, BLOCK_RECORDS, records.len(), key);
     search_in(records, start, end, key)
 }
 
@@ -463,37 +482,87 @@ mod tests {
         encoded.collect()
     }
 
-    /// `encoded` (format 2) as format 1 wrote it: no self-checking frame, no
+    /// `encoded` (format 3) as format 1 wrote it: no self-checking frame, no
     /// block table.
     fn as_format_1(encoded: &[u8]) -> Vec<u8> {
         let parsed = Encoded::parse(encoded, Check::Everything).expect("parse");
         let end = parsed.layout.start + parsed.layout.count * RECORD_BYTES;
         let mut old = MAGIC_WITHOUT_BLOCKS.to_vec();
-        let (_, body) = self_checked(encoded).expect("format 2");
+        let (_, body) = self_checked(encoded).expect("format 3");
         old.extend_from_slice(&encoded[body.start + MAGIC.len()..end]);
         old
     }
 
-    #[test]
-    fn format_1_is_still_read_and_checked_whole() {
+    /// `encoded` (format 3) as format 2 wrote it: blocks of 64 records.
+    fn as_format_2(encoded: &[u8]) -> Vec<u8> {
+        let parsed = Encoded::parse(encoded, Check::Everything).expect("parse");
+        let end = parsed.layout.start + parsed.layout.count * RECORD_BYTES;
+        let (_, body_at) = self_checked(encoded).expect("format 3");
+        let mut old = Vec::new();
+        let body = put_self_checked_start(&mut old);
+        old.extend_from_slice(MAGIC_BLOCKS_OF_64);
+        old.extend_from_slice(&encoded[body_at.start + MAGIC.len()..end]);
+        let start = old.len() - parsed.layout.count * RECORD_BYTES;
+        put_blocks_of(
+            &mut old,
+            body,
+            start,
+            parsed.layout.count,
+            FORMAT_2_BLOCK_RECORDS,
+        );
+        old
+    }
+
+    /// A ledger of `responses` responses, of two models.
+    fn ledger_of(responses: u64) -> super::super::Ledger {
         let mut ledger = super::super::Ledger::new();
-        for i in 0..150u64 {
+        for i in 0..responses {
             let mut observation = super::super::tests::obs(i, 1, "s");
             observation.model = if i % 2 == 0 { "a" } else { "b" };
             ledger.observe(ResponseKey::of(&format!("m{i}"), None), &observation);
         }
-        let current = ledger.encode().expect("encode");
+        ledger
+    }
+
+    /// `read`, a ledger of an earlier format, is sound and saved as `current`.
+    fn assert_sound_and_saved_anew(read: &super::super::Ledger, current: &[u8]) {
+        assert!(read.check_everything().is_ok());
+        assert_eq!(
+            read.encode().expect("encode"),
+            current,
+            "saved anew as format 3"
+        );
+    }
+
+    #[test]
+    fn format_2_is_still_read_block_by_block_and_saved_as_format_3() {
+        let current = ledger_of(300).encode().expect("encode");
+        let old = as_format_2(&current);
+        let parsed = Encoded::parse(&old, Check::AsUsed).expect("format 2 parses");
+        assert_eq!(parsed.layout.blocks(), 5, "300 records in blocks of 64");
+        let read = super::super::Ledger::from_encoded(FileBytes::from(old.clone())).expect("read");
+        assert_sound_and_saved_anew(&read, &current);
+        // A record changed in its third block of 64 is found by that block's
+        // checksum.
+        let mut damaged = old.clone();
+        let record_at = parsed.layout.start + 150 * RECORD_BYTES;
+        damaged[record_at + 20] ^= 1;
+        let read = super::super::Ledger::from_encoded(FileBytes::from(damaged)).expect("read");
+        assert!(
+            read.check_everything().is_err(),
+            "the damaged block is found"
+        );
+    }
+
+    #[test]
+    fn format_1_is_still_read_and_checked_whole() {
+        let current = ledger_of(150).encode().expect("encode");
         let old = as_format_1(&current);
         for read in [
             super::super::Ledger::decode(&old).expect("decode"),
             super::super::Ledger::from_encoded(FileBytes::from(old.clone())).expect("read"),
         ] {
-            assert!(read.check().is_ok());
-            assert_eq!(
-                read.encode().expect("encode"),
-                current,
-                "saved anew as format 2"
-            );
+            assert_sound_and_saved_anew(&read, &current);
         }
         // Format 1 has no checksums of its own; what it can check, it does.
         let mut swapped = old.clone();
@@ -519,7 +588,7 @@ mod tests {
         let tied: Vec<u128> = (0..1000u128).map(|i| ((i / 300) << 64) | (i * 7)).collect();
         for keys in [even, uneven, tied, vec![7], vec![]] {
             let records = saved_with_keys(&keys);
-            let fences = fences(&records);
+            let fences = fences(&records, BLOCK_RECORDS);
             let search = |key: u128| search(&records, &fences, ResponseKey(key));
             let sorted: Vec<u128> = records.iter().map(|r| record_key(r).0).collect();
             for (at, &key) in sorted.iter().enumerate() {
