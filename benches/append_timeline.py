@@ -13,7 +13,8 @@ copy: append MB across 10 files, then `report daily --json` with
   listed   the state loaded and the transcripts listed (as in an unchanged rerun)
   read     from then to the files read: the plan, the new lines, the merge;
            of which, where the run logs them, `sort` (the listing sorted and
-           deduplicated) and `plan` (compared with the manifest file by file)
+           deduplicated) and `plan` (compared with the manifest file by file),
+           and `merge` (the new responses merged into the saved ledger)
   report   from the commit prepared to the report cached: the tally brought up
            to date, the rows, the JSON, the cache entry (the journal is written
            and synced meanwhile, on another thread)
@@ -54,6 +55,9 @@ def phases(found):
         "read": found["files read"] - listed,
         "report": found["report cached"] - found["commit prepared"],
     }
+    # Both timed from the start of the read, not of the run.
+    if "saved ledger restored" in found and "merged into the saved ledger" in found:
+        measured["merge"] = found["merged into the saved ledger"] - found["saved ledger restored"]
     # Logged since c5e98ba; before it, "planned" was timed from another start.
     if "listing sorted" in found and "planned" in found:
         measured["sort"] = found["listing sorted"] - listed
@@ -79,7 +83,7 @@ def main():
                        CCOTEL_STATE_DIR=os.path.join(tmp, f"state{index}"), CCOTEL_LOG="ccotel=debug")
             command = [os.path.abspath(binary), "report", "daily", "--json"]
             subprocess.run(command, env=env, check=True, capture_output=True)
-            measured = {name: [] for name in ("listed", "read", "sort", "plan", "report", "process", "faults")}
+            measured = {name: [] for name in ("listed", "read", "sort", "plan", "merge", "report", "process", "faults")}
             for _ in range(a.rounds):
                 append_bytes(targets, int(a.mb * 1e6), response_bytes)
                 start = time.perf_counter()
