@@ -2,7 +2,7 @@
 """Where a changed rerun's time goes, from ccotel's own debug timeline.
 
 Usage: python3 benches/append_timeline.py --corpus DIR BIN [BIN ...]
-       [--rounds 15] [--mb 1] [--faults]
+       [--rounds 15] [--mb 1] [--response-bytes N] [--faults]
 
 DIR holds `.claude/projects` (a gen_corpus.py corpus). It is copied once; each
 binary gets its own state. Each binary in turn runs `--rounds` rounds on the
@@ -15,10 +15,18 @@ copy: append MB across 10 files, then `report daily --json` with
            of which, where the run logs them, `sort` (the listing sorted and
            deduplicated) and `plan` (compared with the manifest file by file),
            and `merge` (the new responses merged into the saved ledger)
+  open     the saved ledger's file checked and opened, timed from the start
+           of its restore, beside the read
+  tail     from the state saved to the report cached: what the run still does
+           once the commit is on disk
   report   from the commit prepared to the report cached: the tally brought up
            to date, the rows, the JSON, the cache entry (the journal is written
            and synced meanwhile, on another thread)
   process  the whole process, timed from Python
+
+Appended responses are as large as the corpus's (`bytes / api_calls` in its
+truth.json), as in append_cost.py; `--response-bytes` sets their size instead
+(2,240 bytes makes 1 MB about 450 responses, as append_ab.py appends).
 
 With --faults, each round is also run under `perf stat -e page-faults` (a
 second changed rerun per round) and the median count printed. Medians over the
@@ -54,7 +62,10 @@ def phases(found):
         "listed": listed,
         "read": found["files read"] - listed,
         "report": found["report cached"] - found["commit prepared"],
+        "tail": found["report cached"] - found["state saved"],
     }
+    if "ledger file checked and opened" in found:
+        measured["open"] = found["ledger file checked and opened"]
     # Both timed from the start of the read, not of the run.
     if "saved ledger restored" in found and "merged into the saved ledger" in found:
         measured["merge"] = found["merged into the saved ledger"] - found["saved ledger restored"]
@@ -71,9 +82,10 @@ def main():
     ap.add_argument("binaries", nargs="+")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--mb", type=float, default=1.0)
+    ap.add_argument("--response-bytes", type=int, help="bytes per appended response line")
     ap.add_argument("--faults", action="store_true")
     a = ap.parse_args()
-    response_bytes = corpus_bytes_per_response(a.corpus)
+    response_bytes = a.response_bytes or corpus_bytes_per_response(a.corpus)
     with tempfile.TemporaryDirectory() as tmp:
         home = os.path.join(tmp, "home")
         shutil.copytree(a.corpus, home)
@@ -83,7 +95,7 @@ def main():
                        CCOTEL_STATE_DIR=os.path.join(tmp, f"state{index}"), CCOTEL_LOG="ccotel=debug")
             command = [os.path.abspath(binary), "report", "daily", "--json"]
             subprocess.run(command, env=env, check=True, capture_output=True)
-            measured = {name: [] for name in ("listed", "read", "sort", "plan", "merge", "report", "process", "faults")}
+            measured = {name: [] for name in ("listed", "read", "sort", "plan", "merge", "open", "report", "tail", "process", "faults")}
             for _ in range(a.rounds):
                 append_bytes(targets, int(a.mb * 1e6), response_bytes)
                 start = time.perf_counter()

@@ -816,12 +816,11 @@ fn decode_record(payload: &[u8]) -> Result<(RecordChanges, Range<usize>), CodecE
         let path = input.section()?.to_vec();
         let change = match input.u8()? {
             0 => None,
-            1 => {
-                let entry = decode_state(path.as_slice(), &mut input)?;
-                std::str::from_utf8(entry.project())
-                    .map_err(|error| CodecError::Invalid(error.to_string()))?;
-                Some(entry.to_state())
-            }
+            1 => Some(
+                decode_state(path.as_slice(), &mut input)?
+                    .checked()?
+                    .to_state(),
+            ),
             other => return Err(CodecError::Invalid(format!("bad change tag {other}"))),
         };
         changes.push((path, change));
@@ -863,8 +862,9 @@ fn check_manifest(bytes: FileBytes) -> Result<(Base, StateRef), String> {
     let count = input.count(MIN_FILE_BYTES).map_err(invalid)?;
     let entries_at = input.position();
     for _ in 0..count {
-        let entry = decode_entry(&mut input).map_err(invalid)?;
-        std::str::from_utf8(entry.project()).map_err(|error| error.to_string())?;
+        decode_entry(&mut input)
+            .and_then(Entry::checked)
+            .map_err(invalid)?;
     }
     input.finish().map_err(invalid)?;
     let base = Base::Encoded {
@@ -919,6 +919,15 @@ impl<'a> Entry<'a> {
 
     pub fn path_buf(&self) -> PathBuf {
         PathBuf::from(OsString::from_vec(self.path.to_vec()))
+    }
+
+    /// The entry, once its project is found to be UTF-8: what a manifest and
+    /// a journal record are checked for as they are loaded, so that the
+    /// entries walked afterwards need not be.
+    fn checked(self) -> Result<Entry<'a>, CodecError> {
+        std::str::from_utf8(self.project())
+            .map_err(|error| CodecError::Invalid(error.to_string()))?;
+        Ok(self)
     }
 
     pub fn project(&self) -> &'a [u8] {
