@@ -128,6 +128,21 @@ fn a_generated_corpus_lands_with_the_true_totals() {
         &format!("SELECT toUInt64(sum(Value)) FROM {database}.otel_metrics_sum WHERE MetricName = 'ccotel.token.usage' AND Attributes['type'] = 'output'"),
     );
     assert_eq!(metric_output, output);
+    // Both metric tables have rows, each under ccotel's scope and a service.
+    for table in ["otel_metrics_sum", "otel_metrics_histogram"] {
+        let rows = |filter: &str| {
+            number(
+                &ch,
+                &format!("SELECT count() FROM {database}.{table} {filter}"),
+            )
+        };
+        assert!(rows("") > 0, "{table} is empty");
+        assert_eq!(
+            rows("WHERE ScopeName != 'ccotel' OR ScopeVersion = '' OR ServiceName = ''"),
+            0,
+            "{table}"
+        );
+    }
     // The trace lookup view is filled.
     assert!(
         number(

@@ -7,13 +7,13 @@
 //! No row holds a wall-clock value, so reading the same lines again yields the same
 //! rows: what makes a re-sent insert recognisable as a duplicate.
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::metrics::metrics;
 use super::otlp::Encoder;
+use super::rows_from_otlp::{metric_rows, Described, MetricHeader};
 use crate::session::activity::{
     Activity, Attr, AttrValue, LogEntry, SessionSummary, SpanKind, SpanRecord, ToolOutcome,
 };
@@ -354,79 +354,26 @@ impl Encoder {
         }
     }
 
+    /// The metrics as the OTLP sink sends them, made into rows as a received
+    /// batch's are: one mapping for both, under ccotel's own scope.
     fn metric_rows(&self, activity: &Activity, rows: &mut Rows) {
-        let resource = self.resource.pairs(None);
+        let resource = Described {
+            attributes: self.resource.pairs(None),
+            service_name: self.resource.service_name(),
+        };
+        let scope = InstrumentationScope {
+            name: "ccotel".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            ..InstrumentationScope::default()
+        };
+        let header = MetricHeader {
+            resource: &resource,
+            resource_schema_url: "",
+            scope: Some(&scope),
+            scope_schema_url: "",
+        };
         for metric in metrics(activity) {
-            match &metric.data {
-                Some(metric::Data::Sum(sum)) => {
-                    for point in &sum.data_points {
-                        let value = match point.value {
-                            Some(number_data_point::Value::AsInt(i)) => i as f64,
-                            Some(number_data_point::Value::AsDouble(d)) => d,
-                            None => 0.0,
-                        };
-                        rows.sums.push(SumRow {
-                            resource_attributes: resource.clone(),
-                            resource_schema_url: String::new(),
-                            scope_name: "ccotel".to_owned(),
-                            scope_version: env!("CARGO_PKG_VERSION").to_owned(),
-                            scope_attributes: Vec::new(),
-                            scope_dropped_attr_count: 0,
-                            scope_schema_url: String::new(),
-                            service_name: self.resource.service_name(),
-                            metric_name: metric.name.clone(),
-                            metric_description: metric.description.clone(),
-                            metric_unit: metric.unit.clone(),
-                            attributes: kv_pairs(&point.attributes),
-                            start_time_unix: point.start_time_unix_nano as i64,
-                            time_unix: point.time_unix_nano as i64,
-                            value,
-                            flags: point.flags,
-                            exemplars_filtered_attributes: Vec::new(),
-                            exemplars_time_unix: Vec::new(),
-                            exemplars_value: Vec::new(),
-                            exemplars_span_id: Vec::new(),
-                            exemplars_trace_id: Vec::new(),
-                            aggregation_temporality: sum.aggregation_temporality,
-                            is_monotonic: sum.is_monotonic,
-                        });
-                    }
-                }
-                Some(metric::Data::Histogram(histogram)) => {
-                    for point in &histogram.data_points {
-                        rows.histograms.push(HistogramRow {
-                            resource_attributes: resource.clone(),
-                            resource_schema_url: String::new(),
-                            scope_name: "ccotel".to_owned(),
-                            scope_version: env!("CARGO_PKG_VERSION").to_owned(),
-                            scope_attributes: Vec::new(),
-                            scope_dropped_attr_count: 0,
-                            scope_schema_url: String::new(),
-                            service_name: self.resource.service_name(),
-                            metric_name: metric.name.clone(),
-                            metric_description: metric.description.clone(),
-                            metric_unit: metric.unit.clone(),
-                            attributes: kv_pairs(&point.attributes),
-                            start_time_unix: point.start_time_unix_nano as i64,
-                            time_unix: point.time_unix_nano as i64,
-                            count: point.count,
-                            sum: point.sum.unwrap_or(0.0),
-                            bucket_counts: point.bucket_counts.clone(),
-                            explicit_bounds: point.explicit_bounds.clone(),
-                            exemplars_filtered_attributes: Vec::new(),
-                            exemplars_time_unix: Vec::new(),
-                            exemplars_value: Vec::new(),
-                            exemplars_span_id: Vec::new(),
-                            exemplars_trace_id: Vec::new(),
-                            flags: point.flags,
-                            min: point.min.unwrap_or(0.0),
-                            max: point.max.unwrap_or(0.0),
-                            aggregation_temporality: histogram.aggregation_temporality,
-                        });
-                    }
-                }
-                _ => {}
-            }
+            metric_rows(&metric, &header, rows);
         }
     }
 
@@ -591,20 +538,4 @@ fn file_access_row(tool: &ToolOutcome) -> Option<FileAccessRow> {
         tool_use_id: tool.tool_use_id.clone(),
         project: tool.project.clone(),
     })
-}
-
-fn kv_pairs(attributes: &[KeyValue]) -> Pairs {
-    attributes
-        .iter()
-        .map(|kv| {
-            let value = match kv.value.as_ref().and_then(|v: &AnyValue| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => s.clone(),
-                Some(any_value::Value::IntValue(i)) => i.to_string(),
-                Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-                Some(any_value::Value::BoolValue(b)) => b.to_string(),
-                _ => String::new(),
-            };
-            (kv.key.clone(), value)
-        })
-        .collect()
 }

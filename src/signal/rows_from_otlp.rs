@@ -2,6 +2,9 @@
 //! the collector exporter's layout, so native and transcript records share the
 //! `otel_*` tables as they would behind a collector.
 //!
+//! The ClickHouse sink's own metric rows are made here too (see
+//! [`Rows`](super::rows::Rows)), so that one mapping serves both.
+//!
 //! Logs, spans, sums and histograms are kept. Claude Code sends no gauges or
 //! exponential histograms; any that arrive are dropped with a warning.
 
@@ -78,9 +81,9 @@ pub fn from_otlp(batch: &OtlpBatch) -> Rows {
 }
 
 /// A resource's attributes and service name, computed once per resource.
-struct Described {
-    attributes: Pairs,
-    service_name: String,
+pub(super) struct Described {
+    pub attributes: Pairs,
+    pub service_name: String,
 }
 
 impl Described {
@@ -98,11 +101,12 @@ impl Described {
     }
 }
 
-struct MetricHeader<'a> {
-    resource: &'a Described,
-    resource_schema_url: &'a str,
-    scope: Option<&'a InstrumentationScope>,
-    scope_schema_url: &'a str,
+/// What every row of one scope's metrics shares.
+pub(super) struct MetricHeader<'a> {
+    pub resource: &'a Described,
+    pub resource_schema_url: &'a str,
+    pub scope: Option<&'a InstrumentationScope>,
+    pub scope_schema_url: &'a str,
 }
 
 fn trace_row(span: &Span, resource: &Described, scope: Option<&InstrumentationScope>) -> TraceRow {
@@ -153,7 +157,8 @@ fn trace_row(span: &Span, resource: &Described, scope: Option<&InstrumentationSc
     }
 }
 
-fn metric_rows(metric: &Metric, header: &MetricHeader<'_>, rows: &mut Rows) {
+/// The rows of one metric's points: sums and histograms.
+pub(super) fn metric_rows(metric: &Metric, header: &MetricHeader<'_>, rows: &mut Rows) {
     let scope = header.scope;
     match &metric.data {
         Some(metric::Data::Sum(sum)) => {
