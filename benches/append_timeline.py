@@ -17,6 +17,8 @@ copy: append MB across 10 files, then `report daily --json` with
            and `merge` (the new responses merged into the saved ledger)
   open     the saved ledger's file checked and opened, timed from the start
            of its restore, beside the read
+  commit   from the commit prepared to the state saved: the journal record
+           written and synced (the fdatasync is most of it), beside the report
   tail     from the state saved to the report cached: what the run still does
            once the commit is on disk
   report   from the commit prepared to the report cached: the tally brought up
@@ -27,6 +29,10 @@ copy: append MB across 10 files, then `report daily --json` with
 Appended responses are as large as the corpus's (`bytes / api_calls` in its
 truth.json), as in append_cost.py; `--response-bytes` sets their size instead
 (2,240 bytes makes 1 MB about 450 responses, as append_ab.py appends).
+
+With --unchanged, each round also times an unchanged rerun just after the
+changed one: `unchanged`, and `extra`, the changed run's time less it, round by
+round (the median of the differences).
 
 With --faults, each round is also run under `perf stat -e page-faults` (a
 second changed rerun per round) and the median count printed. Medians over the
@@ -62,6 +68,7 @@ def phases(found):
         "listed": listed,
         "read": found["files read"] - listed,
         "report": found["report cached"] - found["commit prepared"],
+        "commit": found["state saved"] - found["commit prepared"],
         "tail": found["report cached"] - found["state saved"],
     }
     if "ledger file checked and opened" in found:
@@ -84,6 +91,8 @@ def main():
     ap.add_argument("--mb", type=float, default=1.0)
     ap.add_argument("--response-bytes", type=int, help="bytes per appended response line")
     ap.add_argument("--faults", action="store_true")
+    ap.add_argument("--unchanged", action="store_true",
+                    help="after each changed run, time an unchanged rerun and report the difference")
     a = ap.parse_args()
     response_bytes = a.response_bytes or corpus_bytes_per_response(a.corpus)
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +104,7 @@ def main():
                        CCOTEL_STATE_DIR=os.path.join(tmp, f"state{index}"), CCOTEL_LOG="ccotel=debug")
             command = [os.path.abspath(binary), "report", "daily", "--json"]
             subprocess.run(command, env=env, check=True, capture_output=True)
-            measured = {name: [] for name in ("listed", "read", "sort", "plan", "merge", "open", "report", "tail", "process", "faults")}
+            measured = {name: [] for name in ("listed", "read", "sort", "plan", "merge", "open", "report", "commit", "tail", "process", "unchanged", "extra", "faults")}
             for _ in range(a.rounds):
                 append_bytes(targets, int(a.mb * 1e6), response_bytes)
                 start = time.perf_counter()
@@ -103,6 +112,11 @@ def main():
                 measured["process"].append((time.perf_counter() - start) * 1000)
                 for name, value in phases(events(run.stderr)).items():
                     measured[name].append(value)
+                if a.unchanged:
+                    start = time.perf_counter()
+                    subprocess.run(command, env=env, check=True, capture_output=True)
+                    measured["unchanged"].append((time.perf_counter() - start) * 1000)
+                    measured["extra"].append(measured["process"][-1] - measured["unchanged"][-1])
                 if a.faults:
                     append_bytes(targets, int(a.mb * 1e6), response_bytes)
                     perf = subprocess.run(["perf", "stat", "-x,", "-e", "page-faults", *command], env=env,

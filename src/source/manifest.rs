@@ -1311,9 +1311,11 @@ mod tests {
         state
             .append(&two, saved.session_state(), b"two")
             .expect("append");
+        let (after_two, _) = load(&state);
         let journal = journal_in(dir.path());
         let mut bytes = fs::read(&journal).expect("read");
-        let last = bytes.len() - 1;
+        // The second record's last byte, before the zeros written ahead.
+        let last = after_two.session_state().journal.len as usize - 1;
         bytes[last] ^= 1;
         fs::write(&journal, bytes).expect("damage");
         let (saved, loaded) = load(&state);
