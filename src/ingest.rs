@@ -19,8 +19,9 @@ use crate::session::{Ledger, LedgerDelta, LedgerError, Observation, ResponseKey,
 pub use crate::source::Restart;
 use crate::source::{
     cpus_allowed, io_error, resume_point, sort_by_path, FileChange, FileIdentity, FileRange,
-    FileState, Line, LineReader, ListedFiles, ListingDigest, ManifestError, Marker, PreparedAppend,
-    SavedManifest, SessionStateFile, StateDir, TranscriptFile, DEFAULT_MAX_INLINE_LINE,
+    FileState, Line, LineReader, ListedFiles, ListingDigest, ManifestDigest, ManifestError, Marker,
+    PreparedAppend, ProjectEntries, SavedManifest, SessionStateFile, StateDir, TranscriptFile,
+    DEFAULT_MAX_INLINE_LINE,
 };
 use crate::transcript::{
     decode_line, decode_reader, parse_timestamp_ms, DecodeError, Decoded, LineStats, UsageLine,
@@ -90,7 +91,7 @@ pub fn full_scan(
     let mut files: Vec<&TranscriptFile> = files.iter().collect();
     sort_by_path(&mut files);
     match ingest(
-        plan(&files, None),
+        plan_all(&files, None),
         Restoring::fresh(),
         None,
         options,
@@ -228,21 +229,9 @@ fn ingest(
         }
         Ok(ledger)
     });
-    let ledger = match merged {
-        Ok(ledger) => ledger,
-        Err(error @ ManifestError::Io { .. }) => return Err(error),
-        Err(error) => {
-            // What was read is dropped with the offsets it was read from.
-            drop((outcomes, ledgers));
-            progress.bytes_done.store(0, Ordering::Relaxed);
-            let anew = self::plan(plan.files, None);
-            let read = ingest(anew, Restoring::fresh(), None, options, progress)?;
-            return Ok(Reading {
-                discarded: Some(error.to_string()),
-                ..read
-            });
-        }
-    };
+    // Damage is the caller's to recover from (see [`read_again`]): what was
+    // read goes with the offsets it was read from.
+    let ledger = merged?;
     let Plan {
         files,
         jobs,
@@ -251,7 +240,7 @@ fn ingest(
         renamed,
     } = plan;
     let mut summary = IngestSummary {
-        files: files.len(),
+        files,
         files_unchanged: unchanged,
         files_gone: gone.len() - renamed,
         ..IngestSummary::default()
@@ -273,6 +262,29 @@ fn ingest(
         result,
         file_changes,
         discarded: None,
+    })
+}
+
+/// Reads every listed file from the start, with nothing saved: for a run that
+/// found the saved ledger damaged (`damage`) once it had read on top of it.
+fn read_again(
+    listed: &ListedFiles,
+    damage: ManifestError,
+    options: &IngestOptions,
+    progress: &Progress,
+) -> Result<Reading, ManifestError> {
+    progress.bytes_done.store(0, Ordering::Relaxed);
+    let files = listed.sorted();
+    let read = ingest(
+        plan_all(&files, None),
+        Restoring::fresh(),
+        None,
+        options,
+        progress,
+    )?;
+    Ok(Reading {
+        discarded: Some(damage.to_string()),
+        ..read
     })
 }
 
@@ -453,7 +465,10 @@ where
     let listed: ListedFiles = files?.into();
     tracing::debug!(elapsed = ?started.elapsed(), files = listed.len(), "state loaded and transcripts listed");
     let comparable = prior == PriorState::Loaded && !state.is_legacy();
-    let against = saved.as_ref().zip(saved_digest).filter(|_| comparable);
+    let against = saved
+        .as_ref()
+        .zip(saved_digest.as_ref())
+        .filter(|_| comparable);
     let unchanged =
         |listed: ListedFiles, files: usize, ledger: Option<Ledger>, output: Option<S::Output>| {
             Ok(Speculated {
@@ -470,7 +485,7 @@ where
                 listed,
             })
         };
-    if against.is_some_and(|(_, digest)| listed.digest() == digest) {
+    if against.is_some_and(|(_, digest)| listed.digest() == digest.whole) {
         let files = listed.len();
         return unchanged(listed, files, ledger.restored(), output);
     }
@@ -488,19 +503,39 @@ where
     // take about as long as the new lines' read.
     let scan = std::thread::scope(|scope| {
         let ledger = ledger.restore_in(scope, whole);
-        let files = listed.sorted();
-        tracing::debug!(elapsed = ?started.elapsed(), "listing sorted");
-        let plan = plan(&files, saved.as_ref());
-        tracing::debug!(elapsed = ?started.elapsed(), jobs = plan.jobs.len(), "planned");
+        let sorted: Vec<&TranscriptFile>;
+        let in_place = against
+            .and_then(|(saved, digest)| plan_changed_projects(&listed, saved, &digest.projects));
+        let plan = match in_place {
+            Some(plan) => {
+                tracing::debug!(elapsed = ?started.elapsed(), jobs = plan.jobs.len(), "changed projects planned");
+                #[cfg(debug_assertions)]
+                assert_plans_agree(&plan, &plan_all(&listed.sorted(), saved.as_ref()));
+                plan
+            }
+            None => {
+                sorted = listed.sorted();
+                tracing::debug!(elapsed = ?started.elapsed(), "listing sorted");
+                let plan = plan_all(&sorted, saved.as_ref());
+                tracing::debug!(elapsed = ?started.elapsed(), jobs = plan.jobs.len(), "planned");
+                plan
+            }
+        };
         // The digests differ, yet the listing can still be the manifest's once
         // the same file reached by two paths is dropped.
         if against.is_some() && plan.reads_nothing() {
             return Ok(Scan::Unchanged {
-                files: files.len(),
+                files: plan.files,
                 ledger: ledger.wait().ok().map(|(ledger, _)| ledger),
             });
         }
-        ingest(plan, ledger, recording, options, progress).map(|read| Scan::Read(Box::new(read)))
+        let read = match ingest(plan, ledger, recording, options, progress) {
+            Err(damage @ ManifestError::Corrupt { .. }) => {
+                read_again(&listed, damage, options, progress)?
+            }
+            read => read?,
+        };
+        Ok::<Scan, ManifestError>(Scan::Read(Box::new(read)))
     })?;
     let read = match scan {
         Scan::Read(read) => *read,
@@ -638,9 +673,10 @@ impl<'a> Commit<'a> {
 /// The saved state as the loading thread leaves it.
 struct Loaded<O> {
     saved: Option<SavedManifest>,
-    /// The digest of the saved manifest's files, taken on the loading thread so
-    /// that an unchanged listing is recognised as soon as it is complete.
-    saved_digest: Option<ListingDigest>,
+    /// The digest of the saved manifest's files, whole and by project, taken on
+    /// the loading thread so that an unchanged listing is recognised as soon as
+    /// it is complete, and a changed one compared project by project.
+    saved_digest: Option<ManifestDigest>,
     ledger: SavedLedger,
     prior: PriorState,
     /// The speculation's output for the saved state.
@@ -762,8 +798,8 @@ struct Job<'f> {
 
 /// The files to read, and what needs no reading.
 struct Plan<'f> {
-    /// Every listed file, sorted by path.
-    files: &'f [&'f TranscriptFile],
+    /// How many files are listed, each counted once.
+    files: usize,
     jobs: Vec<Job<'f>>,
     /// How many files' manifest state still matches them.
     unchanged: usize,
@@ -773,12 +809,107 @@ struct Plan<'f> {
     renamed: usize,
 }
 
+/// [`plan_all`] for a listing whose projects are the manifest's, with the same
+/// files at the same paths, some of them written since: the usual rerun, in
+/// which the projects whose digests differ from the manifest's are the only
+/// ones compared file by file. `None` when that is not so (a file new, gone,
+/// renamed or replaced by another at its path, a project new or gone), for
+/// [`plan_all`] to follow.
+///
+/// Projects are told apart by digest, and a changed project's files are all
+/// compared with its entries: the work is in proportion to the files of the
+/// projects written to, not to the listing. On 10,000 files, sorting the whole
+/// listing and comparing it with the manifest took about 0.6 ms of a rerun
+/// that read 1 MB.
+fn plan_changed_projects<'f>(
+    listed: &'f ListedFiles,
+    saved: &SavedManifest,
+    manifest: &[ProjectEntries],
+) -> Option<Plan<'f>> {
+    let mut jobs: Vec<Job<'f>> = Vec::new();
+    let mut saved_projects = manifest.iter().peekable();
+    for project in listed.projects() {
+        let mut runs: Vec<&ProjectEntries> = Vec::new();
+        let mut saved_digest = ListingDigest::default();
+        while let Some(run) = saved_projects.next_if(|run| *run.project <= *project.project) {
+            if *run.project != *project.project {
+                return None; // a project not listed any more
+            }
+            saved_digest.merge(run.digest);
+            runs.push(run);
+        }
+        if saved_digest == project.digest {
+            continue;
+        }
+        let mut files: Vec<&TranscriptFile> = project.runs.iter().flat_map(|run| *run).collect();
+        sort_by_path(&mut files);
+        let mut entries = runs.iter().flat_map(|run| saved.project_entries(run));
+        for file in files {
+            let entry = entries.next()?;
+            let same_path = entry.path == file.path.as_os_str().as_bytes();
+            if !same_path || !file.identity.same_file(&entry.identity) {
+                return None;
+            }
+            if !file.identity.unchanged_since(&entry.identity) {
+                jobs.push(Job {
+                    file,
+                    previous: Some(entry.to_state()),
+                    renamed: false,
+                });
+            }
+        }
+        if entries.next().is_some() {
+            return None; // a file not listed any more
+        }
+    }
+    if saved_projects.next().is_some() {
+        return None;
+    }
+    jobs.sort_unstable_by(|a, b| {
+        a.file
+            .path
+            .as_os_str()
+            .as_bytes()
+            .cmp(b.file.path.as_os_str().as_bytes())
+    });
+    let files = listed.len();
+    Some(Plan {
+        files,
+        unchanged: files - jobs.len(),
+        jobs,
+        gone: Vec::new(),
+        renamed: 0,
+    })
+}
+
+/// Checks, in debug builds (the tests), that [`plan_changed_projects`] planned
+/// what [`plan_all`] does.
+#[cfg(debug_assertions)]
+fn assert_plans_agree(in_place: &Plan<'_>, all: &Plan<'_>) {
+    let jobs = |plan: &Plan<'_>| -> Vec<(PathBuf, Option<FileState>, bool)> {
+        plan.jobs
+            .iter()
+            .map(|job| (job.file.path.clone(), job.previous.clone(), job.renamed))
+            .collect()
+    };
+    assert_eq!(jobs(in_place), jobs(all));
+    assert_eq!(
+        (
+            in_place.files,
+            in_place.unchanged,
+            &in_place.gone,
+            in_place.renamed
+        ),
+        (all.files, all.unchanged, &all.gone, all.renamed)
+    );
+}
+
 /// Pairs each file with its manifest state, following renames: a file at a new
 /// path with the device and inode of one gone from the manifest resumes from its
 /// state. Walks `files`, sorted by path as [`ListedFiles::sorted`] leaves
 /// them, and the manifest side by side, so that only changed files' states are
 /// copied.
-fn plan<'f>(files: &'f [&'f TranscriptFile], previous: Option<&SavedManifest>) -> Plan<'f> {
+fn plan_all<'f>(files: &'f [&'f TranscriptFile], previous: Option<&SavedManifest>) -> Plan<'f> {
     debug_assert!(
         previous.is_none()
             || files.is_sorted_by(|a, b| a.path.as_os_str().as_bytes()
@@ -822,7 +953,7 @@ fn plan<'f>(files: &'f [&'f TranscriptFile], previous: Option<&SavedManifest>) -
         }
     }
     Plan {
-        files,
+        files: files.len(),
         jobs,
         unchanged,
         gone: gone.into_iter().map(|(path, _)| path).collect(),

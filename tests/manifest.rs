@@ -8,7 +8,7 @@ use std::fs;
 
 use ccotel::ingest::{PriorState, Restart};
 use ccotel::session::ResponseKey;
-use ccotel::source::{default_roots, discover_with, Listing, StateDir};
+use ccotel::source::{default_roots, discover_with, Listing, ListingDigest, StateDir};
 use common::ClaudeHome;
 
 /// An assistant line of response `id` with `output` output tokens (input 10,
@@ -58,28 +58,41 @@ fn an_unchanged_listing_has_the_digest_of_the_saved_manifest() {
     home.write("-p/s2/subagents/agent-x.jsonl", response("b", 7).as_bytes());
     home.write("-q/s3.jsonl", response("c", 9).as_bytes());
     home.incremental_scan(state_dir.path());
-    let listed_digest = || {
-        discover_with(&default_roots(home.home()), &Listing::default())
+    type ByProject = Vec<(Vec<u8>, ListingDigest)>;
+    let listed = || -> (ListingDigest, ByProject) {
+        let files = discover_with(&default_roots(home.home()), &Listing::default())
             .expect("listing")
-            .files
-            .digest()
+            .files;
+        let projects = files.projects();
+        let by_project = projects
+            .iter()
+            .map(|project| (project.project.to_vec(), project.digest))
+            .collect();
+        (files.digest(), by_project)
     };
-    let saved_digest = || {
+    let saved = || -> (ListingDigest, ByProject) {
         let state = StateDir::open(state_dir.path()).expect("state dir");
         let (saved, _) = state.load_manifest().expect("load").expect("a manifest");
-        saved.listing_digest()
+        let digest = saved.listing_digest();
+        let by_project = digest
+            .projects
+            .iter()
+            .map(|project| (project.project.to_vec(), project.digest))
+            .collect();
+        (digest.whole, by_project)
     };
-    assert_eq!(listed_digest(), saved_digest());
-    assert_eq!(listed_digest().files(), 3);
+    assert_eq!(listed(), saved());
+    assert_eq!(listed().0.files(), 3);
+    let projects: Vec<Vec<u8>> = listed().1.into_iter().map(|(name, _)| name).collect();
+    assert_eq!(projects, [b"-p".to_vec(), b"-q".to_vec()]);
 
     home.append("-p/s1.jsonl", response("d", 1).as_bytes());
-    assert_ne!(
-        listed_digest(),
-        saved_digest(),
-        "an append changes the listing"
-    );
+    let (listed_now, saved_now) = (listed(), saved());
+    assert_ne!(listed_now.0, saved_now.0, "an append changes the listing");
+    assert_ne!(listed_now.1[0], saved_now.1[0], "and its project's digest");
+    assert_eq!(listed_now.1[1], saved_now.1[1], "and no other project's");
     home.incremental_scan(state_dir.path());
-    assert_eq!(listed_digest(), saved_digest());
+    assert_eq!(listed(), saved());
 }
 
 /// The same files reached through a second root (a symlinked config dir) are

@@ -13,7 +13,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use super::identity::FileIdentity;
-use super::listed::{ListedFiles, ListingDigest, WalkerFiles};
+use super::listed::{ListedFiles, ListingDigest, Visited, WalkerFiles};
 use super::listing::{DirEntries, DirEntriesRef, DirEntry, DirListing, DirStamp, Listing};
 
 /// One transcript file found on disk.
@@ -226,11 +226,11 @@ fn discover_at<'a>(
     Ok(found)
 }
 
-/// One walker's findings, with the project directories it visited (their index,
-/// in increasing order) and how many files each added.
+/// One walker's findings, with the project directories it visited, in
+/// increasing order.
 struct Part<'a> {
     walk: Walk<'a>,
-    visited: Vec<(usize, usize)>,
+    visited: Vec<Visited>,
 }
 
 /// Visits the project directories on up to as many threads as there are cores,
@@ -255,11 +255,15 @@ fn visit_in_parallel<'a>(
             let Some((dir, project)) = project_dirs.get(at) else {
                 return Ok(Part { walk, visited });
             };
-            let before = walk.files.len();
+            let (files_before, digest_before) = (walk.files.len(), walk.digest);
             if let Some(anchor) = Anchor::open(dir)? {
                 walk.visit(&anchor, dir, project)?;
             }
-            visited.push((at, walk.files.len() - before));
+            visited.push(Visited {
+                at,
+                files: walk.files.len() - files_before,
+                digest: walk.digest.since(digest_before),
+            });
         }
     };
     std::thread::scope(|scope| {

@@ -44,6 +44,14 @@ impl ListingDigest {
     pub fn files(&self) -> u64 {
         self.files
     }
+
+    /// The digest of what was added after `earlier` was taken.
+    pub fn since(self, earlier: ListingDigest) -> ListingDigest {
+        ListingDigest {
+            files: self.files - earlier.files,
+            sum: self.sum.wrapping_sub(earlier.sum),
+        }
+    }
 }
 
 fn file_hash(path: &[u8], identity: &FileIdentity) -> u128 {
@@ -61,12 +69,35 @@ fn file_hash(path: &[u8], identity: &FileIdentity) -> u128 {
     xxh3_128_with_seed(path, xxh3_64(&fields))
 }
 
-/// One walker's files, with the project directories it visited (their index in
-/// the walk, increasing) and how many files each added.
+/// One walker's files, with the project directories it visited, in the order
+/// it visited them.
 #[derive(Debug)]
 pub(super) struct WalkerFiles {
     pub files: Vec<TranscriptFile>,
-    pub visited: Vec<(usize, usize)>,
+    pub visited: Vec<Visited>,
+}
+
+/// A project directory as a walker visited it: its index in the walk
+/// (increasing along one walker), and how many files it added, with their
+/// digest.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Visited {
+    pub at: usize,
+    pub files: usize,
+    pub digest: ListingDigest,
+}
+
+/// A project's listed files, with their digest: what a run compares with the
+/// manifest's files of the same project (see
+/// [`ProjectEntries`](super::manifest::ProjectEntries)) to find which
+/// projects changed without comparing every file.
+#[derive(Debug)]
+pub struct ListedProject<'a> {
+    pub project: &'a [u8],
+    pub digest: ListingDigest,
+    /// The files, as runs each sorted by path: one per directory the project
+    /// was found in (one per root holding it).
+    pub runs: Vec<&'a [TranscriptFile]>,
 }
 
 /// The transcripts a listing found: those found before the walk, then each
@@ -146,6 +177,49 @@ impl ListedFiles {
     }
 }
 
+impl ListedFiles {
+    /// The files by project, sorted by project name: each walker's directory
+    /// visits, and each file found before the walk, which is its own project
+    /// (a transcript directly under `projects/`).
+    pub fn projects(&self) -> Vec<ListedProject<'_>> {
+        let mut runs: Vec<(&[u8], ListingDigest, &[TranscriptFile])> = Vec::new();
+        for file in &self.before_walk {
+            let mut digest = ListingDigest::default();
+            digest.add(file.path.as_os_str().as_bytes(), &file.identity);
+            runs.push((file.project.as_bytes(), digest, std::slice::from_ref(file)));
+        }
+        for walker in &self.walkers {
+            let mut from = 0;
+            for visit in &walker.visited {
+                let files = walker
+                    .files
+                    .get(from..from + visit.files)
+                    .unwrap_or_default();
+                from += visit.files;
+                if let Some(first) = files.first() {
+                    runs.push((first.project.as_bytes(), visit.digest, files));
+                }
+            }
+        }
+        runs.sort_by(|a, b| a.0.cmp(b.0));
+        let mut projects: Vec<ListedProject<'_>> = Vec::new();
+        for (project, digest, files) in runs {
+            match projects.last_mut() {
+                Some(last) if last.project == project => {
+                    last.digest.merge(digest);
+                    last.runs.push(files);
+                }
+                _ => projects.push(ListedProject {
+                    project,
+                    digest,
+                    runs: vec![files],
+                }),
+            }
+        }
+        projects
+    }
+}
+
 /// Files listed some other way, as one walker's.
 impl From<Vec<TranscriptFile>> for ListedFiles {
     fn from(files: Vec<TranscriptFile>) -> Self {
@@ -168,7 +242,7 @@ fn visiting_order(walkers: &[WalkerFiles]) -> Vec<(usize, usize)> {
             found
                 .visited
                 .iter()
-                .map(move |&(at, count)| (at, walker, count))
+                .map(move |visit| (visit.at, walker, visit.files))
         })
         .collect();
     runs.sort_unstable();
@@ -269,14 +343,23 @@ mod tests {
             path: PathBuf::from("/p/4/s.jsonl"),
             ..files[0].clone()
         };
+        let visits = |runs: &[(usize, usize)]| -> Vec<Visited> {
+            runs.iter()
+                .map(|&(at, files)| Visited {
+                    at,
+                    files,
+                    digest: ListingDigest::default(),
+                })
+                .collect()
+        };
         let walkers = vec![
             WalkerFiles {
                 files: vec![files[0].clone(), files[2].clone()],
-                visited: vec![(0, 1), (2, 1), (3, 0)],
+                visited: visits(&[(0, 1), (2, 1), (3, 0)]),
             },
             WalkerFiles {
                 files: vec![files[1].clone(), linked],
-                visited: vec![(1, 1), (4, 1)],
+                visited: visits(&[(1, 1), (4, 1)]),
             },
         ];
         let listed = ListedFiles::new(Vec::new(), walkers, ListingDigest::default());

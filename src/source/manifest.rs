@@ -286,13 +286,49 @@ impl SavedManifest {
 
     /// The digest of the manifest's files, by path and identity: equal to a
     /// listing's (see [`ListedFiles::digest`](super::ListedFiles::digest)) when it lists exactly these
-    /// files, none changed since.
-    pub fn listing_digest(&self) -> ListingDigest {
-        let mut digest = ListingDigest::default();
-        for entry in self.entries() {
-            digest.add(entry.path, &entry.identity);
+    /// files, none changed since. With it, each project's files and their
+    /// digest, sorted by project name, to compare with a listing's
+    /// ([`ListedFiles::projects`](super::ListedFiles::projects)) when the
+    /// whole digests differ.
+    pub fn listing_digest(&self) -> ManifestDigest {
+        let mut projects: Vec<ProjectEntries> = Vec::new();
+        let mut entries = self.entries();
+        loop {
+            let at = entries.at();
+            let Some(entry) = entries.next() else { break };
+            let same = projects
+                .last()
+                .is_some_and(|last| *last.project == *entry.project());
+            if !same {
+                projects.push(ProjectEntries {
+                    project: entry.project().into(),
+                    first_path: entry.path.into(),
+                    at,
+                    count: 0,
+                    digest: ListingDigest::default(),
+                });
+            }
+            if let Some(last) = projects.last_mut() {
+                last.count += 1;
+                last.digest.add(entry.path, &entry.identity);
+            }
         }
-        digest
+        // The whole digest is the projects' together: each file is hashed once.
+        let mut whole = ListingDigest::default();
+        for project in &projects {
+            whole.merge(project.digest);
+        }
+        // Stable: a project in two roots keeps its runs in path order.
+        projects.sort_by(|a, b| a.project.cmp(&b.project));
+        ManifestDigest { whole, projects }
+    }
+
+    /// The entries of one run of a project, in path order.
+    pub fn project_entries<'a>(
+        &'a self,
+        run: &'a ProjectEntries,
+    ) -> impl Iterator<Item = Entry<'a>> {
+        Entries::resume(&self.base, &self.changed, run.at, &run.first_path).take(run.count)
     }
 
     /// The manifest as a map, to change.
@@ -305,35 +341,114 @@ impl SavedManifest {
     }
 }
 
+/// A manifest's files' digest, whole and by project (see
+/// [`SavedManifest::listing_digest`]).
+#[derive(Debug)]
+pub struct ManifestDigest {
+    pub whole: ListingDigest,
+    /// Sorted by project name.
+    pub projects: Vec<ProjectEntries>,
+}
+
+/// One project's entries as they follow each other in a manifest (a project
+/// found in two roots has two runs), with their digest, and where they begin.
+#[derive(Debug)]
+pub struct ProjectEntries {
+    pub project: Box<[u8]>,
+    pub digest: ListingDigest,
+    first_path: Box<[u8]>,
+    at: EntriesAt,
+    count: usize,
+}
+
 /// A manifest's entries in path order: the base's, with the journal's changes
 /// applied.
 pub struct Entries<'a> {
     base: Option<Decoder<'a>>,
+    /// The base's entries, from the first: to say where `base` stands.
+    base_bytes: usize,
     base_left: usize,
     next_base: Option<Entry<'a>>,
-    changed: Peekable<btree_map::Iter<'a, Vec<u8>, Option<FileState>>>,
+    /// Where `next_base` begins in the base's entries.
+    next_base_at: usize,
+    changed: Peekable<btree_map::Range<'a, Vec<u8>, Option<FileState>>>,
+}
+
+/// Where [`Entries`] stood before an entry: the base entry it was to read next
+/// (its offset among the base's entries, and how many are left from it).
+/// With the entry's path, enough to walk the entries again from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EntriesAt {
+    base_offset: usize,
+    base_left: usize,
 }
 
 impl<'a> Entries<'a> {
     fn new(base: &'a Base, changed: &'a Changed) -> Entries<'a> {
-        let (base, base_left) = match base {
+        let start = EntriesAt {
+            base_offset: 0,
+            base_left: usize::MAX,
+        };
+        Entries::resume(base, changed, start, &[])
+    }
+
+    /// The entries from `at`, the first of them at `path` or after it.
+    fn resume(base: &'a Base, changed: &'a Changed, at: EntriesAt, path: &[u8]) -> Entries<'a> {
+        let (base, base_bytes, base_left) = match base {
             Base::Encoded {
                 bytes,
                 entries_at,
                 count,
-            } => (Some(Decoder::new(&bytes[*entries_at..])), *count),
-            Base::Empty => (None, 0),
+            } => {
+                let entries = bytes.get(*entries_at..).unwrap_or_default();
+                let from = entries.get(at.base_offset..).unwrap_or_default();
+                (
+                    Some(Decoder::new(from)),
+                    entries.len(),
+                    at.base_left.min(*count),
+                )
+            }
+            Base::Empty => (None, 0, 0),
         };
-        Entries {
+        let from = (std::ops::Bound::Included(path), std::ops::Bound::Unbounded);
+        let mut entries = Entries {
             base,
+            base_bytes,
             base_left,
             next_base: None,
-            changed: changed.iter().peekable(),
+            next_base_at: 0,
+            changed: changed.range::<[u8], _>(from).peekable(),
+        };
+        // Base entries before `path` that `at` still points at: those a change
+        // removed, skipped with it just before the entry at `path`.
+        while entries.peek_base().is_some_and(|entry| entry.path < path) {
+            entries.next_base = None;
         }
+        entries
+    }
+
+    /// Where the entries stand, before the next one.
+    fn at(&self) -> EntriesAt {
+        match self.next_base {
+            Some(_) => EntriesAt {
+                base_offset: self.next_base_at,
+                base_left: self.base_left + 1,
+            },
+            None => EntriesAt {
+                base_offset: self.base_offset(),
+                base_left: self.base_left,
+            },
+        }
+    }
+
+    fn base_offset(&self) -> usize {
+        let left = self.base.as_ref().map_or(0, Decoder::remaining);
+        self.base_bytes - left
     }
 
     fn peek_base(&mut self) -> Option<Entry<'a>> {
         if self.next_base.is_none() && self.base_left > 0 {
+            self.next_base_at = self.base_offset();
             self.base_left -= 1;
             // The base was checked through to its last entry when loaded; were
             // one unreadable all the same, the files after it would look new and
@@ -1290,6 +1405,84 @@ mod tests {
             1,
             "the old journal goes with its blob"
         );
+    }
+
+    /// Each project's run of entries, walked again from where the digest saw
+    /// it begin, is that project's entries, also when the journal removed,
+    /// replaced or added entries at the runs' edges; the runs come sorted by
+    /// project, a project in two roots as two runs, and the whole digest is
+    /// theirs together.
+    #[test]
+    fn each_project_run_walks_again_as_the_entries_it_began_with() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path()).expect("open");
+        let project_of = |path: &[u8]| -> Vec<u8> {
+            path.split(|&byte| byte == b'/')
+                .nth(3)
+                .unwrap_or_default()
+                .to_vec()
+        };
+        let file = |path: &str, offset: u64| -> FileChange {
+            let project = String::from_utf8(project_of(path.as_bytes())).expect("utf-8");
+            let state = FileState {
+                offset,
+                project,
+                ..sample_state()
+            };
+            (PathBuf::from(path), Some(state))
+        };
+        let base = [
+            "/r/p/a/1.jsonl",
+            "/r/p/a/2.jsonl",
+            "/r/p/b/1.jsonl",
+            "/r/p/b/2.jsonl",
+            "/r/p/b/x/sub.jsonl",
+            "/r/p/c/1.jsonl",
+            "/r/p/e/1.jsonl",
+            "/s/p/a/9.jsonl",
+        ];
+        let files = base
+            .iter()
+            .filter_map(|path| match file(path, 1) {
+                (path, Some(state)) => Some((path, state)),
+                (_, None) => None,
+            })
+            .collect();
+        state.save(&Manifest { files }, b"base").expect("save");
+        let (saved, _) = load(&state);
+        let changes = [
+            file("/r/p/a/2.jsonl", 5),
+            (PathBuf::from("/r/p/b/1.jsonl"), None),
+            (PathBuf::from("/r/p/c/1.jsonl"), None),
+            file("/r/p/d/1.jsonl", 3),
+            (PathBuf::from("/r/p/e/1.jsonl"), None),
+            file("/r/p/e/2.jsonl", 4),
+        ];
+        state
+            .append(&changes, saved.session_state(), b"one")
+            .expect("append");
+        let (saved, _) = load(&state);
+        let digest = saved.listing_digest();
+        let names: Vec<&[u8]> = digest.projects.iter().map(|run| &*run.project).collect();
+        assert_eq!(names, [&b"a"[..], b"a", b"b", b"d", b"e"]);
+        let mut walked = Vec::new();
+        let mut whole = ListingDigest::default();
+        for run in &digest.projects {
+            for entry in saved.project_entries(run) {
+                assert_eq!(project_of(entry.path), *run.project);
+                walked.push((entry.path.to_vec(), entry.to_state().offset));
+            }
+            whole.merge(run.digest);
+        }
+        walked.sort();
+        let all: Vec<(Vec<u8>, u64)> = saved
+            .entries()
+            .map(|entry| (entry.path.to_vec(), entry.to_state().offset))
+            .collect();
+        assert_eq!(walked, all);
+        assert_eq!(all.len(), 7);
+        assert_eq!(whole, digest.whole);
+        assert_eq!(digest.whole.files(), 7);
     }
 
     /// Any prefix of the journal is a consistent state: a record that cannot be

@@ -21,11 +21,12 @@ pub use discover::{
     SkipReason, Skipped, TranscriptFile,
 };
 pub use identity::{FileIdentity, Marker, MARKER_WINDOW};
-pub use listed::{ListedFiles, ListingDigest};
+pub use listed::{ListedFiles, ListedProject, ListingDigest};
 pub use listing::Listing;
 pub use manifest::{
-    io_error, Entry, FileChange, FileState, Manifest, ManifestError, PreparedAppend, SavedManifest,
-    SessionState, SessionStateFile, StateDir, StateRef,
+    io_error, Entry, FileChange, FileState, Manifest, ManifestDigest, ManifestError,
+    PreparedAppend, ProjectEntries, SavedManifest, SessionState, SessionStateFile, StateDir,
+    StateRef,
 };
 pub use reader::{FileRange, Line, LineReader, DEFAULT_MAX_INLINE_LINE};
 pub use tail::{resume_point, Restart, Tailer};
