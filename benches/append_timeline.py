@@ -17,6 +17,7 @@ copy: append MB across 10 files, then `report daily --json` with
            and `merge` (the new responses merged into the saved ledger)
   open     the saved ledger's file checked and opened, timed from the start
            of its restore, beside the read
+  replay   then its journal's changes applied (the rest of the restore)
   commit   from the commit prepared to the state saved: the journal record
            written and synced (the fdatasync is most of it), beside the report
   tail     from the state saved to the report cached: what the run still does
@@ -73,6 +74,8 @@ def phases(found):
     }
     if "ledger file checked and opened" in found:
         measured["open"] = found["ledger file checked and opened"]
+        if "ledger journal applied" in found:
+            measured["replay"] = found["ledger journal applied"] - measured["open"]
     # Both timed from the start of the read, not of the run.
     if "saved ledger restored" in found and "merged into the saved ledger" in found:
         measured["merge"] = found["merged into the saved ledger"] - found["saved ledger restored"]
@@ -104,7 +107,7 @@ def main():
                        CCOTEL_STATE_DIR=os.path.join(tmp, f"state{index}"), CCOTEL_LOG="ccotel=debug")
             command = [os.path.abspath(binary), "report", "daily", "--json"]
             subprocess.run(command, env=env, check=True, capture_output=True)
-            measured = {name: [] for name in ("listed", "read", "sort", "plan", "merge", "open", "report", "commit", "tail", "process", "unchanged", "extra", "faults")}
+            measured = {name: [] for name in ("listed", "read", "sort", "plan", "merge", "open", "replay", "report", "commit", "tail", "process", "unchanged", "extra", "faults")}
             for _ in range(a.rounds):
                 append_bytes(targets, int(a.mb * 1e6), response_bytes)
                 start = time.perf_counter()
