@@ -7,27 +7,12 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ccotel::ingest::PriorState;
 use ccotel::report::{to_json, Grouping};
-use common::ClaudeHome;
-
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use common::{ClaudeHome, Rng};
 
 /// Every `*.jsonl` under `dir`, as (path relative to `projects/`, bytes).
 fn corpus_files(projects: &Path) -> Vec<(String, Vec<u8>)> {
@@ -127,18 +112,38 @@ fn session_state_files(state: &Path) -> Vec<String> {
         .collect()
 }
 
-/// What a crash while appending leaves: a torn record at the end of the journal,
-/// which the next load drops and the next append cuts off.
+/// What a crash while appending leaves: a torn record after the journal's last
+/// whole one, over the zeros written ahead, which the next load drops and the
+/// next append cuts off.
 fn crash_mid_append(state: &Path) {
     for name in session_state_files(state) {
         if name.ends_with(".journal") {
-            let mut journal = fs::OpenOptions::new()
-                .append(true)
-                .open(state.join(name))
+            let path = state.join(name);
+            let torn_at = end_of_records(&fs::read(&path).expect("journal"));
+            let journal = fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
                 .expect("journal");
-            std::io::Write::write_all(&mut journal, &[60, 0, 0, 0, 9, 9, 9]).expect("torn record");
+            // A header naming 60 bytes, a checksum, and 3 of the 60.
+            let torn = [60, 0, 0, 0, 9, 9, 9, 9, 9, 9, 9, 9, 1, 2, 3];
+            journal.write_all_at(&torn, torn_at).expect("torn record");
         }
     }
+}
+
+/// Where a state journal's records end: after its 16-byte header, records
+/// framed `[u32 length][u64 checksum][payload]` up to a header of zeros or the
+/// end of the file.
+fn end_of_records(journal: &[u8]) -> u64 {
+    let mut at = 16;
+    while let Some(header) = journal.get(at..at + 12) {
+        if header.iter().all(|&byte| byte == 0) {
+            break;
+        }
+        let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+        at += 12 + length as usize;
+    }
+    at as u64
 }
 
 #[test]

@@ -373,7 +373,7 @@ impl Ledger {
             .iter()
             .map(|text| self.intern(text))
             .collect();
-        // `parse` checked every id against the strings.
+        // Unchecked ids (see above) are given string 0, never read out of bounds.
         let id = |of: u32| ids.get(of as usize).copied().unwrap_or_default();
         for chunk in changes.records {
             let (key, record) = decode_record(chunk);

@@ -25,6 +25,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -271,19 +272,31 @@ impl Prepared {
     }
 }
 
-/// The journal open for writing after its committed bytes, and how many bytes
-/// the file holds past them: zeros written ahead, or what an uncommitted append
-/// left, to write over.
+/// The journal open for writing after its committed bytes, and how many zeros
+/// written ahead follow them, to write over.
+///
+/// Anything else past the committed bytes (a torn append, or records a load did
+/// not take) is cut off first, as before zeros were written ahead: were the
+/// next record to land on disk without its end mark, whole records left after
+/// it would otherwise read as following it.
 fn open_at_end(path: &Path, committed: JournalRef) -> io::Result<(File, usize)> {
     if committed.len == 0 {
         let mut file = File::create(path)?;
         file.write_all(MAGIC)?;
         return Ok((file, 0));
     }
-    let mut file = OpenOptions::new().write(true).open(path)?;
+    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
     let len = file.metadata()?.len();
+    let mut room = usize::try_from(len.saturating_sub(committed.len)).unwrap_or(usize::MAX);
+    if room > 0 {
+        let mut next = [0xff; END.len()];
+        let read = file.read_at(&mut next, committed.len)?;
+        if next[..read] != END[..read] {
+            file.set_len(committed.len)?;
+            room = 0;
+        }
+    }
     file.seek(SeekFrom::Start(committed.len))?;
-    let room = usize::try_from(len.saturating_sub(committed.len)).unwrap_or(usize::MAX);
     Ok((file, room))
 }
 
@@ -309,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn appended_records_are_read_back_and_a_torn_tail_is_dropped_then_written_over() {
+    fn appended_records_are_read_back_and_a_torn_tail_is_dropped_then_cut() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("session-state.x.journal");
         assert!(
@@ -329,8 +342,7 @@ mod tests {
         let len = std::fs::metadata(&path).expect("stat").len();
         assert_eq!(len, first.len + PREWRITTEN as u64);
 
-        // A run that stopped while appending a third record: a longer one
-        // than comes next, so that some of it is left past the next record.
+        // A run that stopped while appending a third record, over the zeros.
         let mut torn_bytes = vec![200, 0, 0, 0];
         torn_bytes.extend(1..=36);
         let file = OpenOptions::new().write(true).open(&path).expect("open");
@@ -349,13 +361,11 @@ mod tests {
         let third = append(&path, torn.committed(), b"3").expect("append");
         let read_back = read(&path).expect("read");
         assert_eq!(payloads(&read_back), [&b"one"[..], b"two", b"3"]);
-        assert!(
-            read_back.dropped.is_none(),
-            "the torn bytes left past the record are behind its end mark"
-        );
+        assert!(read_back.dropped.is_none(), "the torn bytes were cut off");
         assert_eq!(read_back.committed(), third);
         assert_ne!(third.digest, second.digest);
-        assert_eq!(std::fs::metadata(&path).expect("stat").len(), len);
+        let len = std::fs::metadata(&path).expect("stat").len();
+        assert_eq!(len, third.len + PREWRITTEN as u64, "and zeros written anew");
     }
 
     #[test]
@@ -370,6 +380,62 @@ mod tests {
         let read_back = read(&path).expect("read");
         assert_eq!(payloads(&read_back), [&b"small"[..], &big[..]]);
         assert!(read_back.dropped.is_none());
+    }
+
+    /// Records a load did not take (one it could not decode, and those after
+    /// it) are cut off by the next append, not left past its end mark.
+    #[test]
+    fn records_a_load_did_not_take_are_cut_off_by_the_next_append() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.journal");
+        let first = append(&path, JournalRef::default(), b"A").expect("append");
+        let second = append(&path, first, b"a longer B").expect("append");
+        // Longer than the zeros an append writes ahead, so that only a cut
+        // leaves nothing of it.
+        let long_c = vec![7u8; 2 * PREWRITTEN];
+        append(&path, second, &long_c).expect("append");
+        let mut read_back = read(&path).expect("read");
+        read_back.truncate(1);
+        let fourth = append(&path, read_back.committed(), b"D").expect("append");
+        let len = std::fs::metadata(&path).expect("stat").len();
+        assert_eq!(len, fourth.len + PREWRITTEN as u64, "cut, then grown anew");
+        let raw = std::fs::read(&path).expect("read");
+        assert!(
+            raw[fourth.len as usize..].iter().all(|&byte| byte == 0),
+            "nothing of B or C is left past D, had its end mark not reached the disk"
+        );
+        let read_back = read(&path).expect("read");
+        assert_eq!(payloads(&read_back), [&b"A"[..], b"D"]);
+        assert!(read_back.dropped.is_none());
+    }
+
+    /// A journal written before zeros were written ahead ends at its last
+    /// record; a torn tail shorter than a header is dropped and cut off.
+    #[test]
+    fn a_journal_without_zeros_ahead_and_a_tail_shorter_than_a_header() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("j.journal");
+        let mut bytes = MAGIC.to_vec();
+        let (record, sum) = journal_record(b"old").expect("record");
+        bytes.extend_from_slice(&record);
+        std::fs::write(&path, &bytes).expect("write");
+        let old = read(&path).expect("read");
+        assert_eq!(payloads(&old), [&b"old"[..]]);
+        assert!(old.dropped.is_none());
+        assert_eq!(old.committed().digest, chain(0, sum));
+        bytes.extend_from_slice(&[5, 0, 0]);
+        std::fs::write(&path, &bytes).expect("write");
+        let torn = read(&path).expect("read");
+        assert!(torn
+            .dropped
+            .as_ref()
+            .expect("said why")
+            .contains("last 3 bytes"));
+        let next = append(&path, torn.committed(), b"new").expect("append");
+        let read_back = read(&path).expect("read");
+        assert_eq!(payloads(&read_back), [&b"old"[..], b"new"]);
+        assert!(read_back.dropped.is_none());
+        assert_eq!(read_back.committed(), next);
     }
 
     #[test]

@@ -65,6 +65,30 @@ pub fn require(what: &str, present: bool) -> bool {
     false
 }
 
+/// A small deterministic generator (xorshift64*), so that a failure found at
+/// random reproduces from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// One of `items`, which must not be empty.
+    #[allow(dead_code)] // not every test binary picks
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
 /// A temporary `HOME` with a `.claude/projects/` tree.
 pub struct ClaudeHome {
     pub dir: tempfile::TempDir,
