@@ -9,7 +9,7 @@
 //! matches its checksum is committed. Every prefix of the journal is a consistent
 //! state (a record holds a run's file offsets and its ledger changes together), so
 //! a torn or damaged record and whatever follows it are dropped, read again from
-//! the transcripts, and written over by the next append.
+//! the transcripts, and cut off by the next append.
 //!
 //! The journal is written ahead with zeros ([`PREWRITTEN`] bytes past its last
 //! record), and a record goes over them, followed by a zero header that ends the
