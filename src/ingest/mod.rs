@@ -27,9 +27,7 @@ use crate::transcript::{
 
 mod plan;
 
-#[cfg(debug_assertions)]
-use plan::assert_plans_agree;
-use plan::{plan_all, plan_changed_projects, Job, Plan};
+use plan::{plan_all, Job, Plan};
 
 /// How to read.
 #[derive(Debug, Clone)]
@@ -192,10 +190,9 @@ struct Reading {
 /// against (an empty one for a full scan). What the run added to the ledger is
 /// also observed in `delta`, if given.
 ///
-/// If the ledger is damaged, the plan and `delta` are set aside and every file
-/// is read from its start: the result says so (`discarded`), and its file
-/// changes must then be saved as a new base, not on top of the previous
-/// manifest. If it cannot be read, that is the error.
+/// A damaged ledger is [`ManifestError::Corrupt`], for the caller to read every
+/// file again ([`read_again`]); one that cannot be read is
+/// [`ManifestError::Io`].
 fn ingest(
     plan: Plan<'_>,
     ledger: Restoring<'_>,
@@ -270,7 +267,9 @@ fn ingest(
 }
 
 /// Reads every listed file from the start, with nothing saved: for a run that
-/// found the saved ledger damaged (`damage`) once it had read on top of it.
+/// found the saved ledger damaged (`damage`) once it had read on top of it. The
+/// result says so (`discarded`): its file changes are to be saved as a new
+/// base, not on top of the previous manifest.
 fn read_again(
     listed: &ListedFiles,
     damage: ManifestError,
@@ -502,29 +501,11 @@ where
             saved.session_state().fold_due() || speculation.needs_every_response(&saved.state_id())
         })
     };
-    // The restore starts before the listing is sorted and compared with the
-    // manifest file by file, which it does not wait for: on 10,000 files those
-    // take about as long as the new lines' read.
+    // The restore starts before the listing is compared with the manifest,
+    // which it does not wait for: it goes on beside the plan and the read.
     let scan = std::thread::scope(|scope| {
         let ledger = ledger.restore_in(scope, whole);
-        let sorted: Vec<&TranscriptFile>;
-        let in_place = against
-            .and_then(|(saved, digest)| plan_changed_projects(&listed, saved, &digest.projects));
-        let plan = match in_place {
-            Some(plan) => {
-                tracing::debug!(elapsed = ?started.elapsed(), jobs = plan.jobs.len(), "changed projects planned");
-                #[cfg(debug_assertions)]
-                assert_plans_agree(&plan, &plan_all(&listed.sorted(), saved.as_ref()));
-                plan
-            }
-            None => {
-                sorted = listed.sorted();
-                tracing::debug!(elapsed = ?started.elapsed(), "listing sorted");
-                let plan = plan_all(&sorted, saved.as_ref());
-                tracing::debug!(elapsed = ?started.elapsed(), jobs = plan.jobs.len(), "planned");
-                plan
-            }
-        };
+        let plan = plan::plan(&listed, against, started);
         // The digests differ, yet the listing can still be the manifest's once
         // the same file reached by two paths is dropped.
         if against.is_some() && plan.reads_nothing() {

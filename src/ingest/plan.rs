@@ -6,12 +6,13 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
 use crate::source::{
-    sort_by_path, FileState, ListedFiles, ListingDigest, ProjectEntries, SavedManifest,
-    TranscriptFile,
+    sort_by_path, FileState, ListedFiles, ListingDigest, ManifestDigest, ProjectEntries,
+    SavedManifest, TranscriptFile,
 };
 
 /// A file to read, from its state in the manifest if it has one.
@@ -35,6 +36,31 @@ pub(super) struct Plan<'f> {
     pub renamed: usize,
 }
 
+/// The plan for `listed` against `against`, the saved manifest and its digest
+/// (none on a first run, or when the state was discarded): from the changed
+/// projects when that can be done, else from the whole listing. Debug builds
+/// make both and check that they agree. `started` times the debug events.
+pub(super) fn plan<'f>(
+    listed: &'f ListedFiles,
+    against: Option<(&SavedManifest, &ManifestDigest)>,
+    started: Instant,
+) -> Plan<'f> {
+    let saved = against.map(|(saved, _)| saved);
+    if let Some(plan) =
+        against.and_then(|(saved, digest)| plan_changed_projects(listed, saved, &digest.projects))
+    {
+        tracing::debug!(elapsed = ?started.elapsed(), jobs = plan.jobs.len(), "changed projects planned");
+        #[cfg(debug_assertions)]
+        assert_plans_agree(&plan, &plan_all(&listed.sorted(), saved));
+        return plan;
+    }
+    let sorted = listed.sorted();
+    tracing::debug!(elapsed = ?started.elapsed(), "listing sorted");
+    let plan = plan_all(&sorted, saved);
+    tracing::debug!(elapsed = ?started.elapsed(), jobs = plan.jobs.len(), "planned");
+    plan
+}
+
 /// [`plan_all`] for a listing whose projects are the manifest's, with the same
 /// files at the same paths, some of them written since: the usual rerun, in
 /// which the projects whose digests differ from the manifest's are the only
@@ -47,7 +73,7 @@ pub(super) struct Plan<'f> {
 /// projects written to, not to the listing. On 10,000 files, sorting the whole
 /// listing and comparing it with the manifest took about 0.6 ms of a rerun
 /// that read 1 MB.
-pub(super) fn plan_changed_projects<'f>(
+fn plan_changed_projects<'f>(
     listed: &'f ListedFiles,
     saved: &SavedManifest,
     manifest: &[ProjectEntries],
@@ -111,7 +137,7 @@ pub(super) fn plan_changed_projects<'f>(
 /// Checks, in debug builds (the tests), that [`plan_changed_projects`] planned
 /// what [`plan_all`] does.
 #[cfg(debug_assertions)]
-pub(super) fn assert_plans_agree(in_place: &Plan<'_>, all: &Plan<'_>) {
+fn assert_plans_agree(in_place: &Plan<'_>, all: &Plan<'_>) {
     let jobs = |plan: &Plan<'_>| -> Vec<(PathBuf, Option<FileState>, bool)> {
         plan.jobs
             .iter()
@@ -136,7 +162,7 @@ pub(super) fn assert_plans_agree(in_place: &Plan<'_>, all: &Plan<'_>) {
 /// them, and the manifest side by side, so that only changed files' states are
 /// copied.
 pub(super) fn plan_all<'f>(
-    files: &'f [&'f TranscriptFile],
+    files: &[&'f TranscriptFile],
     previous: Option<&SavedManifest>,
 ) -> Plan<'f> {
     debug_assert!(

@@ -167,8 +167,7 @@ pub fn read(path: &Path) -> io::Result<Read> {
         });
     }
     let rest = &bytes[at..];
-    // What follows the end mark is zeros written ahead, or what a run that
-    // stopped while appending left past its record, written over since.
+    // What follows the end mark is the zeros written ahead.
     if !rest.is_empty() && !rest.starts_with(&END) {
         let after = rest.len();
         read.dropped = Some(format!(

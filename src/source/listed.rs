@@ -175,9 +175,7 @@ impl ListedFiles {
         sort_and_deduplicate(&mut files);
         files
     }
-}
 
-impl ListedFiles {
     /// The files by project, sorted by project name: each walker's directory
     /// visits, and each file found before the walk, which is its own project
     /// (a transcript directly under `projects/`).
