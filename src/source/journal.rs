@@ -320,6 +320,11 @@ mod tests {
         read.records.payloads().collect()
     }
 
+    /// Why the read dropped bytes, which it must have.
+    fn dropped_because(read: &Read) -> &str {
+        read.dropped.as_deref().expect("said why")
+    }
+
     #[test]
     fn appended_records_are_read_back_and_a_torn_tail_is_dropped_then_cut() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -352,11 +357,7 @@ mod tests {
         assert_eq!(payloads(&torn), [&b"one"[..], b"two"]);
         assert_eq!(torn.committed(), second);
         let dropped = len - second.len;
-        assert!(torn
-            .dropped
-            .as_ref()
-            .expect("said why")
-            .contains(&format!("last {dropped} bytes")));
+        assert!(dropped_because(&torn).contains(&format!("last {dropped} bytes")));
         let third = append(&path, torn.committed(), b"3").expect("append");
         let read_back = read(&path).expect("read");
         assert_eq!(payloads(&read_back), [&b"one"[..], b"two", b"3"]);
@@ -425,11 +426,7 @@ mod tests {
         bytes.extend_from_slice(&[5, 0, 0]);
         std::fs::write(&path, &bytes).expect("write");
         let torn = read(&path).expect("read");
-        assert!(torn
-            .dropped
-            .as_ref()
-            .expect("said why")
-            .contains("last 3 bytes"));
+        assert!(dropped_because(&torn).contains("last 3 bytes"));
         let next = append(&path, torn.committed(), b"new").expect("append");
         let read_back = read(&path).expect("read");
         assert_eq!(payloads(&read_back), [&b"old"[..], b"new"]);
@@ -461,11 +458,7 @@ mod tests {
         std::fs::write(&path, b"not a journal at all").expect("write");
         let other = read(&path).expect("read");
         assert!(payloads(&other).is_empty());
-        assert!(other
-            .dropped
-            .as_ref()
-            .expect("said why")
-            .contains("not a ccotel journal"));
+        assert!(dropped_because(&other).contains("not a ccotel journal"));
         let restarted = append(&path, other.committed(), b"new").expect("append");
         assert_eq!(payloads(&read(&path).expect("read")), [&b"new"[..]]);
         assert_eq!(read(&path).expect("read").committed(), restarted);
