@@ -4,8 +4,10 @@
 //! this test gives that check the listings that could tell them apart: a second
 //! root and one linked to the first, hard links, renames across projects and
 //! roots, files replaced at their path, deleted and made again (an inode used
-//! anew), files directly under `projects/`, amid appends. And while nothing is
-//! deleted, what the incremental runs counted equals one full scan.
+//! anew), files directly under `projects/`, a project of several blocks of
+//! manifest entries with files made between its files, amid appends. And
+//! while nothing is deleted, what the incremental runs counted equals one full
+//! scan.
 
 mod common;
 
@@ -74,7 +76,7 @@ fn full(roots: &[PathBuf]) -> Ingest {
 /// lines for good (after which incremental totals keep what a full scan no
 /// longer finds).
 fn change(random: &mut Rng, project_dirs: &[PathBuf], id: u64) -> bool {
-    const PROJECTS: [&str; 5] = ["-a", "-a-b", "-b", "-c", "-c.jsonl"];
+    const PROJECTS: [&str; 6] = ["-a", "-a-b", "-b", "-c", "-c.jsonl", BIG_PROJECT];
     let mut files = Vec::new();
     for dir in project_dirs {
         transcripts_under(dir, &mut files);
@@ -126,13 +128,31 @@ fn change(random: &mut Rng, project_dirs: &[PathBuf], id: u64) -> bool {
             let bytes = fs::read(&file).expect("read");
             fs::remove_file(&file).expect("delete");
             let again = file.with_file_name(format!("n{}.jsonl", random.below(6)));
-            if !again.exists() {
-                fs::write(&again, &bytes).expect("write");
+            if again.exists() {
+                return true; // its lines are gone for good
             }
+            fs::write(&again, &bytes).expect("write");
         }
         _ => append_to(&file, id),
     }
     false
+}
+
+/// A project of several blocks of manifest entries (see
+/// `source::manifest::ENTRIES_PER_BLOCK`), its files' names spread over the
+/// alphabet so that files made later fall between them.
+const BIG_PROJECT: &str = "-big";
+
+fn make_big_project(projects: &Path) {
+    for i in 0..80u64 {
+        let letter = ["a", "g", "k", "p", "t"][i as usize % 5];
+        append_to(
+            &projects
+                .join(BIG_PROJECT)
+                .join(format!("{letter}{i:02}.jsonl")),
+            1000 + i,
+        );
+    }
 }
 
 fn run(seed: u64, rounds: u64) {
@@ -148,6 +168,9 @@ fn run(seed: u64, rounds: u64) {
         roots.push(linked);
     }
     let project_dirs = [home.root().join("projects"), second.join("projects")];
+    if seed.is_multiple_of(2) {
+        make_big_project(&project_dirs[0]);
+    }
     let mut deleted = false;
     for round in 0..rounds {
         for change_at in 0..=random.below(3) {

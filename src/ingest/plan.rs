@@ -4,6 +4,7 @@
 //! changed ([`plan_changed_projects`], a rerun's usual case), or from the whole
 //! listing ([`plan_all`]).
 
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -11,8 +12,8 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 
 use crate::source::{
-    sort_by_path, FileState, ListedFiles, ListingDigest, ManifestDigest, ProjectEntries,
-    SavedManifest, TranscriptFile,
+    EntriesBlock, FileHash, FileState, ListedFiles, ListedProject, ListedRun, ListingDigest,
+    ManifestDigest, ProjectEntries, SavedManifest, TranscriptFile,
 };
 
 /// A file to read, from its state in the manifest if it has one.
@@ -64,15 +65,15 @@ pub(super) fn plan<'f>(
 /// [`plan_all`] for a listing whose projects are the manifest's, with the same
 /// files at the same paths, some of them written since: the usual rerun, in
 /// which the projects whose digests differ from the manifest's are the only
-/// ones compared file by file. `None` when that is not so (a file new, gone,
-/// renamed or replaced by another at its path, a project new or gone), for
-/// [`plan_all`] to follow.
+/// ones compared with it, a block of entries at a time, and only the blocks
+/// whose digests differ file by file. `None` when that is not so (a file new,
+/// gone, renamed or replaced by another at its path, a project new or gone),
+/// for [`plan_all`] to follow.
 ///
-/// Projects are told apart by digest, and a changed project's files are all
-/// compared with its entries: the work is in proportion to the files of the
-/// projects written to, not to the listing. On 10,000 files, sorting the whole
-/// listing and comparing it with the manifest took about 0.6 ms of a rerun
-/// that read 1 MB.
+/// The work is in proportion to the projects and blocks written to, not to the
+/// listing: on 10,000 files, sorting the whole listing and comparing it with
+/// the manifest took about 0.6 ms of a rerun that read 1 MB; comparing the
+/// changed projects file by file, 0.3 ms.
 fn plan_changed_projects<'f>(
     listed: &'f ListedFiles,
     saved: &SavedManifest,
@@ -93,25 +94,18 @@ fn plan_changed_projects<'f>(
         if saved_digest == project.digest {
             continue;
         }
-        let mut files: Vec<&TranscriptFile> = project.runs.iter().flat_map(|run| *run).collect();
-        sort_by_path(&mut files);
-        let mut entries = runs.iter().flat_map(|run| saved.project_entries(run));
-        for file in files {
-            let entry = entries.next()?;
-            let same_path = entry.path == file.path.as_os_str().as_bytes();
-            if !same_path || !file.identity.same_file(&entry.identity) {
-                return None;
+        let files = ProjectFiles::of(project);
+        let mut compared = 0;
+        for block in runs.iter().flat_map(|run| &run.blocks) {
+            let listed_block = compared..compared + block.len();
+            if listed_block.end > files.len() {
+                return None; // a file not listed any more
             }
-            if !file.identity.unchanged_since(&entry.identity) {
-                jobs.push(Job {
-                    file,
-                    previous: Some(entry.to_state()),
-                    renamed: false,
-                });
-            }
+            compared = listed_block.end;
+            plan_block(&files, listed_block, block, saved, &mut jobs)?;
         }
-        if entries.next().is_some() {
-            return None; // a file not listed any more
+        if compared != files.len() {
+            return None; // a file new since
         }
     }
     if saved_projects.next().is_some() {
@@ -132,6 +126,89 @@ fn plan_changed_projects<'f>(
         gone: Vec::new(),
         renamed: 0,
     })
+}
+
+/// A changed project's listed files in path order, each with its hash.
+enum ProjectFiles<'f> {
+    /// Found in one directory, which a walk lists in path order: the usual
+    /// case, compared where the walk left them.
+    InOneDirectory(ListedRun<'f>),
+    /// Found in several (one per root), sorted together.
+    Sorted(Vec<(&'f TranscriptFile, FileHash)>),
+}
+
+impl<'f> ProjectFiles<'f> {
+    fn of(project: ListedProject<'f>) -> ProjectFiles<'f> {
+        if let [run] = project.runs[..] {
+            debug_assert!(run.files.is_sorted_by(
+                |a, b| a.path.as_os_str().as_bytes() <= b.path.as_os_str().as_bytes()
+            ));
+            return ProjectFiles::InOneDirectory(run);
+        }
+        let mut files: Vec<(&TranscriptFile, FileHash)> = project
+            .runs
+            .iter()
+            .flat_map(|run| run.files.iter().zip(run.hashes.iter().copied()))
+            .collect();
+        files.sort_by(|a, b| {
+            a.0.path
+                .as_os_str()
+                .as_bytes()
+                .cmp(b.0.path.as_os_str().as_bytes())
+        });
+        ProjectFiles::Sorted(files)
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            ProjectFiles::InOneDirectory(run) => run.files.len(),
+            ProjectFiles::Sorted(files) => files.len(),
+        }
+    }
+
+    /// The file `at` in path order, with its hash.
+    fn get(&self, at: usize) -> Option<(&'f TranscriptFile, FileHash)> {
+        match self {
+            ProjectFiles::InOneDirectory(run) => Some((run.files.get(at)?, *run.hashes.get(at)?)),
+            ProjectFiles::Sorted(files) => files.get(at).copied(),
+        }
+    }
+}
+
+/// Plans the listed files `at` those positions, which stand where `block`'s
+/// entries do: nothing if their digests agree; else each file compared with
+/// its entry, `None` if one is not the same file at the same path.
+fn plan_block<'f>(
+    files: &ProjectFiles<'f>,
+    at: Range<usize>,
+    block: &EntriesBlock,
+    saved: &SavedManifest,
+    jobs: &mut Vec<Job<'f>>,
+) -> Option<()> {
+    let mut digest = ListingDigest::default();
+    for index in at.clone() {
+        digest.add_hash(files.get(index)?.1);
+    }
+    if digest == block.digest {
+        return Some(());
+    }
+    let mut entries = saved.block_entries(block);
+    for index in at {
+        let (file, _) = files.get(index)?;
+        let entry = entries.next()?;
+        let same_path = entry.path == file.path.as_os_str().as_bytes();
+        if !same_path || !file.identity.same_file(&entry.identity) {
+            return None;
+        }
+        if !file.identity.unchanged_since(&entry.identity) {
+            jobs.push(Job {
+                file,
+                previous: Some(entry.to_state()),
+                renamed: false,
+            });
+        }
+    }
+    Some(())
 }
 
 /// Checks, in debug builds (the tests), that [`plan_changed_projects`] planned

@@ -13,7 +13,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use super::identity::FileIdentity;
-use super::listed::{ListedFiles, ListingDigest, Visited, WalkerFiles};
+use super::listed::{FileHash, ListedFiles, ListingDigest, Visited, WalkerFiles};
 use super::listing::{DirEntries, DirEntriesRef, DirEntry, DirListing, DirStamp, Listing};
 
 /// One transcript file found on disk.
@@ -219,6 +219,7 @@ fn discover_at<'a>(
         digest.merge(part.walk.digest);
         walkers.push(WalkerFiles {
             files: part.walk.files,
+            hashes: part.walk.hashes,
             visited: part.visited,
         });
     }
@@ -249,6 +250,7 @@ fn visit_in_parallel<'a>(
     let work = || -> io::Result<Part<'a>> {
         let mut walk = Walk::new(previous, listed_at);
         walk.files.reserve(expected_files);
+        walk.hashes.reserve(expected_files);
         let mut visited = Vec::new();
         loop {
             let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -312,6 +314,9 @@ struct Walk<'a> {
     /// What was found besides the files.
     found: Discovery<'a>,
     files: Vec<TranscriptFile>,
+    /// Each file's part of `digest`, kept for a plan to compare the files of a
+    /// project with the manifest's a few at a time.
+    hashes: Vec<FileHash>,
     digest: ListingDigest,
 }
 
@@ -321,6 +326,7 @@ impl<'a> Walk<'a> {
             listed_at,
             found: Discovery::new(previous),
             files: Vec::new(),
+            hashes: Vec::new(),
             digest: ListingDigest::default(),
         }
     }
@@ -390,7 +396,9 @@ impl<'a> Walk<'a> {
             return self.skip(path, SkipReason::NotAFile);
         }
         let identity = FileIdentity::of_stat(&stat);
-        self.digest.add(path.as_os_str().as_bytes(), &identity);
+        let hash = FileHash::of(path.as_os_str().as_bytes(), &identity);
+        self.digest.add_hash(hash);
+        self.hashes.push(hash);
         self.files.push(TranscriptFile {
             path,
             project: Arc::clone(project),

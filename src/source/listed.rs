@@ -31,8 +31,13 @@ pub struct ListingDigest {
 
 impl ListingDigest {
     pub fn add(&mut self, path: &[u8], identity: &FileIdentity) {
+        self.add_hash(FileHash::of(path, identity));
+    }
+
+    /// Adds a file by its hash, taken once for this digest and others.
+    pub fn add_hash(&mut self, hash: FileHash) {
         self.files += 1;
-        self.sum = self.sum.wrapping_add(file_hash(path, identity));
+        self.sum = self.sum.wrapping_add(hash.0);
     }
 
     pub fn merge(&mut self, other: ListingDigest) {
@@ -51,6 +56,16 @@ impl ListingDigest {
             files: self.files - earlier.files,
             sum: self.sum.wrapping_sub(earlier.sum),
         }
+    }
+}
+
+/// A file's part of a [`ListingDigest`]: its path and identity, hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileHash(u128);
+
+impl FileHash {
+    pub fn of(path: &[u8], identity: &FileIdentity) -> FileHash {
+        FileHash(file_hash(path, identity))
     }
 }
 
@@ -74,6 +89,8 @@ fn file_hash(path: &[u8], identity: &FileIdentity) -> u128 {
 #[derive(Debug)]
 pub(super) struct WalkerFiles {
     pub files: Vec<TranscriptFile>,
+    /// Each file's hash, as its walker added it to the digest.
+    pub hashes: Vec<FileHash>,
     pub visited: Vec<Visited>,
 }
 
@@ -97,7 +114,15 @@ pub struct ListedProject<'a> {
     pub digest: ListingDigest,
     /// The files, as runs each sorted by path: one per directory the project
     /// was found in (one per root holding it).
-    pub runs: Vec<&'a [TranscriptFile]>,
+    pub runs: Vec<ListedRun<'a>>,
+}
+
+/// The files a walker found in one project directory, in path order, each
+/// with its hash.
+#[derive(Debug, Clone, Copy)]
+pub struct ListedRun<'a> {
+    pub files: &'a [TranscriptFile],
+    pub hashes: &'a [FileHash],
 }
 
 /// The transcripts a listing found: those found before the walk, then each
@@ -105,18 +130,27 @@ pub struct ListedProject<'a> {
 #[derive(Debug, Default)]
 pub struct ListedFiles {
     before_walk: Vec<TranscriptFile>,
+    /// Each of `before_walk`'s hashes.
+    before_walk_hashes: Vec<FileHash>,
     walkers: Vec<WalkerFiles>,
     digest: ListingDigest,
 }
 
 impl ListedFiles {
+    /// The files found before the walk and each walker's; `digest` is of
+    /// them all.
     pub(super) fn new(
         before_walk: Vec<TranscriptFile>,
         walkers: Vec<WalkerFiles>,
         digest: ListingDigest,
     ) -> Self {
+        let before_walk_hashes = before_walk
+            .iter()
+            .map(|file| FileHash::of(file.path.as_os_str().as_bytes(), &file.identity))
+            .collect();
         ListedFiles {
             before_walk,
+            before_walk_hashes,
             walkers,
             digest,
         }
@@ -180,37 +214,43 @@ impl ListedFiles {
     /// visits, and each file found before the walk, which is its own project
     /// (a transcript directly under `projects/`).
     pub fn projects(&self) -> Vec<ListedProject<'_>> {
-        let mut runs: Vec<(&[u8], ListingDigest, &[TranscriptFile])> = Vec::new();
-        for file in &self.before_walk {
+        let mut runs: Vec<(&[u8], ListingDigest, ListedRun<'_>)> = Vec::new();
+        let before_walk = self.before_walk.iter().zip(&self.before_walk_hashes);
+        for (file, hash) in before_walk {
             let mut digest = ListingDigest::default();
-            digest.add(file.path.as_os_str().as_bytes(), &file.identity);
-            runs.push((file.project.as_bytes(), digest, std::slice::from_ref(file)));
+            digest.add_hash(*hash);
+            let run = ListedRun {
+                files: std::slice::from_ref(file),
+                hashes: std::slice::from_ref(hash),
+            };
+            runs.push((file.project.as_bytes(), digest, run));
         }
         for walker in &self.walkers {
             let mut from = 0;
             for visit in &walker.visited {
-                let files = walker
-                    .files
-                    .get(from..from + visit.files)
-                    .unwrap_or_default();
+                let within = from..from + visit.files;
                 from += visit.files;
-                if let Some(first) = files.first() {
-                    runs.push((first.project.as_bytes(), visit.digest, files));
+                let run = ListedRun {
+                    files: walker.files.get(within.clone()).unwrap_or_default(),
+                    hashes: walker.hashes.get(within).unwrap_or_default(),
+                };
+                if let Some(first) = run.files.first() {
+                    runs.push((first.project.as_bytes(), visit.digest, run));
                 }
             }
         }
         runs.sort_by(|a, b| a.0.cmp(b.0));
         let mut projects: Vec<ListedProject<'_>> = Vec::new();
-        for (project, digest, files) in runs {
+        for (project, digest, run) in runs {
             match projects.last_mut() {
                 Some(last) if last.project == project => {
                     last.digest.merge(digest);
-                    last.runs.push(files);
+                    last.runs.push(run);
                 }
                 _ => projects.push(ListedProject {
                     project,
                     digest,
-                    runs: vec![files],
+                    runs: vec![run],
                 }),
             }
         }
@@ -221,11 +261,11 @@ impl ListedFiles {
 /// Files listed some other way, as one walker's.
 impl From<Vec<TranscriptFile>> for ListedFiles {
     fn from(files: Vec<TranscriptFile>) -> Self {
-        let mut digest = ListingDigest::default();
-        for file in &files {
-            digest.add(file.path.as_os_str().as_bytes(), &file.identity);
+        let mut listed = ListedFiles::new(files, Vec::new(), ListingDigest::default());
+        for hash in &listed.before_walk_hashes {
+            listed.digest.add_hash(*hash);
         }
-        ListedFiles::new(files, Vec::new(), digest)
+        listed
     }
 }
 
@@ -353,10 +393,12 @@ mod tests {
         let walkers = vec![
             WalkerFiles {
                 files: vec![files[0].clone(), files[2].clone()],
+                hashes: Vec::new(),
                 visited: visits(&[(0, 1), (2, 1), (3, 0)]),
             },
             WalkerFiles {
                 files: vec![files[1].clone(), linked],
+                hashes: Vec::new(),
                 visited: visits(&[(1, 1), (4, 1)]),
             },
         ];

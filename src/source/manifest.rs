@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::{FileIdentity, Marker};
 use super::journal::{self, JournalRef};
-use super::listed::ListingDigest;
+use super::listed::{FileHash, ListingDigest};
 use crate::codec::{
     put_i64, put_section, put_u64, seal, self_checked, unseal, CodecError, Decoder, FileBytes,
 };
@@ -286,8 +286,9 @@ impl SavedManifest {
 
     /// The digest of the manifest's files, by path and identity: equal to a
     /// listing's (see [`ListedFiles::digest`](super::ListedFiles::digest)) when it lists exactly these
-    /// files, none changed since. With it, each project's files and their
-    /// digest, sorted by project name, to compare with a listing's
+    /// files, none changed since. With it, each project's files, sorted by
+    /// project name, with their digest and their blocks' (see
+    /// [`ProjectEntries`]), to compare with a listing's
     /// ([`ListedFiles::projects`](super::ListedFiles::projects)) when the
     /// whole digests differ.
     pub fn listing_digest(&self) -> ManifestDigest {
@@ -296,21 +297,19 @@ impl SavedManifest {
         loop {
             let at = entries.at();
             let Some(entry) = entries.next() else { break };
+            let hash = FileHash::of(entry.path, &entry.identity);
             let same = projects
                 .last()
                 .is_some_and(|last| *last.project == *entry.project());
             if !same {
                 projects.push(ProjectEntries {
                     project: entry.project().into(),
-                    first_path: entry.path.into(),
-                    at,
-                    count: 0,
                     digest: ListingDigest::default(),
+                    blocks: Vec::new(),
                 });
             }
             if let Some(last) = projects.last_mut() {
-                last.count += 1;
-                last.digest.add(entry.path, &entry.identity);
+                last.add(hash, at, entry.path);
             }
         }
         // The whole digest is the projects' together: each file is hashed once.
@@ -323,12 +322,9 @@ impl SavedManifest {
         ManifestDigest { whole, projects }
     }
 
-    /// The entries of one run of a project, in path order.
-    pub fn project_entries<'a>(
-        &'a self,
-        run: &'a ProjectEntries,
-    ) -> impl Iterator<Item = Entry<'a>> {
-        Entries::resume(&self.base, &self.changed, run.at, &run.first_path).take(run.count)
+    /// The entries of one block of a project's run, in path order.
+    pub fn block_entries<'a>(&'a self, block: &'a EntriesBlock) -> impl Iterator<Item = Entry<'a>> {
+        Entries::resume(&self.base, &self.changed, block.at, &block.first_path).take(block.len())
     }
 
     /// The manifest as a map, to change.
@@ -351,14 +347,62 @@ pub struct ManifestDigest {
 }
 
 /// One project's entries as they follow each other in a manifest (a project
-/// found in two roots has two runs), with their digest, and where they begin.
+/// found in two roots has two runs), with their digest, and in blocks of up to
+/// [`ENTRIES_PER_BLOCK`], each with its own digest and where it begins: a run
+/// that finds the project changed compares the listing with it block by
+/// block, and decodes the entries of only the blocks whose digests differ.
 #[derive(Debug)]
 pub struct ProjectEntries {
     pub project: Box<[u8]>,
     pub digest: ListingDigest,
+    pub blocks: Vec<EntriesBlock>,
+}
+
+/// How many entries of a project a block holds at most. Claude Code keeps
+/// every session of a directory in one project: on the 10,000-file corpus one
+/// holds 3,988 files, and comparing them all with the manifest, entry by entry,
+/// was 0.2 ms of a run that read 1 MB into ten of them.
+pub const ENTRIES_PER_BLOCK: usize = 32;
+
+impl ProjectEntries {
+    /// Adds the entry at `path`, `at` where the entries stood before it.
+    fn add(&mut self, hash: FileHash, at: EntriesAt, path: &[u8]) {
+        self.digest.add_hash(hash);
+        let full = self
+            .blocks
+            .last()
+            .is_none_or(|block| block.len() == ENTRIES_PER_BLOCK);
+        if full {
+            self.blocks.push(EntriesBlock {
+                digest: ListingDigest::default(),
+                first_path: path.into(),
+                at,
+            });
+        }
+        if let Some(block) = self.blocks.last_mut() {
+            block.digest.add_hash(hash);
+        }
+    }
+}
+
+/// A run of a project's entries (see [`ProjectEntries`]), with their digest,
+/// and where they begin.
+#[derive(Debug)]
+pub struct EntriesBlock {
+    pub digest: ListingDigest,
     first_path: Box<[u8]>,
     at: EntriesAt,
-    count: usize,
+}
+
+impl EntriesBlock {
+    /// How many entries it holds.
+    pub fn len(&self) -> usize {
+        self.digest.files() as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A manifest's entries in path order: the base's, with the journal's changes
@@ -1407,13 +1451,14 @@ mod tests {
         );
     }
 
-    /// Each project's run of entries, walked again from where the digest saw
-    /// it begin, is that project's entries, also when the journal removed,
-    /// replaced or added entries at the runs' edges; the runs come sorted by
-    /// project, a project in two roots as two runs, and the whole digest is
+    /// Each block of a project's run of entries, walked again from where the
+    /// digest saw it begin, is that project's entries, also when the journal
+    /// removed, replaced or added entries at the runs' and the blocks' edges;
+    /// the runs come sorted by project, a project in two roots as two runs,
+    /// each block has the digest of its entries, and the whole digest is
     /// theirs together.
     #[test]
-    fn each_project_run_walks_again_as_the_entries_it_began_with() {
+    fn each_block_of_a_project_run_walks_again_as_the_entries_it_began_with() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::open(dir.path()).expect("open");
         let project_of = |path: &[u8]| -> Vec<u8> {
@@ -1441,8 +1486,12 @@ mod tests {
             "/r/p/e/1.jsonl",
             "/s/p/a/9.jsonl",
         ];
+        // A project of three blocks, after the changes below.
+        let big: Vec<String> = (0..70).map(|i| format!("/r/p/big/{i:03}.jsonl")).collect();
         let files = base
             .iter()
+            .copied()
+            .chain(big.iter().map(String::as_str))
             .filter_map(|path| match file(path, 1) {
                 (path, Some(state)) => Some((path, state)),
                 (_, None) => None,
@@ -1457,6 +1506,11 @@ mod tests {
             file("/r/p/d/1.jsonl", 3),
             (PathBuf::from("/r/p/e/1.jsonl"), None),
             file("/r/p/e/2.jsonl", 4),
+            (PathBuf::from(&big[31]), None),
+            file("/r/p/big/031a.jsonl", 6),
+            file("/r/p/big/032.jsonl", 7),
+            (PathBuf::from(&big[64]), None),
+            file("/r/p/big/069a.jsonl", 8),
         ];
         state
             .append(&changes, saved.session_state(), b"one")
@@ -1464,25 +1518,41 @@ mod tests {
         let (saved, _) = load(&state);
         let digest = saved.listing_digest();
         let names: Vec<&[u8]> = digest.projects.iter().map(|run| &*run.project).collect();
-        assert_eq!(names, [&b"a"[..], b"a", b"b", b"d", b"e"]);
+        assert_eq!(names, [&b"a"[..], b"a", b"b", b"big", b"d", b"e"]);
         let mut walked = Vec::new();
         let mut whole = ListingDigest::default();
         for run in &digest.projects {
-            for entry in saved.project_entries(run) {
-                assert_eq!(project_of(entry.path), *run.project);
-                walked.push((entry.path.to_vec(), entry.to_state().offset));
+            let mut run_digest = ListingDigest::default();
+            for (index, block) in run.blocks.iter().enumerate() {
+                let mut block_digest = ListingDigest::default();
+                for entry in saved.block_entries(block) {
+                    assert_eq!(project_of(entry.path), *run.project);
+                    block_digest.add(entry.path, &entry.identity);
+                    walked.push((entry.path.to_vec(), entry.to_state().offset));
+                }
+                assert_eq!(block_digest, block.digest);
+                let last = index + 1 == run.blocks.len();
+                assert!(last || block.len() == ENTRIES_PER_BLOCK);
+                run_digest.merge(block_digest);
             }
+            assert_eq!(run_digest, run.digest);
             whole.merge(run.digest);
         }
+        let blocks: Vec<usize> = digest.projects[3]
+            .blocks
+            .iter()
+            .map(EntriesBlock::len)
+            .collect();
+        assert_eq!(blocks, [32, 32, 6]);
         walked.sort();
         let all: Vec<(Vec<u8>, u64)> = saved
             .entries()
             .map(|entry| (entry.path.to_vec(), entry.to_state().offset))
             .collect();
         assert_eq!(walked, all);
-        assert_eq!(all.len(), 7);
+        assert_eq!(all.len(), 7 + 70);
         assert_eq!(whole, digest.whole);
-        assert_eq!(digest.whole.files(), 7);
+        assert_eq!(digest.whole.files(), 7 + 70);
     }
 
     /// Any prefix of the journal is a consistent state: a record that cannot be

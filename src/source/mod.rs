@@ -21,10 +21,10 @@ pub use discover::{
     SkipReason, Skipped, TranscriptFile,
 };
 pub use identity::{FileIdentity, Marker, MARKER_WINDOW};
-pub use listed::{ListedFiles, ListedProject, ListingDigest};
+pub use listed::{FileHash, ListedFiles, ListedProject, ListedRun, ListingDigest};
 pub use listing::Listing;
 pub use manifest::{
-    io_error, Entry, FileChange, FileState, Manifest, ManifestDigest, ManifestError,
+    io_error, EntriesBlock, Entry, FileChange, FileState, Manifest, ManifestDigest, ManifestError,
     PreparedAppend, ProjectEntries, SavedManifest, SessionState, SessionStateFile, StateDir,
     StateRef,
 };
