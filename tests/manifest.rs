@@ -8,7 +8,7 @@ use std::fs;
 
 use ccotel::ingest::{PriorState, Restart};
 use ccotel::session::ResponseKey;
-use ccotel::source::{default_roots, discover_with, Listing, ListingDigest, StateDir};
+use ccotel::source::{default_roots, discover_with, Listing, ListingDigest, StateDir, WrittenLast};
 use common::ClaudeHome;
 
 /// An assistant line of response `id` with `output` output tokens (input 10,
@@ -192,6 +192,52 @@ fn corrupt_manifest_or_ledger_means_a_warning_and_a_full_reparse() {
         PriorState::Loaded,
         "the re-parse wrote a good manifest"
     );
+}
+
+/// A rerun whose report was cached, and that will read something, restores the
+/// saved ledger: while it lists the transcripts when one of the files written
+/// last has changed (see `WrittenLast`), else once it has listed them. Either
+/// way a damaged blob is found, and everything is read again.
+#[test]
+fn a_damaged_ledger_is_found_whether_restored_while_listing_or_after() {
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for written_since in [0, WrittenLast::FILES] {
+        let home = ClaudeHome::new();
+        let state = tempfile::tempdir().expect("state");
+        let first = home.write("-p/s1.jsonl", response("a", 5).as_bytes());
+        let file = fs::File::options().write(true).open(&first).expect("open");
+        file.set_modified(an_hour_ago).expect("an older mtime");
+        for i in 0..written_since {
+            let id = format!("o{i}");
+            home.write(&format!("-q/{id}.jsonl"), response(&id, 1).as_bytes());
+        }
+        let report = |args: &[&str]| {
+            let output = home
+                .ccotel(state.path())
+                .args(["report", "daily", "--json"])
+                .args(args)
+                .output()
+                .expect("run");
+            assert!(output.status.success(), "{output:?}");
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            (String::from_utf8(output.stdout).expect("utf-8"), stderr)
+        };
+        report(&[]);
+        let mut blob = fs::read(blob_of(state.path())).expect("the ledger");
+        blob[0] ^= 0x40;
+        fs::write(blob_of(state.path()), blob).expect("damage the ledger");
+        home.append("-p/s1.jsonl", response("b", 7).as_bytes());
+
+        let (after, stderr) = report(&["-vv"]);
+        let while_listing = stderr.contains("ledger restored beside the listing damaged=true");
+        assert_eq!(while_listing, written_since == 0, "{stderr}");
+        assert!(
+            stderr.contains("does not match the checksum")
+                && stderr.contains("every transcript was read again"),
+            "{stderr}"
+        );
+        assert_eq!(after, report(&["--full"]).0);
+    }
 }
 
 /// The state's ledger blob.

@@ -293,10 +293,12 @@ impl SavedManifest {
     /// whole digests differ.
     pub fn listing_digest(&self) -> ManifestDigest {
         let mut projects: Vec<ProjectEntries> = Vec::new();
+        let mut written_last = WrittenLast::default();
         let mut entries = self.entries();
         loop {
             let at = entries.at();
             let Some(entry) = entries.next() else { break };
+            written_last.offer(entry.path, &entry.identity);
             let hash = FileHash::of(entry.path, &entry.identity);
             let same = projects
                 .last()
@@ -319,7 +321,11 @@ impl SavedManifest {
         }
         // Stable: a project in two roots keeps its runs in path order.
         projects.sort_by(|a, b| a.project.cmp(&b.project));
-        ManifestDigest { whole, projects }
+        ManifestDigest {
+            whole,
+            projects,
+            written_last,
+        }
     }
 
     /// The entries of one block of a project's run, in path order.
@@ -338,12 +344,63 @@ impl SavedManifest {
 }
 
 /// A manifest's files' digest, whole and by project (see
-/// [`SavedManifest::listing_digest`]).
+/// [`SavedManifest::listing_digest`]), and the files it saw written last.
 #[derive(Debug)]
 pub struct ManifestDigest {
     pub whole: ListingDigest,
     /// Sorted by project name.
     pub projects: Vec<ProjectEntries>,
+    pub written_last: WrittenLast,
+}
+
+/// The files whose last change a manifest recorded latest, up to
+/// [`WrittenLast::FILES`] of them: where Claude Code is likeliest to be
+/// writing still. A rerun looks at them first, while it lists the rest, to
+/// know early that it will read something.
+#[derive(Debug, Default)]
+pub struct WrittenLast {
+    /// Newest first.
+    files: Vec<(PathBuf, FileIdentity)>,
+}
+
+impl WrittenLast {
+    /// A few sessions at once; each is one `stat`.
+    pub const FILES: usize = 8;
+
+    fn offer(&mut self, path: &[u8], identity: &FileIdentity) {
+        let full = self.files.len() == Self::FILES;
+        if full
+            && self
+                .files
+                .last()
+                .is_some_and(|(_, last)| last.mtime_ns >= identity.mtime_ns)
+        {
+            return;
+        }
+        let newer = |(_, kept): &(PathBuf, FileIdentity)| kept.mtime_ns >= identity.mtime_ns;
+        let at = self.files.partition_point(newer);
+        if at < Self::FILES {
+            let path = PathBuf::from(OsString::from_vec(path.to_vec()));
+            self.files.insert(at, (path, *identity));
+            self.files.truncate(Self::FILES);
+        }
+    }
+
+    /// Whether any of them was written, replaced or deleted since the manifest
+    /// recorded it.
+    pub fn any_changed(&self) -> bool {
+        self.files
+            .iter()
+            .any(|(path, recorded)| match rustix::fs::stat(path) {
+                Ok(stat) => !FileIdentity::of_stat(&stat).unchanged_since(recorded),
+                Err(_) => true,
+            })
+    }
+
+    /// The files, newest first.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|(path, _)| path.as_path())
+    }
 }
 
 /// One project's entries as they follow each other in a manifest (a project
@@ -1449,6 +1506,53 @@ mod tests {
             1,
             "the old journal goes with its blob"
         );
+    }
+
+    /// The files written last are the ones with the latest mtimes the manifest
+    /// recorded, newest first, the first of equal ones kept; a file written,
+    /// replaced or deleted since makes them changed.
+    #[test]
+    fn the_files_written_last_are_kept_newest_first_and_looked_at_again() {
+        let mut last = WrittenLast::default();
+        let identity = |mtime_ns: i64| FileIdentity {
+            mtime_ns,
+            ..sample_state().identity
+        };
+        // mtimes 0..20 in the order 7i mod 20: the newest, 19 down to 12, are
+        // files 3m mod 20 (7 × 3 = 21).
+        for i in 0..20i64 {
+            last.offer(format!("/f{i}").as_bytes(), &identity(i * 7 % 20));
+        }
+        last.offer(b"/tied", &identity(12));
+        let names: Vec<String> = last
+            .paths()
+            .map(|path| path.display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["/f17", "/f14", "/f11", "/f8", "/f5", "/f2", "/f19", "/f16"]
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.jsonl");
+        fs::write(&path, b"{}\n").expect("write");
+        let recorded = |path: &Path| {
+            let mut last = WrittenLast::default();
+            let stat = rustix::fs::stat(path).expect("stat");
+            last.offer(path.as_os_str().as_bytes(), &FileIdentity::of_stat(&stat));
+            last
+        };
+        let before = recorded(&path);
+        assert!(!before.any_changed());
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(b"{}\n"))
+            .expect("append");
+        assert!(before.any_changed(), "written since");
+        let before = recorded(&path);
+        fs::remove_file(&path).expect("delete");
+        assert!(before.any_changed(), "deleted since");
     }
 
     /// Each block of a project's run of entries, walked again from where the
