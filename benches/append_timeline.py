@@ -2,7 +2,8 @@
 """Where a changed rerun's time goes, from ccotel's own debug timeline.
 
 Usage: python3 benches/append_timeline.py --corpus DIR BIN [BIN ...]
-       [--rounds 15] [--mb 1] [--response-bytes N] [--faults]
+       [--rounds 15] [--mb 1 | --sizes 0.1,1,4,10] [--unchanged]
+       [--response-bytes N] [--faults]
 
 DIR holds `.claude/projects` (a gen_corpus.py corpus). It is copied once; each
 binary gets its own state. Each binary in turn runs `--rounds` rounds on the
@@ -34,6 +35,12 @@ truth.json), as in append_cost.py; `--response-bytes` sets their size instead
 With --unchanged, each round also times an unchanged rerun just after the
 changed one: `unchanged`, and `extra`, the changed run's time less it, round by
 round (the median of the differences).
+
+With --sizes (MB, comma-separated, implies --unchanged), each binary runs
+`--rounds` rounds at each size in turn, and the medians of `extra` are fitted
+with a line, extra = constant + slope × MB (least squares): what a changed run
+costs beyond an unchanged one, split into what grows with the new bytes and
+what does not.
 
 With --faults, each round is also run under `perf stat -e page-faults` (a
 second changed rerun per round) and the median count printed. Medians over the
@@ -94,9 +101,12 @@ def main():
     ap.add_argument("--mb", type=float, default=1.0)
     ap.add_argument("--response-bytes", type=int, help="bytes per appended response line")
     ap.add_argument("--faults", action="store_true")
+    ap.add_argument("--sizes", help="MB per round, comma-separated: fit extra against MB")
     ap.add_argument("--unchanged", action="store_true",
                     help="after each changed run, time an unchanged rerun and report the difference")
     a = ap.parse_args()
+    sizes = [float(size) for size in a.sizes.split(",")] if a.sizes else [a.mb]
+    unchanged = a.unchanged or a.sizes is not None
     response_bytes = a.response_bytes or corpus_bytes_per_response(a.corpus)
     with tempfile.TemporaryDirectory() as tmp:
         home = os.path.join(tmp, "home")
@@ -107,27 +117,51 @@ def main():
                        CCOTEL_STATE_DIR=os.path.join(tmp, f"state{index}"), CCOTEL_LOG="ccotel=debug")
             command = [os.path.abspath(binary), "report", "daily", "--json"]
             subprocess.run(command, env=env, check=True, capture_output=True)
-            measured = {name: [] for name in ("listed", "read", "sort", "plan", "merge", "open", "replay", "report", "commit", "tail", "process", "unchanged", "extra", "faults")}
-            for _ in range(a.rounds):
-                append_bytes(targets, int(a.mb * 1e6), response_bytes)
-                start = time.perf_counter()
-                run = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-                measured["process"].append((time.perf_counter() - start) * 1000)
-                for name, value in phases(events(run.stderr)).items():
-                    measured[name].append(value)
-                if a.unchanged:
-                    start = time.perf_counter()
-                    subprocess.run(command, env=env, check=True, capture_output=True)
-                    measured["unchanged"].append((time.perf_counter() - start) * 1000)
-                    measured["extra"].append(measured["process"][-1] - measured["unchanged"][-1])
-                if a.faults:
-                    append_bytes(targets, int(a.mb * 1e6), response_bytes)
-                    perf = subprocess.run(["perf", "stat", "-x,", "-e", "page-faults", *command], env=env,
-                                          check=True, capture_output=True, text=True)
-                    measured["faults"].append(int(perf.stderr.strip().splitlines()[-1].split(",")[0]))
-            medians = ", ".join(f"{name} {statistics.median(values):.2f}" + ("" if name == "faults" else " ms")
-                                for name, values in measured.items() if values)
-            print(f"{binary}: {a.rounds} rounds of {a.mb:g} MB: {medians}")
+            extra_by_size = []
+            for mb in sizes:
+                measured = measure(a, command, env, targets, mb, response_bytes, unchanged)
+                medians = ", ".join(f"{name} {statistics.median(values):.2f}" + ("" if name == "faults" else " ms")
+                                    for name, values in measured.items() if values)
+                print(f"{binary}: {a.rounds} rounds of {mb:g} MB: {medians}")
+                if measured["extra"]:
+                    extra_by_size.append((mb, statistics.median(measured["extra"])))
+            if len(extra_by_size) > 1:
+                constant, slope = fit_line(extra_by_size)
+                print(f"{binary}: extra = {constant:.2f} ms + {slope:.3f} ms per MB "
+                      f"(least squares over {len(extra_by_size)} sizes)")
+
+
+def measure(a, command, env, targets, mb, response_bytes, unchanged):
+    """One binary's rounds at one size: each phase's values, round by round."""
+    measured = {name: [] for name in ("listed", "read", "sort", "plan", "merge", "open", "replay", "report",
+                                      "commit", "tail", "process", "unchanged", "extra", "faults")}
+    for _ in range(a.rounds):
+        append_bytes(targets, int(mb * 1e6), response_bytes)
+        start = time.perf_counter()
+        run = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+        measured["process"].append((time.perf_counter() - start) * 1000)
+        for name, value in phases(events(run.stderr)).items():
+            measured[name].append(value)
+        if unchanged:
+            start = time.perf_counter()
+            subprocess.run(command, env=env, check=True, capture_output=True)
+            measured["unchanged"].append((time.perf_counter() - start) * 1000)
+            measured["extra"].append(measured["process"][-1] - measured["unchanged"][-1])
+        if a.faults:
+            append_bytes(targets, int(mb * 1e6), response_bytes)
+            perf = subprocess.run(["perf", "stat", "-x,", "-e", "page-faults", *command], env=env,
+                                  check=True, capture_output=True, text=True)
+            measured["faults"].append(int(perf.stderr.strip().splitlines()[-1].split(",")[0]))
+    return measured
+
+
+def fit_line(points):
+    """Least-squares constant and slope of y against x."""
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    slope = (sum((x - mean_x) * (y - mean_y) for x, y in points)
+             / sum((x - mean_x) ** 2 for x in xs))
+    return mean_y - slope * mean_x, slope
 
 
 if __name__ == "__main__":

@@ -229,7 +229,7 @@ fn a_damaged_ledger_is_found_whether_restored_while_listing_or_after() {
         home.append("-p/s1.jsonl", response("b", 7).as_bytes());
 
         let (after, stderr) = report(&["-vv"]);
-        let while_listing = stderr.contains("ledger restored beside the listing damaged=true");
+        let while_listing = stderr.contains("ledger restored beside the listing failed=true");
         assert_eq!(while_listing, written_since == 0, "{stderr}");
         assert!(
             stderr.contains("does not match the checksum")

@@ -110,9 +110,10 @@ enum SavedLedger {
     /// With the blob it was restored from, if any, to name if it is damaged.
     Restored(Ledger, Option<PathBuf>),
     Deferred(SessionStateFile),
-    /// Found damaged by a restore the run began before it needed the ledger:
-    /// for it to recover from once it does, as from one it began then.
-    Damaged(ManifestError),
+    /// Failed in a restore the run began before it needed the ledger (damage,
+    /// or an error reading it): for it to handle once it does, as if it had
+    /// begun the restore then.
+    Failed(ManifestError),
 }
 
 impl SavedLedger {
@@ -120,7 +121,7 @@ impl SavedLedger {
     fn restored(self) -> Option<Ledger> {
         match self {
             SavedLedger::Restored(ledger, _) => Some(ledger),
-            SavedLedger::Deferred(_) | SavedLedger::Damaged(_) => None,
+            SavedLedger::Deferred(_) | SavedLedger::Failed(_) => None,
         }
     }
 
@@ -134,7 +135,7 @@ impl SavedLedger {
     ) -> Restoring<'scope> {
         match self {
             SavedLedger::Restored(ledger, blob) => Restoring::Ready { ledger, blob },
-            SavedLedger::Damaged(error) => Restoring::Damaged(error),
+            SavedLedger::Failed(error) => Restoring::Failed(error),
             SavedLedger::Deferred(file) => Restoring::Thread {
                 blob: file.blob_path().to_owned(),
                 thread: scope.spawn(move || restore_ledger(file, whole())),
@@ -154,7 +155,7 @@ enum Restoring<'scope> {
         blob: PathBuf,
         thread: ScopedJoinHandle<'scope, Result<Ledger, ManifestError>>,
     },
-    Damaged(ManifestError),
+    Failed(ManifestError),
 }
 
 impl Restoring<'_> {
@@ -170,7 +171,7 @@ impl Restoring<'_> {
     fn wait(self) -> Result<(Ledger, Option<PathBuf>), ManifestError> {
         match self {
             Restoring::Ready { ledger, blob } => Ok((ledger, blob)),
-            Restoring::Damaged(error) => Err(error),
+            Restoring::Failed(error) => Err(error),
             Restoring::Thread { blob, thread } => match thread.join() {
                 Ok(restored) => restored.map(|ledger| (ledger, Some(blob))),
                 Err(_) => Err(ManifestError::Corrupt {
@@ -245,6 +246,7 @@ fn ingest(
         unchanged,
         gone,
         renamed,
+        ..
     } = plan;
     let mut summary = IngestSummary {
         files,
@@ -411,7 +413,8 @@ pub trait Speculation: Sync {
 /// What a run with a speculation did, and the speculation's output.
 pub struct Speculated<O> {
     /// The ledger after the run; `None` when nothing changed and the output
-    /// was recalled, so the saved ledger was never restored.
+    /// was recalled, so the saved ledger was not restored (unless one of the
+    /// files written last changed, yet the run found nothing to read).
     pub ledger: Option<Ledger>,
     pub summary: IngestSummary,
     pub prior: PriorState,
@@ -433,7 +436,9 @@ pub struct Speculated<O> {
 /// - for the saved state while the transcripts are listed: recalled by the
 ///   state's id if it can be, else computed on the saved ledger; used when
 ///   nothing changed since, so on an unchanged rerun a report is ready as soon
-///   as the listing is, and a recalled one never restores the ledger;
+///   as the listing is, and a recalled one does not restore the ledger (but
+///   when one of the files written last has changed: see
+///   [`restore_beside_listing`]);
 /// - else on the new ledger while it is saved, with the id it is saved under
 ///   when that is known before the write (an append to the journal).
 pub fn ingest_speculating<F, L, S>(
@@ -722,8 +727,11 @@ fn load_prior<S: Speculation>(
     let id = saved.state_id();
     let saved_digest = saved.listing_digest();
     if let Some(output) = speculation.recall(&id) {
-        let ledger = match saved_digest.written_last.any_changed() {
-            true => restore_beside_listing(file, &saved, speculation),
+        // Checked whole, a restore takes longer, and is left to go on beside
+        // the read, after the listing.
+        let whole = saved.session_state().fold_due() || speculation.needs_every_response(&id);
+        let ledger = match !whole && saved_digest.written_last.any_changed() {
+            true => restore_beside_listing(file),
             false => SavedLedger::Deferred(file),
         };
         return Ok(Loaded {
@@ -759,22 +767,16 @@ fn load_prior<S: Speculation>(
 /// changed since. Restored after the listing instead, it was what a small read
 /// waited on: on 10,000 files, 0.7 ms of restore, and up to 0.5 ms before a
 /// thread spawned for it began to run.
-fn restore_beside_listing<S: Speculation>(
-    file: SessionStateFile,
-    saved: &SavedManifest,
-    speculation: &S,
-) -> SavedLedger {
-    let whole =
-        saved.session_state().fold_due() || speculation.needs_every_response(&saved.state_id());
+fn restore_beside_listing(file: SessionStateFile) -> SavedLedger {
     let blob = file.blob_path().to_owned();
-    let restored = restore_ledger(file, whole);
+    let restored = restore_ledger(file, false);
     tracing::debug!(
-        damaged = restored.is_err(),
+        failed = restored.is_err(),
         "ledger restored beside the listing"
     );
     match restored {
         Ok(ledger) => SavedLedger::Restored(ledger, Some(blob)),
-        Err(error) => SavedLedger::Damaged(error),
+        Err(error) => SavedLedger::Failed(error),
     }
 }
 

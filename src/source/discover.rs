@@ -223,7 +223,7 @@ fn discover_at<'a>(
             visited: part.visited,
         });
     }
-    found.files = ListedFiles::new(walk.files, walkers, digest);
+    found.files = ListedFiles::new((walk.files, walk.hashes), walkers, digest);
     Ok(found)
 }
 

@@ -137,17 +137,17 @@ pub struct ListedFiles {
 }
 
 impl ListedFiles {
-    /// The files found before the walk and each walker's; `digest` is of
-    /// them all.
+    /// The files found before the walk, each with its hash, and each
+    /// walker's; `digest` is of them all.
     pub(super) fn new(
-        before_walk: Vec<TranscriptFile>,
+        (before_walk, before_walk_hashes): (Vec<TranscriptFile>, Vec<FileHash>),
         walkers: Vec<WalkerFiles>,
         digest: ListingDigest,
     ) -> Self {
-        let before_walk_hashes = before_walk
+        debug_assert_eq!(before_walk.len(), before_walk_hashes.len());
+        debug_assert!(walkers
             .iter()
-            .map(|file| FileHash::of(file.path.as_os_str().as_bytes(), &file.identity))
-            .collect();
+            .all(|walker| walker.files.len() == walker.hashes.len()));
         ListedFiles {
             before_walk,
             before_walk_hashes,
@@ -261,11 +261,15 @@ impl ListedFiles {
 /// Files listed some other way, as one walker's.
 impl From<Vec<TranscriptFile>> for ListedFiles {
     fn from(files: Vec<TranscriptFile>) -> Self {
-        let mut listed = ListedFiles::new(files, Vec::new(), ListingDigest::default());
-        for hash in &listed.before_walk_hashes {
-            listed.digest.add_hash(*hash);
+        let hashes: Vec<FileHash> = files
+            .iter()
+            .map(|file| FileHash::of(file.path.as_os_str().as_bytes(), &file.identity))
+            .collect();
+        let mut digest = ListingDigest::default();
+        for hash in &hashes {
+            digest.add_hash(*hash);
         }
-        listed
+        ListedFiles::new((files, hashes), Vec::new(), digest)
     }
 }
 
@@ -321,6 +325,13 @@ mod tests {
             size,
             identity,
         }
+    }
+
+    fn hashes_of(files: &[&TranscriptFile]) -> Vec<FileHash> {
+        files
+            .iter()
+            .map(|file| FileHash::of(file.path.as_os_str().as_bytes(), &file.identity))
+            .collect()
     }
 
     fn digest_of(files: &[TranscriptFile]) -> ListingDigest {
@@ -393,16 +404,16 @@ mod tests {
         let walkers = vec![
             WalkerFiles {
                 files: vec![files[0].clone(), files[2].clone()],
-                hashes: Vec::new(),
+                hashes: hashes_of(&[&files[0], &files[2]]),
                 visited: visits(&[(0, 1), (2, 1), (3, 0)]),
             },
             WalkerFiles {
-                files: vec![files[1].clone(), linked],
-                hashes: Vec::new(),
+                files: vec![files[1].clone(), linked.clone()],
+                hashes: hashes_of(&[&files[1], &linked]),
                 visited: visits(&[(1, 1), (4, 1)]),
             },
         ];
-        let listed = ListedFiles::new(Vec::new(), walkers, ListingDigest::default());
+        let listed = ListedFiles::new((Vec::new(), Vec::new()), walkers, ListingDigest::default());
         assert_eq!(listed.len(), 4);
         let borrowed: Vec<TranscriptFile> = listed.sorted().into_iter().cloned().collect();
         assert_eq!(borrowed, files[..3].to_vec());

@@ -356,7 +356,9 @@ pub struct ManifestDigest {
 /// The files whose last change a manifest recorded latest, up to
 /// [`WrittenLast::FILES`] of them: where Claude Code is likeliest to be
 /// writing still. A rerun looks at them first, while it lists the rest, to
-/// know early that it will read something.
+/// know early that it will read something. Only a hint: a file whose mtime was
+/// set in the future keeps its place, which makes the hint miss more often,
+/// never the run wrong.
 #[derive(Debug, Default)]
 pub struct WrittenLast {
     /// Newest first.

@@ -26,7 +26,7 @@ pub use listing::Listing;
 pub use manifest::{
     io_error, EntriesBlock, Entry, FileChange, FileState, Manifest, ManifestDigest, ManifestError,
     PreparedAppend, ProjectEntries, SavedManifest, SessionState, SessionStateFile, StateDir,
-    StateRef, WrittenLast,
+    StateRef, WrittenLast, ENTRIES_PER_BLOCK,
 };
 pub use reader::{FileRange, Line, LineReader, DEFAULT_MAX_INLINE_LINE};
 pub use tail::{resume_point, Restart, Tailer};
