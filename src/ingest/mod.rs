@@ -438,7 +438,7 @@ pub struct Speculated<O> {
 ///   nothing changed since, so on an unchanged rerun a report is ready as soon
 ///   as the listing is, and a recalled one does not restore the ledger (but
 ///   when one of the files written last has changed: see
-///   [`restore_beside_listing`]);
+///   `restore_beside_listing`);
 /// - else on the new ledger while it is saved, with the id it is saved under
 ///   when that is known before the write (an append to the journal).
 pub fn ingest_speculating<F, L, S>(
