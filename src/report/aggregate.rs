@@ -482,7 +482,7 @@ impl Tally {
 
     /// Brings a tally of the ledger as it was up to date with what `delta`
     /// changed in it, `ledger` being the result and `ids` its string ids.
-    /// `None` when that cannot be done exactly (see [`Group::remove`]); then the
+    /// `None` when that cannot be done exactly (see `Group::remove`); then the
     /// tally is to be built anew.
     pub fn apply(
         mut self,

@@ -13,7 +13,7 @@
 //! Each entry also names the saved state it was rendered from. A state never
 //! comes back once the next one is saved, so storing a report of a new state
 //! drops every entry of older ones: a run that counted something writes one
-//! report, not [`KEEP`].
+//! report, not `KEEP`.
 //!
 //! Like the directory listing, this is a cache, not state: it is replaced without
 //! an fsync, and a missing or damaged file only means the report is rendered.
@@ -208,7 +208,7 @@ impl CacheFile {
 
 /// Stores `rendered`, a report of the saved state `state`, under `key`, and
 /// what goes `beside` it (its tally, its row index) under their keys, keeping
-/// the [`KEEP`] most recent entries of that state. Of a state first saved by this run (`new_state`), the file
+/// the `KEEP` most recent entries of that state. Of a state first saved by this run (`new_state`), the file
 /// can hold nothing, so it is not read: anything in it is dropped.
 pub fn store(
     state_dir: &Path,

@@ -81,7 +81,7 @@ impl PriceOverride {
     }
 
     /// The first field that is not a usable price, and why: a price is a
-    /// number of USD per million tokens from 0 to [`MAX_PRICE`]; a tier has no
+    /// number of USD per million tokens from 0 to `MAX_PRICE`; a tier has no
     /// tier or fast multiplier of its own.
     pub fn problem(&self) -> Option<(String, String)> {
         const PRICE: (f64, &str) = (MAX_PRICE, "a price in USD per million tokens");

@@ -3,7 +3,7 @@
 //! `otel_*` tables as they would behind a collector.
 //!
 //! The ClickHouse sink's own metric rows are made here too (see
-//! [`Rows`](super::rows::Rows)), so that one mapping serves both.
+//! [`super::rows::Rows`]), so that one mapping serves both.
 //!
 //! Logs, spans, sums and histograms are kept. Claude Code sends no gauges or
 //! exponential histograms; any that arrive are dropped with a warning.

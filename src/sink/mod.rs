@@ -3,7 +3,7 @@
 //!
 //! - [`grpc`]: OTLP over gRPC (tonic), gzip, TLS, headers, `RetryInfo`.
 //! - [`http`]: OTLP over HTTP/protobuf, gzip, TLS, headers, `Retry-After`.
-//! - [`file`]: the embedded default, OTLP-JSON lines files in the data directory.
+//! - [`file`](mod@file): the embedded default, OTLP-JSON lines files in the data directory.
 //! - [`retry`]: backoff with jitter, shared by all.
 
 pub mod clickhouse;

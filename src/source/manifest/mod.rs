@@ -7,7 +7,7 @@
 //!   `session-state.<hash>.bin` blob it names, each written atomically (temp file,
 //!   fsync, rename, fsync of the directory); the blob first, under a new name, then
 //!   the manifest, so a crash at any point leaves a consistent pair;
-//! - its journal ([`super::journal`]): one record per run since, holding the run's
+//! - its journal (`super::journal`): one record per run since, holding the run's
 //!   changed file entries and ledger changes together, each its own commit point.
 //!
 //! So a run that changes a little appends a little (one write, one `fdatasync`),
