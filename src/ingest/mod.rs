@@ -505,12 +505,10 @@ where
     }
     let mut delta = LedgerDelta::default();
     let recording = saved.as_ref().map(|_| &mut delta);
-    // Checked whole if the run will need every saved record: to fold them
-    // into a new base, or for the speculation.
     let whole = || {
-        saved.as_ref().is_some_and(|saved| {
-            saved.session_state().fold_due() || speculation.needs_every_response(&saved.state_id())
-        })
+        saved
+            .as_ref()
+            .is_some_and(|saved| needs_every_record(saved, speculation))
     };
     // The restore starts before the listing is compared with the manifest,
     // which it does not wait for: it goes on beside the plan and the read.
@@ -729,7 +727,7 @@ fn load_prior<S: Speculation>(
     if let Some(output) = speculation.recall(&id) {
         // Checked whole, a restore takes longer, and is left to go on beside
         // the read, after the listing.
-        let whole = saved.session_state().fold_due() || speculation.needs_every_response(&id);
+        let whole = needs_every_record(&saved, speculation);
         let ledger = match !whole && saved_digest.written_last.any_changed() {
             true => restore_beside_listing(file),
             false => SavedLedger::Deferred(file),
@@ -760,6 +758,13 @@ fn load_prior<S: Speculation>(
         }
         Err(error) => Loaded::discarded(error),
     }
+}
+
+/// Whether a run on top of `saved` will need every saved record, so that the
+/// ledger is to be checked whole as it is restored: to fold them into a new
+/// base, or for the speculation.
+fn needs_every_record<S: Speculation>(saved: &SavedManifest, speculation: &S) -> bool {
+    saved.session_state().fold_due() || speculation.needs_every_response(&saved.state_id())
 }
 
 /// The saved ledger, restored on the loading thread while the transcripts are

@@ -67,6 +67,10 @@ impl FileHash {
     pub fn of(path: &[u8], identity: &FileIdentity) -> FileHash {
         FileHash(file_hash(path, identity))
     }
+
+    fn of_file(file: &TranscriptFile) -> FileHash {
+        FileHash::of(file.path.as_os_str().as_bytes(), &file.identity)
+    }
 }
 
 fn file_hash(path: &[u8], identity: &FileIdentity) -> u128 {
@@ -261,10 +265,7 @@ impl ListedFiles {
 /// Files listed some other way, as one walker's.
 impl From<Vec<TranscriptFile>> for ListedFiles {
     fn from(files: Vec<TranscriptFile>) -> Self {
-        let hashes: Vec<FileHash> = files
-            .iter()
-            .map(|file| FileHash::of(file.path.as_os_str().as_bytes(), &file.identity))
-            .collect();
+        let hashes: Vec<FileHash> = files.iter().map(FileHash::of_file).collect();
         let mut digest = ListingDigest::default();
         for hash in &hashes {
             digest.add_hash(*hash);
@@ -328,10 +329,7 @@ mod tests {
     }
 
     fn hashes_of(files: &[&TranscriptFile]) -> Vec<FileHash> {
-        files
-            .iter()
-            .map(|file| FileHash::of(file.path.as_os_str().as_bytes(), &file.identity))
-            .collect()
+        files.iter().map(|file| FileHash::of_file(file)).collect()
     }
 
     fn digest_of(files: &[TranscriptFile]) -> ListingDigest {

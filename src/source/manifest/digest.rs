@@ -6,7 +6,7 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::{Entries, EntriesAt, Entry, SavedManifest};
 use crate::source::identity::FileIdentity;
@@ -120,7 +120,8 @@ impl WrittenLast {
     }
 
     /// The files, newest first.
-    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+    #[cfg(test)]
+    fn paths(&self) -> impl Iterator<Item = &std::path::Path> {
         self.files.iter().map(|(path, _)| path.as_path())
     }
 }
@@ -189,6 +190,7 @@ mod tests {
     use std::fs;
     use std::io::Write;
     use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
 
     use super::super::tests::{load, sample_state};
     use super::super::{FileChange, FileState, Manifest, StateDir};
